@@ -1,0 +1,52 @@
+"""The ``gigavim`` command line: a thin Typer shell over the library API.
+
+Each sub-command lives in its own module and only parses options, calls the library and
+renders the result. User errors (:class:`gigavim.GigavimError`) become one line on stderr and a
+non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gigavim.cli._app import app, state
+
+# Sub-commands register themselves on import (one module each).
+from gigavim.cli import info as _info  # noqa: E402,F401  isort: skip
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: run the app, turning user errors into one line."""
+    from gigavim.errors import GigavimError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    state.debug = "--debug" in args
+    try:
+        app(args=args, prog_name="gigavim", standalone_mode=False)
+    except GigavimError as err:
+        if state.debug:
+            raise
+        typer.echo(f"gigavim: error: {err}", err=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        typer.echo("gigavim: interrupted", err=True)
+        return 130
+    except SystemExit as exc:  # typer.Exit inside commands
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException) and not state.debug:
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            typer.echo("gigavim: aborted", err=True)
+            return 1
+        raise
+    return 0

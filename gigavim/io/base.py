@@ -1,0 +1,185 @@
+"""The one small interface every image reader implements.
+
+An :class:`ImageSource` is a lazily-read, multi-level image: a pathology slide (OpenSlide), a
+georeferenced raster (rasterio/GDAL) or a plain PNG/JPEG/TIFF. Arrays are always (y, x, bands)
+and windows are given in (y, x) order in the pixel grid of the level they read from; only
+library boundaries that demand (x, y) (OpenSlide, GeoJSON) use it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+SourceKind = Literal["slide", "raster", "image"]
+
+
+@dataclass(frozen=True)
+class Level:
+    """One pyramid level: its size in pixels and its downsample factor from level 0."""
+
+    width: int
+    height: int
+    downsample: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """A rectangle in a level's pixel grid, (y, x) order; may extend past the image edges."""
+
+    y: int
+    x: int
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+
+@dataclass
+class ImageSource(ABC):
+    """A lazily-read, multi-level image.
+
+    Attributes are filled by each reader's constructor. ``mpp`` is µm per level-0 pixel (slides
+    and microscopy images), ``gsd_m`` metres per level-0 pixel (rasters with a projected or
+    geographic CRS; geographic degrees are converted at the scene centre), ``crs`` a WKT/EPSG
+    string and ``transform`` the level-0 affine (rasterio ``Affine``) for rasters.
+    """
+
+    path: Path
+    kind: SourceKind
+    format: str
+    levels: list[Level]
+    bands: int
+    dtype: np.dtype
+    nodata: float | None = None
+    mpp: float | None = None
+    gsd_m: float | None = None
+    crs: str | None = None
+    transform: Any = None
+    objective_power: float | None = None
+    vendor: str | None = None
+    band_names: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self.levels[0].width
+
+    @property
+    def height(self) -> int:
+        return self.levels[0].height
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The finest-or-equal level whose downsample is ≤ ``downsample`` (never coarser)."""
+        best = 0
+        for i, level in enumerate(self.levels):
+            if level.downsample <= downsample * (1 + 1e-6):
+                best = i
+        return best
+
+    # -- pixels -----------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, level: int, window: Window) -> np.ndarray:
+        """Read ``window`` of ``level`` as a (h, w, bands) array in :attr:`dtype`.
+
+        Parts of the window outside the image are filled with :attr:`fill_value`. Never loads
+        more of the file than the window needs.
+        """
+
+    def read_valid(self, level: int, window: Window) -> np.ndarray:
+        """Boolean (h, w) mask of pixels that hold data (not nodata/NaN/alpha/outside)."""
+        h, w = window.shape
+        valid = np.zeros((h, w), dtype=bool)
+        lv = self.levels[level]
+        y0, x0 = max(window.y, 0), max(window.x, 0)
+        y1, x1 = min(window.y + h, lv.height), min(window.x + w, lv.width)
+        if y1 > y0 and x1 > x0:
+            valid[y0 - window.y : y1 - window.y, x0 - window.x : x1 - window.x] = True
+        return valid
+
+    @property
+    def fill_value(self) -> float:
+        """Value used for pixels outside the image: nodata if set, else 0 (255 for slides)."""
+        if self.nodata is not None:
+            return self.nodata
+        return 255 if self.kind == "slide" else 0
+
+    def to_dask(self, level: int = 0, chunk: int = 1024):  # noqa: ANN201 - dask.array.Array
+        """A lazy (h, w, bands) dask array of one level, read chunk by chunk via :meth:`read`."""
+        import dask.array as da
+        from dask import delayed
+
+        lv = self.levels[level]
+        rows = []
+        for y in range(0, lv.height, chunk):
+            row = []
+            for x in range(0, lv.width, chunk):
+                h, w = min(chunk, lv.height - y), min(chunk, lv.width - x)
+                block = delayed(self.read)(level, Window(y, x, h, w))
+                row.append(da.from_delayed(block, shape=(h, w, self.bands), dtype=self.dtype))
+            rows.append(row)
+        return da.block(rows)
+
+    def thumbnail(self, max_size: int = 1024) -> np.ndarray:
+        """A (h, w, bands) overview no larger than ``max_size`` on its longest side."""
+        from skimage.transform import resize
+
+        target = max(self.width, self.height) / max_size
+        level = self.best_level_for_downsample(max(target, 1.0))
+        lv = self.levels[level]
+        img = self.read(level, Window(0, 0, lv.height, lv.width))
+        scale = max_size / max(lv.width, lv.height)
+        if scale < 1:
+            shape = (max(1, round(lv.height * scale)), max(1, round(lv.width * scale)))
+            img = resize(img, shape, preserve_range=True, anti_aliasing=True).astype(img.dtype)
+        return img
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles (readers that hold one override this)."""
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        """The facts ``gigavim info --json`` prints (JSON-serialisable)."""
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "format": self.format,
+            "vendor": self.vendor,
+            "width": self.width,
+            "height": self.height,
+            "levels": [
+                {"width": lv.width, "height": lv.height, "downsample": lv.downsample}
+                for lv in self.levels
+            ],
+            "mpp": self.mpp,
+            "gsd_m": self.gsd_m,
+            "crs": self.crs,
+            "transform": list(self.transform)[:6] if self.transform is not None else None,
+            "bands": self.bands,
+            "band_names": self.band_names,
+            "dtype": str(np.dtype(self.dtype)),
+            "nodata": None if self.nodata is None else _json_number(self.nodata),
+            "objective_power": self.objective_power,
+        }
+
+
+def _json_number(value: float) -> float | str:
+    """NaN is not valid JSON: report it as the string "nan"."""
+    return "nan" if isinstance(value, float) and np.isnan(value) else value

@@ -1,0 +1,1 @@
+"""Vision Mamba backbones, segmentation heads, model bundles and the model registry."""

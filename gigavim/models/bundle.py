@@ -1,0 +1,137 @@
+"""A model bundle: a segmentation network plus everything needed to use it on new images.
+
+The engine, training, evaluation and the registry all speak this one type. A bundle file is a
+plain ``torch.save`` dict (``{"format": "gigavim-model", "meta": {...}, "state_dict": {...}}``)
+holding only tensors and JSON-like values, so it loads with ``torch.load(weights_only=True)``:
+no pickled code, and ``gigavim segment --model file.pt`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from gigavim.errors import ModelError
+
+BUNDLE_FORMAT = "gigavim-model"
+InputKind = Literal["slide", "raster", "any"]
+
+
+@dataclass
+class ModelMeta:
+    """What a user (and every output file) must know about a model.
+
+    ``arch`` is the keyword config that :func:`gigavim.models.build_segmenter` turns back into
+    the network. Pixels are normalised as ``(value * input_scale - mean) / std`` per band.
+    ``mpp`` / ``gsd_m`` is the resolution the model was trained at (µm/px or m/px).
+    """
+
+    name: str
+    classes: list[str]
+    colors: list[tuple[int, int, int]]
+    arch: dict[str, Any]
+    version: str = "0"
+    task: str = "semantic-segmentation"
+    input_kind: InputKind = "any"
+    bands: int = 3
+    input_scale: float = 1.0 / 255.0
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    mpp: float | None = None
+    gsd_m: float | None = None
+    tile: int = 1024
+    overlap: int = 128
+    trained: bool = False
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["colors"] = [list(c) for c in self.colors]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs["colors"] = [tuple(int(v) for v in c) for c in kwargs.get("colors", [])]
+        return cls(**kwargs)
+
+
+@dataclass
+class ModelBundle:
+    """A network mapping (B, bands, H, W) normalised floats to (B, classes, H, W) logits."""
+
+    net: nn.Module
+    meta: ModelMeta
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta.classes)
+
+    def normalize(self, tiles: np.ndarray) -> torch.Tensor:
+        """(B, h, w, bands) raw pixels → (B, bands, h, w) float32 network input."""
+        if tiles.shape[-1] != self.meta.bands:
+            tiles = adapt_bands(tiles, self.meta.bands)
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).permute(0, 3, 1, 2)
+        mean = torch.tensor(self.meta.mean, dtype=torch.float32)[None, :, None, None]
+        std = torch.tensor(self.meta.std, dtype=torch.float32)[None, :, None, None]
+        x = torch.nan_to_num(x * self.meta.input_scale, nan=0.0)
+        return (x - mean) / std
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bundle atomically (temporary name, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        payload = {
+            "format": BUNDLE_FORMAT,
+            "meta": self.meta.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+
+def adapt_bands(tiles: np.ndarray, bands: int) -> np.ndarray:
+    """Match the band count a model expects: drop alpha/extra bands, repeat a single band."""
+    have = tiles.shape[-1]
+    if have > bands:
+        return tiles[..., :bands]
+    if have == 1:
+        return np.repeat(tiles, bands, axis=-1)
+    raise ModelError(f"model expects {bands} bands but the image has {have}")
+
+
+def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu") -> ModelBundle:
+    """Load a bundle written by :meth:`ModelBundle.save`, safely (no arbitrary unpickling)."""
+    from gigavim.models.factory import build_segmenter
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-torch files
+        raise ModelError(f"{path}: not a loadable gigavim model file ({_first_line(exc)})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+        raise ModelError(f"{path}: not a gigavim model file (no '{BUNDLE_FORMAT}' header)")
+    meta = ModelMeta.from_dict(payload["meta"])
+    net = build_segmenter(**meta.arch)
+    try:
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not match the stored architecture "
+                         f"({_first_line(exc)})") from exc
+    net.eval()
+    return ModelBundle(net=net, meta=meta)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
