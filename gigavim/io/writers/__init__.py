@@ -1,0 +1,1 @@
+"""Output writers: OME-Zarr labels, Cloud-Optimized GeoTIFF, GeoJSON polygons."""

@@ -1,0 +1,57 @@
+"""What the segmentation engine hands to the writers: one finished label map and its context.
+
+The engine blends tiles into disk-backed zarr arrays at the working resolution; the writers turn
+those into OME-Zarr, Cloud-Optimized GeoTIFF and GeoJSON, each written under a temporary name
+and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LabelMap:
+    """A finished segmentation at the working resolution.
+
+    ``labels`` is a 2-D (H, W) uint8 array-like (usually a ``zarr.Array``; class ids, with
+    ``nodata_label`` where the input had no data), ``probabilities`` an optional (K, H, W) uint8
+    array-like (probability × 255 per class). ``scale_to_level0`` converts working pixels to
+    level-0 pixels of the input (GeoJSON for slides uses level-0 coordinates, QuPath's
+    convention). For rasters ``crs`` and ``transform`` (rasterio ``Affine``) georeference the
+    working grid exactly; for slides ``mpp`` is the working µm/px.
+    """
+
+    labels: Any
+    classes: list[str]
+    colors: list[tuple[int, int, int]]
+    source_path: Path
+    source_kind: str
+    probabilities: Any = None
+    mpp: float | None = None
+    gsd_m: float | None = None
+    crs: str | None = None
+    transform: Any = None
+    scale_to_level0: float = 1.0
+    nodata_label: int | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.labels.shape[:2])  # type: ignore[return-value]
+
+    def provenance(self) -> dict[str, Any]:
+        """Model, version and settings recorded in every output (JSON-serialisable)."""
+        from gigavim import __version__
+
+        return {
+            "software": f"gigavim {__version__}",
+            "source": str(self.source_path),
+            "model": self.model,
+            "settings": self.settings,
+            "classes": self.classes,
+            "colors": [list(c) for c in self.colors],
+        }
