@@ -1,0 +1,194 @@
+"""Georeferenced rasters (GeoTIFF, COG and anything else GDAL reads) through rasterio.
+
+Pyramid levels are the file's overviews, each read through its own rasterio handle
+(``overview_level=i``) so a window at level ``i`` is exactly that overview's pixels. Bands can
+be any number and any numeric dtype; alpha bands are not returned as data but feed
+:meth:`RasterSource.read_valid` (as do nodata values, NaN and internal masks).
+
+rasterio dataset handles must not be shared between threads, so each thread (e.g. each dask
+worker thread) opens its own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
+from rasterio.windows import Window as RioWindow
+
+from gigavim.errors import InputError
+from gigavim.io.base import ImageSource, Level, Window
+from gigavim.io.windows import read_padded
+
+# WGS84 ellipsoid, for converting geographic degrees to metres at the scene centre.
+_WGS84_A = 6378137.0
+_WGS84_E2 = 6.69437999014e-3
+
+
+class RasterSource(ImageSource):
+    """An :class:`ImageSource` over a rasterio dataset and its overviews."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        with _open_dataset(path) as ds:
+            band_indexes = data_band_indexes(ds)
+            levels = [Level(ds.width, ds.height, 1.0)]
+            for i in range(len(ds.overviews(1)) if ds.count else 0):
+                with _open_dataset(path, overview_level=i) as ov:
+                    downsample = (ds.width / ov.width + ds.height / ov.height) / 2
+                    levels.append(Level(ov.width, ov.height, downsample))
+            dtypes = [ds.dtypes[i - 1] for i in band_indexes]
+            super().__init__(
+                path=path,
+                kind="raster",
+                format=ds.driver,
+                levels=levels,
+                bands=len(band_indexes),
+                dtype=np.result_type(*dtypes) if dtypes else np.dtype(np.uint8),
+                nodata=None if ds.nodata is None else float(ds.nodata),
+                gsd_m=ground_sample_distance_m(ds),
+                crs=crs_string(ds.crs),
+                transform=ds.transform,
+                band_names=[_band_name(ds, i) for i in band_indexes],
+                properties=_properties(ds),
+            )
+        self._band_indexes = band_indexes
+        self._local = threading.local()
+        self._open_handles: list[Any] = []
+        self._handles_lock = threading.Lock()
+        if not band_indexes:
+            raise InputError(f"{path}: raster has no data bands")
+
+    # -- pixels -----------------------------------------------------------------------------
+    def read(self, level: int, window: Window) -> np.ndarray:
+        def inside(win: Window) -> np.ndarray:
+            data = self._call(level, "read", indexes=self._band_indexes, window=_rio(win))
+            return np.moveaxis(data, 0, -1).astype(self.dtype, copy=False)
+
+        return read_padded(window, self.levels[level], self.fill_value, (self.bands,), self.dtype, inside)
+
+    def read_valid(self, level: int, window: Window) -> np.ndarray:
+        """Pixels that hold data: GDAL's dataset mask (nodata, alpha, internal mask) and no NaN."""
+
+        def inside(win: Window) -> np.ndarray:
+            valid = self._call(level, "dataset_mask", window=_rio(win)) > 0
+            if np.issubdtype(self.dtype, np.floating):
+                data = self._call(level, "read", indexes=self._band_indexes, window=_rio(win))
+                valid &= np.isfinite(data).all(axis=0)
+            return valid
+
+        return read_padded(window, self.levels[level], False, (), np.dtype(bool), inside)
+
+    def _call(self, level: int, method: str, **kwargs: Any) -> np.ndarray:
+        try:
+            return getattr(self._dataset(level), method)(**kwargs)
+        except RasterioError as err:
+            raise InputError(f"{self.path}: cannot read raster pixels ({err}); the file is corrupt") from err
+
+    def _dataset(self, level: int) -> Any:
+        """This thread's handle on ``level`` (0: the dataset, i > 0: overview i - 1)."""
+        handles = self._local.__dict__.setdefault("handles", {})
+        if level not in handles:
+            handle = _open_dataset(self.path, overview_level=None if level == 0 else level - 1)
+            handles[level] = handle
+            with self._handles_lock:
+                self._open_handles.append(handle)
+        return handles[level]
+
+    def close(self) -> None:
+        with self._handles_lock:
+            for handle in self._open_handles:
+                handle.close()
+            self._open_handles.clear()
+        self._local = threading.local()
+
+    # Sources travel to dask workers: drop the handles, reopen lazily on the other side.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_local", "_open_handles", "_handles_lock"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._open_handles = []
+        self._handles_lock = threading.Lock()
+
+
+def _open_dataset(path: Path, overview_level: int | None = None) -> Any:
+    kwargs = {} if overview_level is None else {"overview_level": overview_level}
+    try:
+        return rasterio.open(path, **kwargs)
+    except RasterioError as err:
+        raise InputError(f"{path}: GDAL cannot open this raster ({err})") from err
+
+
+def _rio(win: Window) -> RioWindow:
+    return RioWindow(col_off=win.x, row_off=win.y, width=win.width, height=win.height)
+
+
+def data_band_indexes(ds: Any) -> list[int]:
+    """1-based indexes of the bands that carry data (alpha bands only say what is valid)."""
+    return [i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha]
+
+
+def is_georeferenced(ds: Any) -> bool:
+    """True when the dataset places its pixels on the Earth (CRS, geotransform or GCPs)."""
+    return ds.crs is not None or not ds.transform.is_identity or bool(ds.gcps[0])
+
+
+def crs_string(crs: Any) -> str | None:
+    """``EPSG:xxxx`` when the CRS has an EPSG code, else its WKT; ``None`` without a CRS."""
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def ground_sample_distance_m(ds: Any) -> float | None:
+    """Metres per level-0 pixel (the square root of the pixel's ground area).
+
+    Projected CRSs use their linear unit; geographic CRSs convert degrees to metres on the
+    WGS84 ellipsoid at the scene centre; rasters without a CRS have no ground distance.
+    """
+    if ds.crs is None:
+        return None
+    t = ds.transform
+    size_x, size_y = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
+    if ds.crs.is_geographic:
+        lat = math.radians((t * (ds.width / 2, ds.height / 2))[1])
+        s2 = math.sin(lat) ** 2
+        m_per_rad_lat = _WGS84_A * (1 - _WGS84_E2) / (1 - _WGS84_E2 * s2) ** 1.5
+        m_per_rad_lon = _WGS84_A * math.cos(lat) / math.sqrt(1 - _WGS84_E2 * s2)
+        size_x *= math.radians(1) * m_per_rad_lon
+        size_y *= math.radians(1) * m_per_rad_lat
+    else:
+        try:
+            factor = ds.crs.linear_units_factor[1]
+        except Exception:
+            return None
+        size_x, size_y = size_x * factor, size_y * factor
+    return math.sqrt(size_x * size_y)
+
+
+def _band_name(ds: Any, index: int) -> str:
+    description = ds.descriptions[index - 1]
+    return description or ds.colorinterp[index - 1].name
+
+
+def _properties(ds: Any) -> dict[str, str]:
+    props = {f"gdal.{k}": str(v) for k, v in ds.tags().items()}
+    props.update({f"image.{k}": str(v) for k, v in ds.tags(ns="IMAGE_STRUCTURE").items()})
+    if ds.block_shapes:
+        props["block_shape"] = "x".join(str(v) for v in ds.block_shapes[0])
+    return props
+
+
+__all__ = ["RasterSource", "crs_string", "data_band_indexes", "ground_sample_distance_m", "is_georeferenced"]
