@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 Pattern = Literal["tissue", "gradient"]
+#: Paints RGB uint8 pixels from level-0 pixel-centre coordinates (y0 column, x0 row, downsample).
+Painter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
 _BACKGROUND = np.array([243, 243, 246], dtype=np.float32)
 _EOSIN = np.array([233, 160, 196], dtype=np.float32)
@@ -87,7 +89,9 @@ def write_synthetic_slide(
     return path
 
 
-def _aperio_description(height: int, width: int, tile: int, mpp: float, compression: str | None, q: int) -> str:
+def _aperio_description(
+    height: int, width: int, tile: int, mpp: float, compression: str | None, q: int
+) -> str:
     """Page-0 ImageDescription in the form OpenSlide's Aperio driver recognises."""
     app_mag = max(1, round(10 / mpp))
     codec = "JPEG" if compression == "jpeg" else "RAW"
@@ -98,7 +102,7 @@ def _aperio_description(height: int, width: int, tile: int, mpp: float, compress
 
 
 def _tiles(
-    paint: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    paint: Painter,
     h: int,
     w: int,
     tile: int,
@@ -114,7 +118,7 @@ def _tiles(
 
 
 # -- patterns: functions of level-0 pixel-centre coordinates (y0 column, x0 row, downsample) -----
-def _tissue_pattern(height: int, width: int, seed: int) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
+def _tissue_pattern(height: int, width: int, seed: int) -> Painter:
     """Smooth random blobs (about 40 % of the area) of pink tissue with purple nuclei."""
     from skimage.filters import gaussian
 
@@ -164,7 +168,7 @@ def _nuclei_texture(seed: int, cells: int = 32) -> np.ndarray:
     return ((d2 < _NUCLEUS_RADIUS**2) & present).astype(np.float32)
 
 
-def _gradient_pattern(height: int, width: int, seed: int) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
+def _gradient_pattern(height: int, width: int, seed: int) -> Painter:
     """Red rises with x, green with y (smooth, so JPEG keeps it): pixel positions are checkable."""
 
     def paint(y0: np.ndarray, x0: np.ndarray, downsample: float) -> np.ndarray:
