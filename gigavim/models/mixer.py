@@ -82,7 +82,8 @@ class BiMambaMixer(nn.Module):
         xz = torch.matmul(self.in_proj.weight.to(hidden.dtype), hidden.transpose(1, 2))  # (B, 2E, L)
         x, z = xz[:, :self.d_inner], xz[:, self.d_inner:]
         u, delta, b, c = self._direction(x, self.conv1d, self.x_proj, self.dt_proj, reverse=False)
-        u_b, delta_b, b_b, c_b = self._direction(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b, reverse=True)
+        u_b, delta_b, b_b, c_b = self._direction(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b,
+                                                 reverse=True)
         y = kernels.bidirectional_scan(
             u, delta, -torch.exp(self.A_log.to(cd)), b, c, self.D.to(cd),
             u_b, delta_b, -torch.exp(self.A_b_log.to(cd)), b_b, c_b, self.D_b.to(cd),

@@ -60,21 +60,33 @@ def resample_pos_embed(pos: torch.Tensor, old_hw: tuple[int, int], new_hw: tuple
     assumes the class embedding at index 0: entry 0 is kept in front and entries 1.. are read as
     the grid — for a middle-cls table that shifts every position after the class token by one.
     """
+    return convert_pos_table(pos, old_hw, layout, new_hw, layout, official_quirk)
+
+
+def convert_pos_table(pos: torch.Tensor, old_hw: tuple[int, int], old_layout: ClsLayout,
+                      new_hw: tuple[int, int], new_layout: ClsLayout, official_quirk: bool = False,
+                      ) -> torch.Tensor:
+    """:func:`resample_pos_embed` that may also change the class-token layout.
+
+    A class slot that the old table lacks gets a zero embedding; one the new layout lacks is
+    dropped. With ``official_quirk`` and no class token wanted, entry 0 of the quirk-resampled
+    table is dropped, as the official segmentation backbone does (``pos_embed[:, 1:]``).
+    """
     old_m = old_hw[0] * old_hw[1]
-    has_cls = layout != "none"
-    if pos.shape[1] != old_m + int(has_cls):
-        raise ValueError(f"position table has {pos.shape[1]} entries, expected {old_m + int(has_cls)} "
-                         f"for a {old_hw[0]}×{old_hw[1]} grid{' plus a class token' if has_cls else ''}")
-    if tuple(old_hw) == tuple(new_hw):
+    old_cls = old_layout != "none"
+    if pos.shape[1] != old_m + int(old_cls):
+        raise ValueError(f"position table has {pos.shape[1]} entries, expected {old_m + int(old_cls)} "
+                         f"for a {old_hw[0]}×{old_hw[1]} grid{' plus a class token' if old_cls else ''}")
+    if tuple(old_hw) == tuple(new_hw) and old_layout == new_layout:
         return pos
-    if not has_cls:
-        return resample_grid(pos, old_hw, new_hw)
-    if official_quirk or layout == "first":
-        return torch.cat([pos[:, :1], resample_grid(pos[:, 1:], old_hw, new_hw)], dim=1)
-    idx = cls_index(old_m, layout)
-    cls = pos[:, idx:idx + 1]
-    grid = torch.cat([pos[:, :idx], pos[:, idx + 1:]], dim=1)
-    return insert_cls(resample_grid(grid, old_hw, new_hw), cls, layout)
+    if official_quirk and old_cls:
+        out = pos if tuple(old_hw) == tuple(new_hw) else torch.cat(
+            [pos[:, :1], resample_grid(pos[:, 1:], old_hw, new_hw)], dim=1)
+        return out[:, 1:] if new_layout == "none" else out
+    idx = cls_index(old_m, old_layout)
+    cls = pos[:, idx:idx + 1] if idx is not None else pos.new_zeros(1, 1, pos.shape[-1])
+    grid = resample_grid(remove_cls(pos, old_m, old_layout), old_hw, new_hw)
+    return insert_cls(grid, cls, new_layout)
 
 
 def sincos_2d(grid_hw: tuple[int, int], dim: int, offset_yx: tuple[float, float] = (0.0, 0.0),

@@ -1,0 +1,123 @@
+"""Segmentation heads: token-grid feature maps → per-pixel class logits at the input size.
+
+Both heads take the list of (B, D, h, w) maps from ``VisionMamba.forward_intermediates`` (all at
+the patch stride) and the input's (H, W). :class:`LightHead` is a linear probe (1×1 conv then
+bilinear upsampling); :class:`FPNHead` first builds a 4-level pyramid (×4, ×2, ×1, ×½, as the
+official Vim segmentation backbone does) and fuses it UperNet style. GroupNorm is used instead
+of BatchNorm because gigapixel training often runs with one large tile per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def upsample_to_image(logits: torch.Tensor, grid_hw: tuple[int, int], image_hw: Sequence[int],
+                      stride: int, patch: int) -> torch.Tensor:
+    """Resize a map over the token grid (any multiple of it) to the image's pixels, aligned.
+
+    Token (i, j) looks at pixels [i·stride, i·stride + patch), so its centre lies ``(patch −
+    stride)/2`` pixels further than a plain ×stride upsampling puts it; that shift is applied by
+    replicate-padding before cropping away the bottom/right padding the patch embedding added.
+    """
+    height, width = int(image_hw[0]), int(image_hw[1])
+    out = F.interpolate(logits, size=(grid_hw[0] * stride, grid_hw[1] * stride), mode="bilinear",
+                        align_corners=False)
+    shift = (patch - stride) // 2
+    if shift:
+        out = F.pad(out, (shift, shift, shift, shift), mode="replicate")
+    return out[..., :height, :width]
+
+
+def conv_norm_act(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
+    """Conv (no bias) → GroupNorm → ReLU: the unit every FPN/UperNet stage is made of."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if cout % g == 0)
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
+                         nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
+
+
+class LightHead(nn.Module):
+    """Concatenated tapped maps → (optional hidden 1×1 layer) → 1×1 classifier → upsample."""
+
+    def __init__(self, embed_dim: int, num_classes: int, stride: int, patch_size: int, num_inputs: int = 1,
+                 hidden: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.stride, self.patch_size = stride, patch_size
+        cin = embed_dim * num_inputs
+        self.hidden = conv_norm_act(cin, hidden) if hidden else nn.Identity()
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(hidden or cin, num_classes, 1)
+
+    def forward(self, features: Sequence[torch.Tensor], image_hw: Sequence[int]) -> torch.Tensor:
+        x = features[0] if len(features) == 1 else torch.cat(list(features), dim=1)
+        grid_hw = (x.shape[-2], x.shape[-1])
+        logits = self.classifier(self.dropout(self.hidden(x.to(self.classifier.weight.dtype))))
+        return upsample_to_image(logits, grid_hw, image_hw, self.stride, self.patch_size)
+
+
+class PyramidPooling(nn.Module):
+    """PSP module on the coarsest level: global context at several pooled scales."""
+
+    def __init__(self, cin: int, channels: int, pool_scales: Sequence[int]) -> None:
+        super().__init__()
+        self.pool_scales = tuple(pool_scales)
+        self.stages = nn.ModuleList(conv_norm_act(cin, channels) for _ in self.pool_scales)
+        self.bottleneck = conv_norm_act(cin + channels * len(self.pool_scales), channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        outs = [x] + [
+            F.interpolate(stage(F.adaptive_avg_pool2d(x, s)), size=size, mode="bilinear", align_corners=False)
+            for s, stage in zip(self.pool_scales, self.stages, strict=True)
+        ]
+        return self.bottleneck(torch.cat(outs, dim=1))
+
+
+class FPNHead(nn.Module):
+    """Four tapped maps → ×4/×2/×1/×½ pyramid → UperNet (PPM + FPN + fuse) → logits at input size."""
+
+    def __init__(self, embed_dim: int, num_classes: int, stride: int, patch_size: int, channels: int = 128,
+                 pool_scales: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1) -> None:
+        super().__init__()
+        self.stride, self.patch_size = stride, patch_size
+        d = embed_dim
+        groups = next(g for g in (32, 16, 8, 4, 2, 1) if d % g == 0)
+        self.rescale = nn.ModuleList([
+            nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2), nn.GroupNorm(groups, d), nn.GELU(),
+                          nn.ConvTranspose2d(d, d, 2, 2)),
+            nn.ConvTranspose2d(d, d, 2, 2),
+            nn.Identity(),
+            nn.MaxPool2d(2, ceil_mode=True),
+        ])
+        self.ppm = PyramidPooling(d, channels, pool_scales)
+        self.lateral = nn.ModuleList(conv_norm_act(d, channels) for _ in range(3))
+        self.smooth = nn.ModuleList(conv_norm_act(channels, channels, 3) for _ in range(3))
+        self.fuse = conv_norm_act(4 * channels, channels, 3)
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, features: Sequence[torch.Tensor], image_hw: Sequence[int]) -> torch.Tensor:
+        if len(features) == 1:
+            features = list(features) * 4
+        if len(features) != 4:
+            raise ValueError(f"FPNHead needs 1 or 4 feature maps, got {len(features)}")
+        grid_hw = (features[0].shape[-2], features[0].shape[-1])
+        dtype = self.classifier.weight.dtype
+        levels = [m(f.to(dtype)) for m, f in zip(self.rescale, features, strict=True)]
+        maps = [lat(x) for lat, x in zip(self.lateral, levels[:3], strict=True)] + [self.ppm(levels[3])]
+        for i in (2, 1, 0):  # top-down pathway
+            maps[i] = maps[i] + F.interpolate(maps[i + 1], size=maps[i].shape[-2:], mode="bilinear",
+                                              align_corners=False)
+        outs = [smooth(m) for smooth, m in zip(self.smooth, maps[:3], strict=True)] + [maps[3]]
+        size = outs[0].shape[-2:]
+        outs = [outs[0]] + [F.interpolate(o, size=size, mode="bilinear", align_corners=False)
+                            for o in outs[1:]]
+        logits = self.classifier(self.dropout(self.fuse(torch.cat(outs, dim=1))))
+        return upsample_to_image(logits, grid_hw, image_hw, self.stride, self.patch_size)
+
+
+HEADS: dict[str, type[nn.Module]] = {"light": LightHead, "fpn": FPNHead}
