@@ -1,1 +1,93 @@
 """Output writers: OME-Zarr labels, Cloud-Optimized GeoTIFF, GeoJSON polygons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rasterio.errors import RasterioError
+
+from gigavim.errors import OutputError
+from gigavim.io.writers.atomic import check_writable, commit, os_error_message, remove_path, temporary_sibling
+from gigavim.io.writers.base import LabelMap
+
+__all__ = ["FORMATS", "LabelMap", "output_format", "write_outputs"]
+
+Writer = Callable[[LabelMap, Path], None]
+
+# extension → format name; ``.ome.zarr`` ends in ``.zarr`` and needs no entry of its own.
+FORMATS: dict[str, str] = {
+    ".zarr": "ome-zarr",
+    ".tif": "geotiff",
+    ".tiff": "geotiff",
+    ".geojson": "geojson",
+    ".json": "geojson",
+}
+
+
+def _writer(fmt: str) -> Writer:
+    """The writer of a format, imported on use so that importing ``LabelMap`` stays light."""
+    if fmt == "ome-zarr":
+        from gigavim.io.writers.ome_zarr import write_ome_zarr
+
+        return write_ome_zarr
+    if fmt == "geotiff":
+        from gigavim.io.writers.geotiff import write_geotiff
+
+        return write_geotiff
+    from gigavim.io.writers.geojson import write_geojson
+
+    return write_geojson
+
+
+def output_format(path: Path) -> str:
+    """The format an output path asks for by its extension, or an OutputError saying which exist."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        supported = ", ".join(["ome.zarr", *(ext.lstrip(".") for ext in FORMATS)])
+        raise OutputError(f"{path}: unsupported output extension (supported: {supported})")
+    return fmt
+
+
+def _check_all(outputs: Sequence[Path], *, overwrite: bool) -> None:
+    """Every problem we can see is reported before anything is written."""
+    seen: set[Path] = set()
+    for dest in outputs:
+        output_format(dest)
+        key = dest.resolve()
+        if key in seen:
+            raise OutputError(f"{dest}: the same output is given twice")
+        seen.add(key)
+        check_writable(dest, overwrite=overwrite)
+
+
+def write_outputs(label_map: LabelMap, outputs: Sequence[Path], *, overwrite: bool = False) -> list[Path]:
+    """Write ``label_map`` to every output (format by extension), all-or-nothing per run.
+
+    Each output is written under a hidden temporary name in its own directory; only when all of
+    them are complete are they moved into place (an existing output is replaced only then, and
+    only with ``overwrite``). On any failure the temporaries are deleted and the outputs that
+    existed before are left as they were. Disk-full and other OS errors become one-line
+    :class:`OutputError` messages naming the output.
+    """
+    dests = [Path(p) for p in outputs]
+    _check_all(dests, overwrite=overwrite)
+    staged: list[tuple[Path, Path]] = []
+    current = dests[0] if dests else Path()
+    try:
+        for dest in dests:
+            current = dest
+            tmp = temporary_sibling(dest)
+            staged.append((tmp, dest))
+            _writer(output_format(dest))(label_map, tmp)
+        for tmp, dest in staged:
+            current = dest
+            commit(tmp, dest)
+    except OSError as err:
+        raise OutputError(os_error_message(current, err)) from err
+    except RasterioError as err:
+        raise OutputError(f"{current}: cannot write the output ({str(err).splitlines()[0]})") from err
+    finally:
+        for tmp, _ in staged:
+            remove_path(tmp)
+    return dests

@@ -21,7 +21,9 @@ class LabelMap:
     array-like (probability × 255 per class). ``scale_to_level0`` converts working pixels to
     level-0 pixels of the input (GeoJSON for slides uses level-0 coordinates, QuPath's
     convention). For rasters ``crs`` and ``transform`` (rasterio ``Affine``) georeference the
-    working grid exactly; for slides ``mpp`` is the working µm/px.
+    working grid exactly; for slides ``mpp`` is the working µm/px. ``image`` is an optional
+    (h, w, C) uint8 array-like of the input covering the same area (any resolution, usually a
+    low-resolution copy): OME-Zarr then uses it as the parent image of the labels.
     """
 
     labels: Any
@@ -38,6 +40,7 @@ class LabelMap:
     nodata_label: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    image: Any = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,0 +1,78 @@
+"""Write outputs under a temporary name and move them into place only when complete.
+
+A killed or failing run must never leave something that looks like a finished output, and an
+existing output must survive until its replacement is whole. Every output is first written to a
+hidden sibling (same directory, so the final move is a rename on one file system), then all of
+them are committed together: files with ``os.replace``, directories by renaming the old one
+aside, renaming the new one in and deleting the old one last.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from gigavim.errors import OutputError
+
+_TMP_TAG = ".gigavim-tmp-"
+_OLD_TAG = ".gigavim-old-"
+
+
+def check_writable(dest: Path, *, overwrite: bool) -> None:
+    """Fail before any work when ``dest`` cannot be (re)written: exists, or parent unusable."""
+    if dest.exists() or dest.is_symlink():
+        if not overwrite:
+            raise OutputError(f"{dest}: output already exists (use --overwrite to replace it)")
+    parent = dest.parent
+    if not parent.is_dir():
+        raise OutputError(f"{dest}: output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{dest}: output directory {parent} is not writable")
+
+
+def temporary_sibling(dest: Path, tag: str = _TMP_TAG) -> Path:
+    """A hidden, unique name next to ``dest`` (same file system, so renames are atomic)."""
+    return dest.parent / f".{dest.name}{tag}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or directory tree if present; used to clean temporaries, never outputs."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def commit(tmp: Path, dest: Path) -> None:
+    """Move a finished temporary into place; an existing ``dest`` is replaced only at the end."""
+    if not (dest.exists() or dest.is_symlink()):
+        os.rename(tmp, dest)
+        return
+    if tmp.is_file() and dest.is_file():
+        os.replace(tmp, dest)
+        return
+    old = temporary_sibling(dest, _OLD_TAG)
+    os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        os.rename(old, dest)  # put the previous output back untouched
+        raise
+    remove_path(old)
+
+
+def os_error_message(dest: Path, err: OSError) -> str:
+    """One line for the user: the output and what the operating system said."""
+    if err.errno == errno.ENOSPC:
+        return f"{dest}: no space left on the device while writing the output"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{dest}: permission denied while writing the output"
+    text = str(err).strip()
+    reason = err.strerror or (text.splitlines()[0] if text else type(err).__name__)
+    return f"{dest}: cannot write the output ({reason})"

@@ -1,0 +1,96 @@
+"""Cloud-Optimized GeoTIFF output of the class ids, with GDAL's COG driver (via rasterio).
+
+The map is first streamed window by window into a tiled scratch GTiff next to the output (memory
+is one window, whatever the map size), then GDAL's COG driver copies it into the final layout:
+512² DEFLATE tiles, overviews built by MODE resampling (class ids must not be averaged), IFDs
+first. The scratch file is deleted afterwards, so the disk briefly holds both.
+
+Georeference: rasters keep ``LabelMap.crs`` and ``.transform`` exactly. Slides have no CRS; their
+pixel size goes into the TIFF resolution tags (pixels per centimetre = 10 000 / mpp, unit 3 =
+cm) and, readable without unit arithmetic, into the ``MPP`` metadata tag (µm/px).
+Classes: a GDAL colour table (nodata transparent), the band description, and per-class band tags
+``CLASS_<id>=<name>``; provenance is the JSON ``GIGAVIM_PROVENANCE`` dataset tag.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from gigavim.io.writers.atomic import remove_path, temporary_sibling
+from gigavim.io.writers.base import LabelMap
+
+TILE = 512
+WINDOW = 4096  # side of the square written per step (16 MiB of uint8)
+COMPRESSION = "DEFLATE"
+
+
+def _resolution_tags(mpp: float) -> dict[str, str]:
+    """TIFF resolution tags for a µm/px pixel size, plus an explicit ``MPP`` tag."""
+    pixels_per_cm = 10_000.0 / mpp
+    return {
+        "TIFFTAG_XRESOLUTION": repr(pixels_per_cm),
+        "TIFFTAG_YRESOLUTION": repr(pixels_per_cm),
+        "TIFFTAG_RESOLUTIONUNIT": "3",
+        "MPP": repr(float(mpp)),
+    }
+
+
+def _colormap(label_map: LabelMap) -> dict[int, tuple[int, int, int, int]]:
+    colormap = {i: (int(r), int(g), int(b), 255) for i, (r, g, b) in enumerate(label_map.colors)}
+    if label_map.nodata_label is not None:
+        colormap[int(label_map.nodata_label)] = (0, 0, 0, 0)
+    return colormap
+
+
+def _write_scratch(label_map: LabelMap, path: Path) -> None:
+    """Stream the class ids into a tiled GTiff with all metadata the COG copy carries over."""
+    height, width = label_map.shape
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8",
+        "tiled": True, "blockxsize": TILE, "blockysize": TILE, "compress": "ZSTD",
+        "zstd_level": 1, "bigtiff": "IF_SAFER",
+        "nodata": label_map.nodata_label,
+    }
+    if label_map.crs is not None:
+        profile["crs"] = label_map.crs
+    if label_map.transform is not None:
+        profile["transform"] = label_map.transform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            for row in range(0, height, WINDOW):
+                for col in range(0, width, WINDOW):
+                    h, w = min(WINDOW, height - row), min(WINDOW, width - col)
+                    block = np.asarray(label_map.labels[row : row + h, col : col + w], dtype=np.uint8)
+                    dst.write(block, 1, window=Window(col, row, w, h))
+            dst.write_colormap(1, _colormap(label_map))
+            names = ", ".join(f"{i}={name}" for i, name in enumerate(label_map.classes))
+            dst.set_band_description(1, f"class ids: {names}")
+            dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(label_map.classes)})
+            tags = {"GIGAVIM_PROVENANCE": json.dumps(label_map.provenance())}
+            if label_map.crs is None and label_map.mpp:
+                tags.update(_resolution_tags(label_map.mpp))
+            dst.update_tags(**tags)
+
+
+def write_geotiff(label_map: LabelMap, path: Path) -> None:
+    """Write ``label_map`` as a Cloud-Optimized GeoTIFF at ``path``."""
+    scratch = temporary_sibling(path)
+    try:
+        _write_scratch(label_map, scratch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            rasterio.shutil.copy(
+                scratch, path, driver="COG", COMPRESS=COMPRESSION, BLOCKSIZE=TILE,
+                RESAMPLING="NEAREST", OVERVIEW_RESAMPLING="MODE", BIGTIFF="IF_SAFER",
+            )
+    finally:
+        remove_path(scratch)

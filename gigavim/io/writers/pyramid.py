@@ -1,0 +1,60 @@
+"""2× pyramid reductions on dask arrays: mode for class ids, mean for intensities.
+
+Labels must not be averaged (the mean of classes 1 and 3 is not class 2), so each 2×2 block of a
+label level becomes its most frequent value (ties go to the top-left pixel, i.e. nearest
+neighbour). Odd edges are padded by repetition so level ``k`` always has ``ceil(n / 2**k)``
+pixels and the scale between levels is exactly 2.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+
+
+def _blocks_2x2(block: np.ndarray) -> list[np.ndarray]:
+    """The four corners (top-left first) of every 2×2 block over the last two axes."""
+    return [block[..., dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+
+
+def _mode_2x2(block: np.ndarray) -> np.ndarray:
+    """Most frequent of the four values of each 2×2 block; ties go to the top-left one."""
+    corners = _blocks_2x2(block)
+    votes = [sum((c == other).astype(np.uint8) for other in corners) for c in corners]
+    winner = np.argmax(np.stack(votes), axis=0)  # first maximum = top-left on ties
+    return np.choose(winner, corners).astype(block.dtype)
+
+
+def _mean_2x2(block: np.ndarray) -> np.ndarray:
+    total = sum(c.astype(np.float32) for c in _blocks_2x2(block))
+    return np.rint(total / 4).astype(block.dtype)
+
+
+def _halve(arr: da.Array, reduction, chunk: int) -> da.Array:
+    """Halve the last two (y, x) axes with ``reduction`` over 2×2 blocks, padding odd edges."""
+    pad = [(0, 0)] * (arr.ndim - 2) + [(0, arr.shape[-2] % 2), (0, arr.shape[-1] % 2)]
+    if any(p[1] for p in pad):
+        arr = da.pad(arr, pad, mode="edge")
+    # Even chunk sides keep every 2×2 block inside one chunk (the total is even after padding).
+    arr = arr.rechunk((*arr.chunksize[:-2], 2 * chunk, 2 * chunk))
+    out_chunks = arr.chunks[:-2] + tuple(tuple(c // 2 for c in cs) for cs in arr.chunks[-2:])
+    return arr.map_blocks(reduction, chunks=out_chunks, dtype=arr.dtype)
+
+
+def halve_labels(arr: da.Array, chunk: int = 1024) -> da.Array:
+    """Next pyramid level of a class-id map (mode of each 2×2 block), in ``chunk``² pieces."""
+    return _halve(arr, _mode_2x2, chunk)
+
+
+def halve_intensities(arr: da.Array, chunk: int = 1024) -> da.Array:
+    """Next level of an image or probability map (rounded mean of each 2×2 block)."""
+    return _halve(arr, _mean_2x2, chunk)
+
+
+def level_count(shape_yx: tuple[int, int], smallest: int = 256, most: int = 12) -> int:
+    """How many levels (full resolution included) until the largest side fits ``smallest``."""
+    levels, side = 1, max(shape_yx)
+    while side > smallest and levels < most:
+        side = (side + 1) // 2
+        levels += 1
+    return levels
