@@ -89,7 +89,9 @@ class RasterSource(ImageSource):
         try:
             return getattr(self._dataset(level), method)(**kwargs)
         except RasterioError as err:
-            raise InputError(f"{self.path}: cannot read raster pixels ({err}); the file is corrupt") from err
+            detail = err.__cause__ or err  # GDAL's own message rides on the cause
+            message = f"{self.path}: cannot read raster pixels ({detail}); the file is corrupt"
+            raise InputError(message) from err
 
     def _dataset(self, level: int) -> Any:
         """This thread's handle on ``level`` (0: the dataset, i > 0: overview i - 1)."""

@@ -1,0 +1,135 @@
+"""``gigavim info``: what a slide, raster or image holds, and whether its pixels can be read.
+
+Human-readable tables by default; ``--json`` prints one JSON object per input, one per line
+(JSON Lines), so several inputs stream and each line parses on its own. Every input is
+probed (a few tiles read) so damaged files fail here rather than mid-run. With several inputs
+the good ones are reported, each bad one gets one error line, and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gigavim.cli._app import app, state
+from gigavim.errors import GigavimError, UsageError
+
+
+@app.command()
+def info(
+    paths: list[Path] = typer.Argument(None, help="Slides, rasters or images to describe."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),
+    thumbnail: Path | None = typer.Option(
+        None,
+        "--thumbnail",
+        help="Write a PNG thumbnail here; with several inputs (or an existing directory) a "
+        "directory receiving <input name>.png per input.",
+    ),
+    sample: bool = typer.Option(False, "--sample", help="Also describe the bundled sample slide."),
+) -> None:
+    """Describe slides and rasters: levels, pixel size, CRS, bands, nodata."""
+    from gigavim.data import sample_slide
+
+    inputs = list(paths or []) + ([sample_slide()] if sample else [])
+    if not inputs:
+        raise UsageError("info needs at least one PATH (or --sample)")
+    failures = 0
+    for path in inputs:
+        try:
+            facts = describe_file(path, _thumbnail_target(thumbnail, path, len(inputs)))
+        except GigavimError as err:
+            if state.debug:
+                raise
+            typer.echo(f"gigavim: error: {err}", err=True)
+            failures += 1
+            continue
+        if as_json:
+            typer.echo(json.dumps(facts))
+        else:
+            _render(facts)
+    if failures:
+        # SystemExit, not typer.Exit: main() runs click with standalone_mode=False, where
+        # click returns typer.Exit's code instead of raising it, and main() drops that value.
+        raise SystemExit(2)
+
+
+def describe_file(path: Path, thumbnail: Path | None = None) -> dict[str, Any]:
+    """Open, probe and describe one input; the facts ``--json`` prints."""
+    from gigavim.io import open_image, probe_read, valid_fraction
+    from gigavim.io.preview import save_preview
+
+    with open_image(path) as source:
+        probe_read(source)
+        facts = source.describe()
+        found = valid_fraction(source)
+        facts["valid_fraction"] = round(found.fraction, 4)
+        facts["valid_fraction_exact"] = found.exact
+        if thumbnail is not None:
+            facts["thumbnail"] = str(save_preview(source, thumbnail))
+    return facts
+
+
+def _thumbnail_target(out: Path | None, path: Path, count: int) -> Path | None:
+    if out is None:
+        return None
+    if count > 1 or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{path.name}.png"
+    return out
+
+
+def _render(facts: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=facts["path"], show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in _readable_rows(facts):
+        table.add_row(key, value)
+    Console().print(table)
+
+
+def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    levels = ", ".join(
+        f"{lv['width']}×{lv['height']} (÷{lv['downsample']:.3g})" for lv in facts["levels"]
+    )
+    rows = [
+        ("format", f"{facts['kind']}: {facts['format']}"),
+        ("size", f"{facts['width']} × {facts['height']} px"),
+        ("levels", f"{len(facts['levels'])}: {levels}"),
+        ("bands", f"{facts['bands']} × {facts['dtype']}" + _names(facts["band_names"])),
+    ]
+    if facts["mpp"] is not None:
+        rows.append(("pixel size", f"{facts['mpp']:.4g} µm/px"))
+    if facts["gsd_m"] is not None:
+        rows.append(("ground distance", f"{facts['gsd_m']:.4g} m/px"))
+    if facts["crs"] is not None:
+        rows.append(("CRS", _short_crs(facts["crs"])))
+    if facts["objective_power"] is not None:
+        rows.append(("objective", f"{facts['objective_power']:g}×"))
+    if facts["nodata"] is not None:
+        rows.append(("nodata", str(facts["nodata"])))
+    valid = f"{facts['valid_fraction']:.1%}" + ("" if facts["valid_fraction_exact"] else " (sampled)")
+    if facts["valid_fraction"] == 0:
+        valid += " — every pixel is nodata: nothing to process"
+    rows.append(("valid pixels", valid))
+    if "thumbnail" in facts:
+        rows.append(("thumbnail", facts["thumbnail"]))
+    return rows
+
+
+def _names(names: list[str]) -> str:
+    return f" ({', '.join(names)})" if names else ""
+
+
+def _short_crs(crs: str) -> str:
+    """EPSG codes as they are; a WKT by its name and projection method."""
+    if not crs.lstrip().startswith(("PROJCS", "GEOGCS", "PROJCRS", "GEOGCRS")):
+        return crs
+    name = crs.split('"')[1] if '"' in crs else "custom"
+    method = crs.split('PROJECTION["')[1].split('"')[0] if 'PROJECTION["' in crs else ""
+    return f"custom WKT: {name}" + (f", {method}" if method else "")
