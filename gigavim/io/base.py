@@ -129,7 +129,8 @@ class ImageSource(ABC):
                 block = delayed(self.read)(level, Window(y, x, h, w))
                 row.append(da.from_delayed(block, shape=(h, w, self.bands), dtype=self.dtype))
             rows.append(row)
-        return da.block(rows)
+        # (da.block would join the innermost list along the last axis, i.e. the bands.)
+        return da.concatenate([da.concatenate(row, axis=1) for row in rows], axis=0)
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
         """A (h, w, bands) overview no larger than ``max_size`` on its longest side."""
