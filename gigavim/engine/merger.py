@@ -1,0 +1,119 @@
+"""Blend finished tiles into the label map, one output block at a time, on disk.
+
+A block (one zarr chunk, a tile stride on a side) is final once every foreground tile covering
+it is done: its probabilities are the weight-blended average of those tiles, its label their
+argmax. Only the tiles around the current row are ever held (on disk, as float16), and a block
+is computed from the same cached tiles whether the run was interrupted or not — which is what
+makes ``--resume`` give exactly the uninterrupted result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from gigavim.engine.blend import tile_weight
+from gigavim.engine.plan import TileGrid
+from gigavim.engine.workdir import BlockCounts, WorkDir
+
+Tile = tuple[int, int]
+Block = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What pixels no processed tile covers (or without data) become.
+
+    Slides: background class 0 with probability 1. Rasters: ``nodata_label`` and probability 0.
+    """
+
+    label: int
+    nodata_label: int | None
+    probabilities: np.ndarray  # (K,) uint8
+
+
+class BlockMerger:
+    """Finalizes output blocks from cached tiles and forgets tiles no block still needs."""
+
+    def __init__(self, work: WorkDir, grid: TileGrid, foreground: set[Tile], fill: Fill,
+                 labels: zarr.Array, probabilities: zarr.Array | None) -> None:
+        self.work, self.grid, self.foreground, self.fill = work, grid, foreground, fill
+        self.labels, self.probabilities = labels, probabilities
+        self.finalized: dict[Block, BlockCounts] = work.finalized_blocks()
+
+    # -- what is left to do -----------------------------------------------------------------
+    def needed(self, tile: Tile) -> bool:
+        """Whether some unfinalized block still needs this tile's prediction."""
+        return any(b not in self.finalized for b in self.grid.blocks_covered(*tile))
+
+    def pending(self, tile: Tile) -> bool:
+        return self.needed(tile) and not self.work.has_tile(tile)
+
+    # -- progress ---------------------------------------------------------------------------
+    def add(self, tiles: list[Tile], data: np.ndarray) -> None:
+        """Store finished tiles ((B, K+1, h, w): probabilities + valid), then finalize blocks."""
+        for tile, arr in zip(tiles, data, strict=True):
+            self.work.save_tile(tile, arr)
+        candidates = {b for t in tiles for b in self.grid.blocks_covered(*t)}
+        self.finalize_ready(candidates)
+        self._forget(tiles)
+
+    def finalize_ready(self, blocks: Iterable[Block]) -> None:
+        """Finalize every block whose covering foreground tiles are all cached, then journal."""
+        done: dict[Block, BlockCounts] = {}
+        for block in sorted(blocks):
+            if block in self.finalized:
+                continue
+            covering = [t for t in self.grid.tiles_covering(*block) if t in self.foreground]
+            if all(self.work.has_tile(t) for t in covering):
+                done[block] = self._finalize(block, covering)
+        self.work.journal(done)
+        self.finalized.update(done)
+        self._forget({t for b in done for t in self.grid.tiles_covering(*b)})
+
+    def counts(self) -> BlockCounts:
+        fg = sum(c[0] for c in self.finalized.values())
+        data = sum(c[1] for c in self.finalized.values())
+        return fg, data
+
+    # -- internals --------------------------------------------------------------------------
+    def _forget(self, tiles: Iterable[Tile]) -> None:
+        for tile in tiles:
+            if not self.needed(tile):
+                self.work.drop_tile(tile)
+
+    def _finalize(self, block: Block, tiles: list[Tile]) -> BlockCounts:
+        win = self.grid.block_window(*block)
+        k = len(self.fill.probabilities)
+        acc = np.zeros((k, win.height, win.width), dtype=np.float32)
+        valid_acc = np.zeros((win.height, win.width), dtype=np.float32)
+        weight = np.zeros((win.height, win.width), dtype=np.float32)
+        for tile in tiles:
+            twin = self.grid.tile_window(*tile)
+            y0, y1 = max(win.y, twin.y), min(win.y + win.height, twin.y + twin.height)
+            x0, x1 = max(win.x, twin.x), min(win.x + win.width, twin.x + twin.width)
+            tile_part = (slice(y0 - twin.y, y1 - twin.y), slice(x0 - twin.x, x1 - twin.x))
+            block_part = (slice(y0 - win.y, y1 - win.y), slice(x0 - win.x, x1 - win.x))
+            data = self.work.load_tile(tile)[(slice(None), *tile_part)].astype(np.float32)
+            w = tile_weight(self.grid, *tile)[tile_part]
+            acc[(slice(None), *block_part)] += data[:k] * w
+            valid_acc[block_part] += data[k] * w
+            weight[block_part] += w
+        covered = weight > 0
+        np.divide(acc, weight, out=acc, where=covered)
+        valid = covered & (valid_acc > 0.5 * weight)
+        labels = np.full((win.height, win.width), self.fill.label, dtype=np.uint8)
+        labels[valid] = np.argmax(acc, axis=0).astype(np.uint8)[valid]
+        if self.fill.nodata_label is not None:
+            labels[covered & ~valid] = self.fill.nodata_label
+        self.labels[win.y:win.y + win.height, win.x:win.x + win.width] = labels
+        if self.probabilities is not None:
+            probs = np.round(np.clip(acc, 0, 1) * 255).astype(np.uint8)
+            probs[:, ~valid] = self.fill.probabilities[:, None]
+            self.probabilities[:, win.y:win.y + win.height, win.x:win.x + win.width] = probs
+        has_data = labels != self.fill.nodata_label if self.fill.nodata_label is not None else labels >= 0
+        foreground = has_data & (labels != 0)
+        return int(foreground.sum()), int(has_data.sum())

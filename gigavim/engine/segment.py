@@ -1,0 +1,314 @@
+"""``segment()``: the one library call that turns an image into segmentation outputs.
+
+source → working resolution + tile grid → foreground tiles (tissue / valid-data mask) →
+prefetched, batched inference → blocks blended on disk → writers. The CLI, the batch pipeline
+and the napari widget all call this, so they behave the same. Memory is bounded by the tile and
+batch size: the label map is built block by block in a zarr work dir beside the first output.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gigavim.engine.merger import BlockMerger, Fill
+from gigavim.engine.plan import Resolution, TileGrid, resolve_resolution
+from gigavim.engine.progress import Progress, ProgressCallback
+from gigavim.engine.reader import TileReader
+from gigavim.engine.runner import Predictor, prefetched
+from gigavim.engine.workdir import WorkDir
+from gigavim.errors import ModelError, OutputError, UsageError
+from gigavim.io.base import ImageSource
+from gigavim.io.masks import LowResMask, foreground_mask
+from gigavim.io.writers import output_format, write_outputs
+from gigavim.io.writers.atomic import check_writable, os_error_message
+from gigavim.io.writers.base import LabelMap
+from gigavim.models.bundle import ModelBundle
+
+NODATA_LABEL = 255
+"""Label written where a raster has no data (nodata value, NaN, alpha 0); models have < 255 classes."""
+
+WORKDIR_SUFFIX = ".gigavim-work"
+
+
+@dataclass
+class SegmentResult:
+    """What a run did and how fast: the summary the CLI prints (and ``--json`` dumps)."""
+
+    source: str
+    outputs: list[str]
+    model: str
+    trained: bool
+    device: str
+    shape: tuple[int, int]
+    level: int
+    downsample: float
+    mpp: float | None
+    gsd_m: float | None
+    seconds: float
+    megapixels: float
+    megapixels_level0: float
+    foreground_fraction: float
+    tiles_total: int
+    tiles_foreground: int
+    tiles_computed: int
+    tiles_resumed: int
+    resumed: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def megapixels_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def megapixels_per_s_level0(self) -> float:
+        return self.megapixels_level0 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["megapixels_per_s"] = self.megapixels_per_s
+        d["megapixels_per_s_level0"] = self.megapixels_per_s_level0
+        return d
+
+
+def segment(
+    source: str | Path | ImageSource,
+    outputs: str | Path | list[str | Path],
+    *,
+    model: str | Path | ModelBundle | None = None,
+    mpp: float | None = None,
+    gsd: float | None = None,
+    level: int | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    device: str = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_untrained: bool = False,
+    probabilities: bool = False,
+    workdir: str | Path | None = None,
+    workers: int = 2,
+    progress: ProgressCallback | None = None,
+) -> SegmentResult:
+    """Segment ``source`` with ``model`` and write every output (format from its extension).
+
+    Resolution: ``mpp`` (µm/px, slides), ``gsd`` (m/px, rasters) or a pyramid ``level``; by
+    default the model's training resolution. ``tile``/``overlap`` default to the model's.
+    With ``resume`` a run interrupted at any point continues from its work dir and produces the
+    same output as an uninterrupted run. Raises :class:`gigavim.GigavimError` subclasses for
+    anything the user can fix.
+    """
+    started = time.perf_counter()
+    dests = _check_outputs(outputs, overwrite=overwrite)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    src, owned = _open(source)
+    try:
+        bundle = _load_model(model, src.kind, device)
+        notes = _check_trained(bundle, allow_untrained)
+        res = resolve_resolution(src, mpp=mpp, gsd_m=gsd, level=level,
+                                 model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
+        grid = TileGrid(res.shape, tile or bundle.meta.tile,
+                        bundle.meta.overlap if overlap is None else overlap)
+        mask = foreground_mask(src)
+        foreground = _foreground_tiles(grid, res, mask)
+        work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
+        settings = _settings(src, res, grid, bundle, batch_size, probabilities)
+        with _disk_errors(work.path):
+            if overwrite and not resume:
+                work.discard()
+            resumed = work.prepare(settings, resume=resume)
+            run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
+            done_before, computed = run.execute(device, batch_size, workers, progress, started)
+        label_map = run.label_map(mask, settings, bundle)
+        write_outputs(label_map, dests, overwrite=overwrite)
+        fg, data = run.merger.counts()
+        work.discard()
+    finally:
+        if owned:
+            src.close()
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return SegmentResult(
+        source=str(src.path), outputs=[str(d) for d in dests], model=bundle.meta.name,
+        trained=bool(bundle.meta.trained), device=device, shape=res.shape, level=res.level,
+        downsample=res.downsample, mpp=res.mpp, gsd_m=res.gsd_m,
+        seconds=time.perf_counter() - started,
+        megapixels=res.shape[0] * res.shape[1] / 1e6,
+        megapixels_level0=src.width * src.height / 1e6,
+        foreground_fraction=fg / data if data else 0.0,
+        tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
+        tiles_resumed=done_before, resumed=resumed, warnings=notes,
+    )
+
+
+class _Run:
+    """One run's moving parts: the work dir's arrays, the merger, and the batch loop."""
+
+    def __init__(self, src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBundle,
+                 work: WorkDir, foreground: set[tuple[int, int]], probabilities: bool,
+                 resumed: bool) -> None:
+        self.src, self.res, self.grid, self.bundle, self.work = src, res, grid, bundle, work
+        self.foreground = foreground
+        k = bundle.num_classes
+        if k >= NODATA_LABEL:
+            raise ModelError(f"model {bundle.meta.name!r} has {k} classes; at most 254 are supported")
+        if src.kind == "slide":
+            fill = Fill(0, None, np.array([255] + [0] * (k - 1), dtype=np.uint8))
+        else:
+            fill = Fill(NODATA_LABEL, NODATA_LABEL, np.zeros(k, dtype=np.uint8))
+        self.fill = fill
+        self.labels, self.probs = work.label_arrays(grid, k, fill.label, probabilities=probabilities,
+                                                    create=not resumed)
+        self.merger = BlockMerger(work, grid, foreground, fill, self.labels, self.probs)
+
+    def execute(self, device: str, batch_size: int, workers: int, progress: ProgressCallback | None,
+                started: float) -> tuple[int, int]:
+        """Compute every tile still needed; returns (tiles done before this run, tiles computed)."""
+        self.merger.finalize_ready(self.grid.blocks())
+        order = sorted(self.foreground)
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        todo = [b for b in batches if any(self.merger.pending(t) for t in b)]
+        done = len(order) - sum(len(b) for b in todo)
+        done_before, computed, pixels = done, 0, 0
+        if todo:
+            predictor = Predictor(self.bundle, device)
+            reader = TileReader(self.src, self.res)
+            windows = ([self.grid.tile_window(*t) for t in b] for b in todo)
+            for batch, (pixels_in, valid) in zip(todo, prefetched(windows, reader.read, workers=workers),
+                                                 strict=True):
+                probs = predictor(pixels_in)
+                data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
+                self.merger.add(batch, data)
+                done, computed = done + len(batch), computed + len(batch)
+                pixels += valid.size
+                if progress is not None:
+                    progress(Progress(done, len(order), pixels, time.perf_counter() - started))
+        missing = [b for b in self.grid.blocks() if b not in self.merger.finalized]
+        if missing:  # a bug, not a user error: every block must be final by now
+            raise RuntimeError(f"{len(missing)} output blocks were never finalized")
+        return done_before, computed
+
+    def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle) -> LabelMap:
+        src, res, meta = self.src, self.res, bundle.meta
+        transform = None
+        if src.transform is not None:
+            from rasterio.transform import Affine
+
+            transform = src.transform * Affine.scale(res.downsample)
+        image = None
+        if mask.overview is not None and np.dtype(src.dtype) == np.uint8:
+            image = np.clip(np.round(mask.overview[..., :3]), 0, 255).astype(np.uint8)
+        return LabelMap(
+            labels=self.labels, classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
+            source_path=src.path, source_kind=src.kind, probabilities=self.probs,
+            mpp=res.mpp, gsd_m=res.gsd_m, crs=src.crs, transform=transform,
+            scale_to_level0=res.downsample, nodata_label=self.fill.nodata_label,
+            model={"name": meta.name, "version": meta.version, "trained": bool(meta.trained),
+                   "digest": settings["model"]["digest"]},
+            settings={k: v for k, v in settings.items() if k not in ("model", "source")},
+            image=image,
+        )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _check_outputs(outputs: str | Path | list[str | Path], *, overwrite: bool) -> list[Path]:
+    """Every output problem is reported before any work: format, duplicates, existing, parent."""
+    dests = [Path(outputs)] if isinstance(outputs, (str, Path)) else [Path(o) for o in outputs]
+    if not dests:
+        raise UsageError("give at least one output (-o OUTPUT)")
+    seen: set[Path] = set()
+    for dest in dests:
+        output_format(dest)
+        if dest.resolve() in seen:
+            raise OutputError(f"{dest}: the same output is given twice")
+        seen.add(dest.resolve())
+        check_writable(dest, overwrite=overwrite)
+    return dests
+
+
+def _open(source: str | Path | ImageSource) -> tuple[ImageSource, bool]:
+    if isinstance(source, ImageSource):
+        return source, False
+    from gigavim.io import open_image
+
+    return open_image(source), True
+
+
+def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str) -> ModelBundle:
+    if isinstance(model, ModelBundle):
+        return model
+    from gigavim.models.registry import load_model
+
+    return load_model(model, input_kind=kind)
+
+
+def _check_trained(bundle: ModelBundle, allow_untrained: bool) -> list[str]:
+    if bundle.meta.trained:
+        return []
+    if not allow_untrained:
+        raise ModelError(f"model {bundle.meta.name!r} is untrained (randomly initialised); its output "
+                         "would be meaningless. Pass --allow-untrained to run it anyway")
+    return [f"model {bundle.meta.name!r} is untrained: its segmentation is random and the outputs "
+            "are labelled as such"]
+
+
+def _foreground_tiles(grid: TileGrid, res: Resolution, mask: LowResMask) -> set[tuple[int, int]]:
+    ds = res.downsample
+    tiles = set()
+    for t in grid.tiles():
+        w = grid.tile_window(*t)
+        if mask.any_in(w.y * ds, w.x * ds, (w.y + w.height) * ds, (w.x + w.width) * ds):
+            tiles.add(t)
+    return tiles
+
+
+def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBundle,
+              batch_size: int, probabilities: bool) -> dict[str, Any]:
+    """What determines the result; a resume must match it exactly."""
+    return {
+        "source": {"path": str(Path(src.path).resolve()), "size": [src.height, src.width],
+                   "levels": src.level_count, "kind": src.kind},
+        "resolution": res.to_dict(),
+        "grid": grid.to_dict(),
+        "model": {"name": bundle.meta.name, "version": bundle.meta.version,
+                  "digest": _weights_digest(bundle)},
+        "batch_size": batch_size,
+        "probabilities": probabilities,
+        "blend": "cosine",
+    }
+
+
+def _weights_digest(bundle: ModelBundle) -> str:
+    """A short hash of the weights, so a resume never mixes tiles from two different models."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(bundle.net.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+
+
+@contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """OS errors while writing the work dir (full disk, permissions) → one-line OutputError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        raise OutputError(os_error_message(path, exc).replace("the output", "the work dir")) from exc

@@ -1,0 +1,142 @@
+"""The on-disk state of one run: finished tiles, finalized blocks and the output arrays.
+
+Everything a resumed run needs lives in ``OUTPUT.gigavim-work/``:
+
+* ``settings.json`` — what the run computes (source, grid, model digest); a resume with other
+  settings is refused rather than silently mixing two runs;
+* ``tiles/IY_IX.npy`` — one finished tile's class probabilities plus its valid mask (float16),
+  each written under a temporary name and renamed, so a file that exists is complete;
+* ``labels.zarr`` / ``probabilities.zarr`` — the label map at the working resolution, one zarr
+  chunk per output block;
+* ``blocks.log`` — an append-only journal of finalized blocks (fsync'ed), with their pixel
+  counts. A block is written before its journal line, and tiles are deleted only after every
+  block they cover is journalled, so a SIGKILL at any point loses nothing that is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from gigavim.engine.plan import TileGrid
+from gigavim.errors import UsageError
+
+_JOURNAL_LINE = re.compile(r"^(\d+) (\d+) (\d+) (\d+)$")
+BlockCounts = tuple[int, int]  # (foreground pixels, pixels with data)
+
+
+class WorkDir:
+    """Files of one (possibly interrupted) run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.tiles = self.path / "tiles"
+        self.settings_file = self.path / "settings.json"
+        self.journal_file = self.path / "blocks.log"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def prepare(self, settings: dict[str, Any], *, resume: bool) -> bool:
+        """Create the work dir, or reopen it for ``resume``; True if it resumes earlier work."""
+        if self.settings_file.exists():
+            if not resume:
+                raise UsageError(
+                    f"{self.path} holds an interrupted run: add --resume to continue it, "
+                    f"or --overwrite to start again"
+                )
+            stored = json.loads(self.settings_file.read_text())
+            if stored != _jsonable(settings):
+                differ = sorted(k for k in set(stored) | set(settings)
+                                if stored.get(k) != _jsonable(settings).get(k))
+                raise UsageError(f"{self.path}: cannot resume, the run's settings differ "
+                                 f"({', '.join(differ)}); use --overwrite to start again")
+            self._repair_journal()
+            return True
+        self.discard()
+        self.tiles.mkdir(parents=True)
+        _atomic_write(self.settings_file, json.dumps(_jsonable(settings), indent=1).encode())
+        return False
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- output arrays ----------------------------------------------------------------------
+    def label_arrays(self, grid: TileGrid, classes: int, fill_label: int, *, probabilities: bool,
+                     create: bool) -> tuple[zarr.Array, zarr.Array | None]:
+        """labels (H, W) uint8 and optional probabilities (K, H, W) uint8, chunked by block."""
+        if not create:
+            labels = zarr.open_array(self.path / "labels.zarr", mode="r+")
+            probs = zarr.open_array(self.path / "probabilities.zarr", mode="r+") if probabilities else None
+            return labels, probs
+        labels = zarr.create_array(self.path / "labels.zarr", shape=grid.shape, dtype="uint8",
+                                   chunks=grid.block_shape, fill_value=fill_label)
+        probs = None
+        if probabilities:
+            probs = zarr.create_array(self.path / "probabilities.zarr", shape=(classes, *grid.shape),
+                                      dtype="uint8", chunks=(classes, *grid.block_shape), fill_value=0)
+        return labels, probs
+
+    # -- finished tiles ---------------------------------------------------------------------
+    def tile_path(self, tile: tuple[int, int]) -> Path:
+        return self.tiles / f"{tile[0]}_{tile[1]}.npy"
+
+    def has_tile(self, tile: tuple[int, int]) -> bool:
+        return self.tile_path(tile).exists()
+
+    def save_tile(self, tile: tuple[int, int], data: np.ndarray) -> None:
+        path = self.tile_path(tile)
+        tmp = path.with_suffix(".npy.partial")
+        with open(tmp, "wb") as fh:
+            np.save(fh, data)
+        os.replace(tmp, path)
+
+    def load_tile(self, tile: tuple[int, int]) -> np.ndarray:
+        return np.load(self.tile_path(tile), mmap_mode="r")
+
+    def drop_tile(self, tile: tuple[int, int]) -> None:
+        self.tile_path(tile).unlink(missing_ok=True)
+
+    # -- journal ----------------------------------------------------------------------------
+    def finalized_blocks(self) -> dict[tuple[int, int], BlockCounts]:
+        """Blocks journalled as final (an incomplete last line from a kill is ignored)."""
+        done: dict[tuple[int, int], BlockCounts] = {}
+        if self.journal_file.exists():
+            for line in self.journal_file.read_text().split("\n")[:-1]:
+                m = _JOURNAL_LINE.match(line)
+                if m:
+                    by, bx, fg, data = map(int, m.groups())
+                    done[(by, bx)] = (fg, data)
+        return done
+
+    def _repair_journal(self) -> None:
+        """End a line cut short by a kill, so the next entries start on a line of their own."""
+        if self.journal_file.exists():
+            text = self.journal_file.read_bytes()
+            if text and not text.endswith(b"\n"):
+                with open(self.journal_file, "ab") as fh:
+                    fh.write(b"\n")
+
+    def journal(self, entries: dict[tuple[int, int], BlockCounts]) -> None:
+        if not entries:
+            return
+        text = "".join(f"{by} {bx} {fg} {data}\n" for (by, bx), (fg, data) in entries.items())
+        with open(self.journal_file, "a") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def _jsonable(settings: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(settings))
