@@ -24,6 +24,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "open_image",
+    "segment",
 ]
 
 
@@ -32,3 +33,10 @@ def open_image(path: Any, **kwargs: Any):  # noqa: ANN201 - re-exported, typed a
     from gigavim.io import open_image as _open_image
 
     return _open_image(path, **kwargs)
+
+
+def segment(source: Any, outputs: Any, **kwargs: Any):  # re-exported, typed at the source
+    """Segment a slide or raster into OME-Zarr / GeoTIFF / GeoJSON outputs (see gigavim.engine)."""
+    from gigavim.engine import segment as _segment
+
+    return _segment(source, outputs, **kwargs)
