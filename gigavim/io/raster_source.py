@@ -165,7 +165,7 @@ def ground_sample_distance_m(ds: Any) -> float | None:
     t = ds.transform
     size_x, size_y = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
     if ds.crs.is_geographic:
-        lat = math.radians((t * (ds.width / 2, ds.height / 2))[1])
+        lat = math.radians((t @ (ds.width / 2, ds.height / 2))[1])
         s2 = math.sin(lat) ** 2
         m_per_rad_lat = _WGS84_A * (1 - _WGS84_E2) / (1 - _WGS84_E2 * s2) ** 1.5
         m_per_rad_lon = _WGS84_A * math.cos(lat) / math.sqrt(1 - _WGS84_E2 * s2)
