@@ -15,6 +15,7 @@ from gigavim.cli._app import app, state
 
 # Sub-commands register themselves on import (one module each).
 from gigavim.cli import info as _info  # noqa: E402,F401  isort: skip
+from gigavim.cli import segment as _segment  # noqa: E402,F401  isort: skip
 
 __all__ = ["app", "main"]
 
