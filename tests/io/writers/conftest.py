@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ from gigavim.io.writers.base import LabelMap
 def slide_map(tmp_path: Path) -> Callable[..., LabelMap]:
     """A slide-like LabelMap (2 µm/px working, ×4 to level 0) over zarr-stored class ids."""
 
-    def make(labels: np.ndarray | None = None, **fields: Any) -> LabelMap:
+    counter = itertools.count()
+
+    def make(labels: Any = None, **fields: Any) -> LabelMap:
         labels = pattern() if labels is None else labels
-        stored = to_zarr(labels, tmp_path / "engine_labels.zarr", (256, 256))
+        if isinstance(labels, np.ndarray):  # stored like the engine's accumulator
+            labels = to_zarr(labels, tmp_path / f"engine_labels_{next(counter)}.zarr", (256, 256))
         defaults: dict[str, Any] = {
-            "labels": stored, "classes": CLASSES, "colors": COLORS,
+            "labels": labels, "classes": CLASSES, "colors": COLORS,
             "source_path": Path("slide.svs"), "source_kind": "slide", "mpp": 2.0,
             "scale_to_level0": 4.0, "model": {"name": "tiny", "version": "1", "trained": False},
             "settings": {"tile": 1024, "overlap": 128},

@@ -1,0 +1,143 @@
+"""write_outputs: format by extension, checks before work, all-or-nothing atomic outputs."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+from writers_synthetic import GuardedArray, pattern
+
+from gigavim.errors import OutputError
+from gigavim.io.writers import geojson as geojson_writer
+from gigavim.io.writers import geotiff as geotiff_writer
+from gigavim.io.writers import ome_zarr as ome_zarr_writer
+from gigavim.io.writers import output_format, write_outputs
+
+
+def listing(directory):
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("engine_labels"))
+
+
+def snapshot(outputs):
+    """Bytes of each file output, the file list of each directory output."""
+    return {
+        p.name: sorted(str(q.relative_to(p)) for q in p.rglob("*")) if p.is_dir() else p.read_bytes()
+        for p in outputs
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("a.zarr", "ome-zarr"), ("a.ome.zarr", "ome-zarr"), ("a.TIF", "geotiff"), ("a.tiff", "geotiff"),
+     ("a.geojson", "geojson"), ("a.json", "geojson")],
+)
+def test_format_follows_the_extension(tmp_path, name, fmt):
+    assert output_format(tmp_path / name) == fmt
+
+
+def test_unknown_extension_is_refused_before_anything_is_written(tmp_path, slide_map):
+    good, bad = tmp_path / "ok.tif", tmp_path / "labels.png"
+    with pytest.raises(OutputError, match=r"labels\.png: unsupported output extension .*ome\.zarr.*geojson"):
+        write_outputs(slide_map(), [good, bad])
+    assert not good.exists() and not bad.exists()
+
+
+def test_one_run_writes_every_format(tmp_path, slide_map):
+    outs = [tmp_path / "s.ome.zarr", tmp_path / "s.tif", tmp_path / "s.geojson"]
+    assert write_outputs(slide_map(), outs) == outs
+    assert listing(tmp_path) == sorted(["s.ome.zarr", "s.tif", "s.geojson"])
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, slide_map):
+    existing = tmp_path / "s.geojson"
+    existing.write_text("precious")
+    other = tmp_path / "s.tif"
+    with pytest.raises(OutputError, match=r"s\.geojson: output already exists .*--overwrite"):
+        write_outputs(slide_map(), [other, existing])
+    assert existing.read_text() == "precious"
+    assert not other.exists()  # checked up front: nothing was written
+
+
+def test_overwrite_replaces_files_and_directories(tmp_path, slide_map):
+    outs = [tmp_path / "s.zarr", tmp_path / "s.geojson"]
+    write_outputs(slide_map(labels=np.zeros((300, 200), np.uint8)), outs)
+    labels = pattern()
+    write_outputs(slide_map(labels=labels), outs, overwrite=True)
+    np.testing.assert_array_equal(zarr.open_array(str(outs[0] / "labels" / "segmentation" / "0"))[:], labels)
+    assert json.loads(outs[1].read_text())["features"]
+    assert listing(tmp_path) == sorted(["s.zarr", "s.geojson"])  # no leftovers
+
+
+def test_missing_output_directory_is_reported(tmp_path, slide_map):
+    with pytest.raises(OutputError, match=r"does not exist"):
+        write_outputs(slide_map(), [tmp_path / "nowhere" / "s.tif"])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only directories")
+def test_unwritable_output_directory_is_reported(tmp_path, slide_map):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match=r"not writable"):
+            write_outputs(slide_map(), [locked / "s.tif"])
+    finally:
+        locked.chmod(0o700)
+
+
+def test_same_output_twice_is_refused(tmp_path, slide_map):
+    with pytest.raises(OutputError, match=r"given twice"):
+        write_outputs(slide_map(), [tmp_path / "s.tif", tmp_path / "." / "s.tif"])
+
+
+def _disk_full_after(count: int, original):
+    """Wrap a function so that its ``count``-th call raises ENOSPC, like a disk filling up."""
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= count:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("failing", ["geojson", "geotiff", "ome_zarr"])
+def test_failure_midway_keeps_old_outputs_and_no_temporaries(tmp_path, slide_map, monkeypatch, failing):
+    outs = [tmp_path / "s.zarr", tmp_path / "s.tif", tmp_path / "s.geojson"]
+    write_outputs(slide_map(labels=np.ones((300, 200), np.uint8)), outs)
+    before = snapshot(outs)
+    if failing == "geojson":  # fails after a few features were written
+        monkeypatch.setattr(geojson_writer, "_feature", _disk_full_after(3, geojson_writer._feature))
+    elif failing == "geotiff":  # fails while GDAL builds the COG
+        monkeypatch.setattr(geotiff_writer.rasterio.shutil, "copy", _disk_full_after(1, None))
+    else:  # fails after the labels pyramid, while writing the parent image
+        monkeypatch.setattr(ome_zarr_writer, "_write_root_image", _disk_full_after(1, None))
+
+    with pytest.raises(OutputError, match=r"no space left on the device") as err:
+        write_outputs(slide_map(), outs, overwrite=True)
+    assert "\n" not in str(err.value)
+    assert snapshot(outs) == before
+    assert listing(tmp_path) == sorted(["s.zarr", "s.tif", "s.geojson"])
+
+
+def test_failure_of_a_new_output_leaves_nothing(tmp_path, slide_map, monkeypatch):
+    monkeypatch.setattr(geojson_writer, "_feature", _disk_full_after(2, geojson_writer._feature))
+    with pytest.raises(OutputError):
+        write_outputs(slide_map(), [tmp_path / "s.tif", tmp_path / "s.geojson"])
+    assert listing(tmp_path) == []  # the finished .tif was not moved in either
+
+
+@pytest.mark.parametrize("name", ["s.zarr", "s.tif", "s.geojson"])
+def test_writers_read_the_map_piece_by_piece(tmp_path, slide_map, monkeypatch, name):
+    monkeypatch.setattr(ome_zarr_writer, "CHUNK", 256)
+    monkeypatch.setattr(geotiff_writer, "WINDOW", 256)
+    monkeypatch.setattr(geojson_writer, "BAND_PIXELS", 64 * 600)
+    labels = pattern()  # 700 × 600
+    write_outputs(slide_map(labels=GuardedArray(labels, limit=labels.size // 4)), [tmp_path / name])
+    assert (tmp_path / name).exists()
