@@ -65,7 +65,7 @@ def load_official_checkpoint(path: str | Path, use_ema: bool = False, **override
 
     The architecture is inferred from tensor shapes (and ``args`` when the file has them);
     ``overrides`` are VisionMamba keyword arguments (e.g. ``pos_embed_mode``). Returns the model
-    in eval mode.
+    in eval mode, in the checkpoint's dtype.
     """
     ckpt = read_checkpoint(path)
     sd = checkpoint_state_dict(ckpt, use_ema, source=str(path))
@@ -74,7 +74,7 @@ def load_official_checkpoint(path: str | Path, use_ema: bool = False, **override
         config = infer_official_config(sd, args)
     except ModelError as exc:
         raise ModelError(f"{path}: {exc}") from None
-    model = vim_from_official_config(config, **overrides)
+    model = vim_from_official_config(config, **overrides).to(sd["patch_embed.proj.weight"].dtype)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:

@@ -122,8 +122,20 @@ def infer_official_config(state_dict: Mapping[str, torch.Tensor], args: Any = No
         if side * side != tokens:
             raise ModelError(f"position table of {tokens} patch tokens is not a square grid")
         if stride is None:
-            stride = (img - patch) // (side - 1) if side > 1 and (img - patch) % (side - 1) == 0 else patch
+            stride = _solve_stride(side, patch, _arg(args, "input_size"))
         img = (side - 1) * stride + patch
     cfg["stride"] = stride or patch
     cfg["img_size"] = int(img)
     return cfg
+
+
+def _solve_stride(side: int, patch: int, input_size: int | None) -> int:
+    """The stride that puts ``side`` tokens across ``input_size`` pixels (or 224 px for a
+    released stride, patch or patch/2); the patch size when nothing fits."""
+    if side > 1:
+        img = input_size or 224
+        stride, rest = divmod(img - patch, side - 1)
+        allowed = range(1, patch + 1) if input_size else (patch, patch // 2)
+        if rest == 0 and stride in allowed:
+            return stride
+    return patch

@@ -110,7 +110,7 @@ class VisionMamba(nn.Module):
                           if "learned" in pos_embed_mode else None)
         self.pos_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        rates = torch.linspace(0, drop_path_rate, depth).tolist() if depth > 1 else [drop_path_rate]
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # = linspace(0, rate, depth)
         self.layers = nn.ModuleList(
             VimBlock(embed_dim, drop_path=rates[i], norm_eps=norm_eps, d_state=d_state, d_conv=d_conv,
                      expand=expand, dt_rank=dt_rank, divide_out=divide_out)
