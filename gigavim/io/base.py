@@ -115,7 +115,7 @@ class ImageSource(ABC):
             return self.nodata
         return 255 if self.kind == "slide" else 0
 
-    def to_dask(self, level: int = 0, chunk: int = 1024):  # noqa: ANN201 - dask.array.Array
+    def to_dask(self, level: int = 0, chunk: int = 1024):
         """A lazy (h, w, bands) dask array of one level, read chunk by chunk via :meth:`read`."""
         import dask.array as da
         from dask import delayed

@@ -53,8 +53,10 @@ def detect_kind(path: Path) -> SourceKind:
         if driver in PLAIN_IMAGE_DRIVERS and not (driver == "GTiff" and pixels > PLAIN_IMAGE_MAX_PIXELS):
             return "image"
         return "raster"
-    if _pillow_can_open(path):
-        return "image"
+    from gigavim.io.plain_source import is_tiff_file
+
+    if is_tiff_file(path) or _pillow_can_open(path):
+        return "image"  # a TIFF nothing else took: tifffile reads it or says what is damaged
     if path.suffix.lower() in SLIDE_SUFFIXES:
         raise InputError(f"{path}: not a slide OpenSlide can read (unrecognised or damaged contents)")
     raise InputError(f"{path}: unsupported file: not a slide, raster or image gigavim recognises")
@@ -108,7 +110,9 @@ def _pillow_can_open(path: Path) -> bool:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path):
-            return True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data" from damaged TIFFs
+            with Image.open(path):
+                return True
     except (UnidentifiedImageError, OSError, ValueError):
         return False

@@ -8,7 +8,10 @@ channel is not returned as data: it says which pixels are valid. TIFF resolution
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ class PlainImageSource(ImageSource):
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
-        is_tiff = _is_tiff(path)
+        is_tiff = is_tiff_file(path)
         height, width, channels, dtype, mpp = _tiff_header(path) if is_tiff else _pillow_header(path)
         self._has_alpha = channels in (2, 4)
         bands = channels - 1 if self._has_alpha else channels
@@ -70,7 +73,8 @@ class PlainImageSource(ImageSource):
         return read_padded(window, self.levels[level], False, (), np.dtype(bool), inside)
 
 
-def _is_tiff(path: Path) -> bool:
+def is_tiff_file(path: Path) -> bool:
+    """True when the file starts with a (Big)TIFF header."""
     with open(path, "rb") as fh:
         magic = fh.read(4)
     return magic[:2] in (b"II", b"MM") and magic[2:4] in (b"*\x00", b"\x00*", b"+\x00", b"\x00+")
@@ -109,11 +113,12 @@ def _tiff_header(path: Path) -> tuple[int, int, int, np.dtype, float | None]:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_complaints(path), tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             series = tif.series[0]
             axes, shape = series.axes, series.shape
             mpp = _tiff_mpp(page)
+            len(tif.pages)  # walks every IFD: a truncated file has one pointing past its end
     except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
         raise InputError(f"{path}: not a TIFF gigavim can read ({err})") from err
     if axes not in _PLANE_AXES:
@@ -140,10 +145,10 @@ def _tiff_mpp(page) -> float | None:
 
 def _decode(path: Path) -> np.ndarray:
     try:
-        if _is_tiff(path):
+        if is_tiff_file(path):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _tifffile_complaints(path), tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 pixels = series.asarray()
                 if series.axes in ("SYX", "CYX"):
@@ -153,8 +158,40 @@ def _decode(path: Path) -> np.ndarray:
 
         with Image.open(path) as img:
             return np.asarray(_normalise_mode(img))
+    except InputError:
+        raise
     except Exception as err:
         raise InputError(f"{path}: cannot decode image pixels ({err}); the file is corrupt") from err
 
 
-__all__ = ["PlainImageSource"]
+@contextmanager
+def _tifffile_complaints(path: Path) -> Iterator[None]:
+    """Turn what tifffile only logs (bad IFD offsets in truncated files) into an InputError."""
+    complaints: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            complaints.append(record.getMessage())
+
+    import tifffile
+
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
+        detail = complaints[0].split("> ", 1)[-1] if complaints else (str(err) or type(err).__name__)
+        if not complaints and len(detail) < 8:  # e.g. IndexError('0'): no image series at all
+            detail = "no readable image in it"
+        raise InputError(f"{path}: damaged TIFF ({detail}); the file is truncated or corrupt") from err
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    if complaints:
+        detail = complaints[0].split("> ", 1)[-1]
+        raise InputError(f"{path}: damaged TIFF ({detail}); the file is truncated or corrupt")
+
+
+__all__ = ["PlainImageSource", "is_tiff_file"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window as RioWindow
 
 from gigavim.errors import InputError
@@ -127,7 +128,9 @@ class RasterSource(ImageSource):
 def _open_dataset(path: Path, overview_level: int | None = None) -> Any:
     kwargs = {} if overview_level is None else {"overview_level": overview_level}
     try:
-        return rasterio.open(path, **kwargs)
+        with warnings.catch_warnings():  # rasters without georeference are fine here
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path, **kwargs)
     except RasterioError as err:
         raise InputError(f"{path}: GDAL cannot open this raster ({err})") from err
 
