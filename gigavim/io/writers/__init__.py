@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rasterio._err import CPLE_BaseError  # GDAL errors rasterio passes through unwrapped
 from rasterio.errors import RasterioError
 
 from gigavim.errors import OutputError
-from gigavim.io.writers.atomic import check_writable, commit, os_error_message, remove_path, temporary_sibling
+from gigavim.io.writers.atomic import (
+    check_writable,
+    commit,
+    remove_path,
+    temporary_sibling,
+    write_error_message,
+)
 from gigavim.io.writers.base import LabelMap
 
 __all__ = ["FORMATS", "LabelMap", "output_format", "write_outputs"]
@@ -83,10 +90,8 @@ def write_outputs(label_map: LabelMap, outputs: Sequence[Path], *, overwrite: bo
         for tmp, dest in staged:
             current = dest
             commit(tmp, dest)
-    except OSError as err:
-        raise OutputError(os_error_message(current, err)) from err
-    except RasterioError as err:
-        raise OutputError(f"{current}: cannot write the output ({str(err).splitlines()[0]})") from err
+    except (OSError, RasterioError, CPLE_BaseError) as err:
+        raise OutputError(write_error_message(current, err)) from err
     finally:
         for tmp, _ in staged:
             remove_path(tmp)

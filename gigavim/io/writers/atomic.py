@@ -19,6 +19,7 @@ from gigavim.errors import OutputError
 
 _TMP_TAG = ".gigavim-tmp-"
 _OLD_TAG = ".gigavim-old-"
+_NEARLY_FULL_BYTES = 1 << 20
 
 
 def check_writable(dest: Path, *, overwrite: bool) -> None:
@@ -67,12 +68,27 @@ def commit(tmp: Path, dest: Path) -> None:
     remove_path(old)
 
 
-def os_error_message(dest: Path, err: OSError) -> str:
-    """One line for the user: the output and what the operating system said."""
-    if err.errno == errno.ENOSPC:
-        return f"{dest}: no space left on the device while writing the output"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{dest}: permission denied while writing the output"
+def disk_nearly_full(dest: Path, needed_bytes: int = 0) -> bool:
+    """Whether the output's file system lacks ``needed_bytes`` (plus a little) of free space.
+
+    GDAL reports a full disk as a vague "write failed" or a later read failure, and deletes a
+    failed copy, so its writers ask this right after a failure with what they still needed.
+    """
+    try:
+        return shutil.disk_usage(dest.parent).free < needed_bytes + _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def write_error_message(dest: Path, err: Exception) -> str:
+    """One line for the user: the output and what went wrong while writing it."""
     text = str(err).strip()
-    reason = err.strerror or (text.splitlines()[0] if text else type(err).__name__)
+    # Only OSError.errno is an errno; GDAL's CPLE errors reuse the name for their error class.
+    code = err.errno if isinstance(err, OSError) else None
+    if code == errno.ENOSPC or "no space left" in text.lower():
+        return f"{dest}: no space left on the device while writing the output"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{dest}: permission denied while writing the output"
+    strerror = err.strerror if isinstance(err, OSError) else None
+    reason = strerror or (text.splitlines()[0] if text else type(err).__name__)
     return f"{dest}: cannot write the output ({reason})"

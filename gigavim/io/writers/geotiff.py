@@ -14,6 +14,7 @@ Classes: a GDAL colour table (nodata transparent), the band description, and per
 
 from __future__ import annotations
 
+import errno
 import json
 import warnings
 from pathlib import Path
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from gigavim.io.writers.atomic import remove_path, temporary_sibling
+from gigavim.io.writers.atomic import disk_nearly_full, remove_path, temporary_sibling
 from gigavim.io.writers.base import LabelMap
 
 TILE = 512
@@ -92,5 +94,11 @@ def write_geotiff(label_map: LabelMap, path: Path) -> None:
                 scratch, path, driver="COG", COMPRESS=COMPRESSION, BLOCKSIZE=TILE,
                 RESAMPLING="NEAREST", OVERVIEW_RESAMPLING="MODE", BIGTIFF="IF_SAFER",
             )
+    except (RasterioError, CPLE_BaseError) as err:
+        # The COG (tiles + overviews) needs about 1.5× the scratch file.
+        needed = int(1.5 * scratch.stat().st_size) if scratch.exists() else 0
+        if disk_nearly_full(path, needed):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
+        raise
     finally:
         remove_path(scratch)
