@@ -1,17 +1,24 @@
 """Selective-scan and causal-conv kernels: one dispatch point for every caller.
 
-CUDA tensors use the Triton kernels, CPU tensors the PyTorch path. ``GIGAVIM_SCAN_BACKEND``
-(``torch`` or ``triton``) forces one; with ``TRITON_INTERPRET=1`` set before triton is
-imported, ``triton`` runs on CPU tensors through Triton's interpreter (slow; for tests).
+CUDA tensors use the Triton kernels, CPU tensors the PyTorch path (the chunked scan of
+:mod:`gigavim.kernels.chunked`, ``F.conv1d`` for the conv). ``GIGAVIM_SCAN_BACKEND`` (``torch``
+or ``triton``) forces one; with ``TRITON_INTERPRET=1`` set before triton is imported, ``triton``
+runs on CPU tensors through Triton's interpreter (slow; for tests). Triton is imported only when
+its backend is chosen, so CPU users never load it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
 
 import torch
-
+import torch.nn.functional as F
+from gigavim.kernels.chunked import selective_scan_chunked
 from gigavim.kernels.reference import causal_conv1d_ref, selective_scan_ref
+
+from gigavim.errors import UsageError
 
 __all__ = [
     "bidirectional_scan",
@@ -19,6 +26,7 @@ __all__ = [
     "causal_conv1d_ref",
     "scan_backend",
     "selective_scan",
+    "selective_scan_chunked",
     "selective_scan_ref",
 ]
 
@@ -29,8 +37,19 @@ def scan_backend(t: torch.Tensor) -> str:
     if forced in ("torch", "triton"):
         return forced
     if forced:
-        raise ValueError(f"GIGAVIM_SCAN_BACKEND must be 'torch' or 'triton', not {forced!r}")
+        raise UsageError(f"GIGAVIM_SCAN_BACKEND must be 'torch' or 'triton', not {forced!r}")
     return "triton" if t.is_cuda else "torch"
+
+
+def _triton_module(name: str) -> ModuleType:
+    """Import ``gigavim.kernels.<name>`` (which imports triton) on first use of the Triton backend."""
+    try:
+        return importlib.import_module(f"gigavim.kernels.{name}")
+    except ImportError as err:
+        raise UsageError(
+            f"the Triton scan backend needs the 'triton' package, which cannot be imported ({err}); "
+            "install it (pip install triton) or set GIGAVIM_SCAN_BACKEND=torch"
+        ) from err
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -39,8 +58,33 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
     See :func:`gigavim.kernels.reference.selective_scan_ref` for shapes and semantics.
     """
-    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                              initial_state, return_last_state, reverse)
+    if scan_backend(u) == "torch":
+        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                      initial_state, return_last_state, reverse)
+    fwd = _triton_module("scan_fwd")
+
+    def fast(*t):
+        return fwd.selective_scan_triton(*t[:8], delta_softplus, t[8], True, reverse)
+
+    def slow(*t):
+        return selective_scan_chunked(*t[:8], delta_softplus, t[8], True, reverse)
+
+    out, last = _triton_module("autograd").with_recompute_backward(
+        fast, slow, u, delta, A, B, C, D, z, delta_bias, initial_state)
+    return (out, last) if return_last_state else out
+
+
+def _bidirectional_torch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
+                         delta_bias_b, initial_state, initial_state_b, delta_softplus):
+    """The PyTorch path: two chunked scans (the backward one indexes from the end, no flips)."""
+    y_f, s_f = selective_scan_chunked(u, delta, A, B, C, D, None, delta_bias, delta_softplus,
+                                      initial_state, True, False)
+    y_b, s_b = selective_scan_chunked(u_b, delta_b, A_b, B_b, C_b, D_b, None, delta_bias_b,
+                                      delta_softplus, initial_state_b, True, True)
+    y = (y_f + y_b) * 0.5
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y, s_f, s_b
 
 
 def bidirectional_scan(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z=None,
@@ -52,17 +96,37 @@ def bidirectional_scan(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z
     the first. Returns y, or (y, (last_state_f, last_state_b)) — the backward branch's "last"
     state is the one after token 0.
     """
-    y_f, s_f = selective_scan(u, delta, A, B, C, D, None, delta_bias, delta_softplus,
-                              initial_state, True, False)
-    y_b, s_b = selective_scan(u_b, delta_b, A_b, B_b, C_b, D_b, None, delta_bias_b,
-                              delta_softplus, initial_state_b, True, True)
-    y = (y_f + y_b) * 0.5
-    if z is not None:
-        y = y * torch.nn.functional.silu(z.to(y.dtype))
+    tensors = (u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+               initial_state, initial_state_b)
+    if scan_backend(u) == "torch":
+        y, s_f, s_b = _bidirectional_torch(*tensors, delta_softplus)
+    else:
+        fwd = _triton_module("scan_fwd")
+
+        def fast(*t):
+            y, (sf, sb) = fwd.bidirectional_scan_triton(*t[:15], delta_softplus, t[15], t[16], True)
+            return y, sf, sb
+
+        def slow(*t):
+            return _bidirectional_torch(*t, delta_softplus)
+
+        y, s_f, s_b = _triton_module("autograd").with_recompute_backward(fast, slow, *tensors)
     return (y, (s_f, s_b)) if return_last_state else y
 
 
 def causal_conv1d(x, weight, bias=None, activation="silu", initial_state=None,
                   return_final_state=False, reverse=False):
     """Depthwise causal (or, with ``reverse``, anti-causal) conv1d with optional carried state."""
-    return causal_conv1d_ref(x, weight, bias, activation, initial_state, return_final_state, reverse)
+    if scan_backend(x) == "torch":
+        return causal_conv1d_ref(x, weight, bias, activation, initial_state, return_final_state, reverse)
+    conv = _triton_module("conv1d")
+
+    def fast(*t):
+        return conv.causal_conv1d_triton(*t[:3], activation, t[3], True, reverse)
+
+    def slow(*t):
+        return causal_conv1d_ref(*t[:3], activation, t[3], True, reverse)
+
+    recompute = _triton_module("autograd").with_recompute_backward
+    out, final = recompute(fast, slow, x, weight, bias, initial_state)
+    return (out, final) if return_final_state else out
