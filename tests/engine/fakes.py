@@ -1,4 +1,4 @@
-"""Small, checkable stand-ins for the engine's tests: in-memory sources and tiny conv models.
+"""Small, checkable stand-ins for engine and CLI tests: in-memory sources and tiny conv models.
 
 A 2-layer 3×3 conv net has a receptive field of 5×5 px, so a tile's prediction equals the
 whole-image prediction everywhere more than 2 px inside the tile: that is what makes the
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -24,7 +23,7 @@ class ArraySource(ImageSource):
     """An ImageSource over in-memory levels (level 0 first), for exact expectations."""
 
     def __init__(self, levels: list[np.ndarray], *, kind: str = "slide", mpp: float | None = 0.5,
-                 gsd_m: float | None = None, nodata: float | None = None, transform=None,  # noqa: ANN001
+                 gsd_m: float | None = None, nodata: float | None = None, transform=None,
                  crs: str | None = None, valid: np.ndarray | None = None) -> None:
         h0 = levels[0].shape[0]
         super().__init__(
@@ -106,8 +105,3 @@ def tiny_bundle(*, classes: int = 2, trained: bool = True, mpp: float | None = N
         mpp=mpp, gsd_m=gsd_m, tile=tile, overlap=overlap, trained=trained,
     )
     return ModelBundle(TinyConvNet(bands, classes, seed).eval(), meta)
-
-
-@pytest.fixture
-def bundle() -> ModelBundle:
-    return tiny_bundle()

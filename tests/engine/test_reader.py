@@ -1,0 +1,62 @@
+"""Resampling tiles to the working grid: exact positions, so overlapping tiles agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gigavim.engine.plan import resolve_resolution
+from gigavim.engine.reader import TileReader
+from gigavim.io.base import Window
+
+from .fakes import ArraySource
+
+
+def _ramp_source(levels: int = 1) -> ArraySource:
+    yy, xx = np.mgrid[0:600, 0:800].astype(np.float32)
+    ramp = np.stack([0.5 * yy + 0.25 * xx, yy, xx], axis=-1)
+    arrays = [ramp] + [ramp[:: 2**i, :: 2**i] for i in range(1, levels)]
+    return ArraySource(arrays, mpp=0.5)
+
+
+def _expected(win: Window, f: float) -> np.ndarray:
+    """A linear image resampled by factor f: the value at each working pixel's centre."""
+    yc = (np.arange(win.y, win.y + win.height) + 0.5) * f - 0.5
+    xc = (np.arange(win.x, win.x + win.width) + 0.5) * f - 0.5
+    return 0.5 * yc[:, None] + 0.25 * xc[None, :]
+
+
+@pytest.mark.parametrize("mpp, factor", [(0.5, 1.0), (1.0, 2.0), (1.25, 2.5), (0.75, 1.5), (0.4, 0.8)])
+def test_tiles_sample_the_linear_image_at_their_exact_centres(mpp: float, factor: float) -> None:
+    src = _ramp_source()
+    res = resolve_resolution(src, mpp=mpp)
+    assert res.read_factor == pytest.approx(factor)
+    reader = TileReader(src, res)
+    win = Window(40, 60, 64, 80)  # well inside: no edge padding involved
+    pixels, valid = reader.read(win)
+    assert pixels.shape == (64, 80, 3) and valid.all()
+    np.testing.assert_allclose(pixels[..., 0], _expected(win, factor), atol=1e-3)
+
+
+def test_overlapping_tiles_agree_on_shared_pixels() -> None:
+    reader = TileReader(_ramp_source(), resolve_resolution(_ramp_source(), mpp=1.3))
+    a, _ = reader.read(Window(10, 10, 100, 100))
+    b, _ = reader.read(Window(60, 70, 100, 100))
+    np.testing.assert_allclose(a[50:, 60:], b[:50, :40], atol=1e-3)
+
+
+def test_a_matching_level_is_read_directly() -> None:
+    src = _ramp_source(levels=2)
+    res = resolve_resolution(src, mpp=1.0)
+    reader = TileReader(src, res)
+    pixels, _ = reader.read(Window(0, 0, 50, 50))
+    assert {lvl for lvl, _ in src.reads} == {1}
+    np.testing.assert_array_equal(pixels, src.arrays[1][:50, :50])
+
+
+def test_validity_is_resampled_with_the_pixels() -> None:
+    valid = np.ones((600, 800), bool)
+    valid[:, 400:] = False
+    src = ArraySource([np.zeros((600, 800, 3), np.uint8)], kind="raster", mpp=None, gsd_m=1.0, valid=valid)
+    _pixels, mask = TileReader(src, resolve_resolution(src, gsd_m=2.0)).read(Window(0, 150, 10, 100))
+    assert mask[:, :50].all() and not mask[:, 50:].any()

@@ -1,0 +1,51 @@
+"""Tissue and nodata masks: what decides which tiles the engine skips."""
+
+from __future__ import annotations
+
+import numpy as np
+from engine.fakes import FunctionSource, blobs  # tests/ is on sys.path (root conftest)
+
+from gigavim.io import open_image
+from gigavim.io.masks import foreground_mask, tissue_mask, valid_mask
+
+
+def test_tissue_mask_finds_synthetic_tissue_blobs() -> None:
+    src = FunctionSource(2400, 3000, blobs)
+    m = tissue_mask(src, max_size=600)
+    assert m.mask.shape == (480, 600) and m.downsample == 5
+    yy, xx = np.mgrid[0:480, 0:600] * 5 + 2
+    truth = blobs(yy, xx)[..., 1] < 200  # disc pixels are (200, 90, 160)
+    inter, union = (m.mask & truth).sum(), (m.mask | truth).sum()
+    assert inter / union > 0.75
+    assert m.mask[truth].all()  # the dilated mask never cuts tissue off
+    corners = ((yy % 300) < 40) & ((xx % 300) < 40)  # glass between the discs
+    assert not m.mask[corners].any()
+    assert m.any_in(150, 150, 160, 160) and not m.any_in(0, 0, 30, 30)
+
+
+def test_blank_glass_has_no_tissue() -> None:
+    src = FunctionSource(1000, 1000, lambda yy, xx: np.full((*yy.shape, 3), 242))
+    assert not tissue_mask(src).mask.any()
+
+
+def test_tissue_mask_on_the_real_sample_slide(real_data) -> None:
+    src = open_image(real_data / "wsi" / "CMU-1-Small-Region.svs")
+    m = tissue_mask(src)
+    assert m.mask.shape == (989, 740) and m.overview is not None
+    assert 0.3 < m.fraction < 0.5  # a skin section with a wide margin of glass on the left
+    assert m.mask[:150, :100].mean() < 0.05  # glass, top left
+    assert m.mask[800:950, 300:450].mean() > 0.95  # dermis, bottom centre
+
+
+def test_nodata_mask_on_a_landsat_scene(real_data) -> None:
+    src = open_image(real_data / "geo" / "RGB.byte.tif")
+    m = valid_mask(src)
+    assert m.downsample == 1 and m.mask.shape == (718, 791)
+    assert 0.6 < m.fraction < 0.72  # about a third is the nodata collar of the rotated scene
+    assert not m.mask[0, 0] and not m.mask[-1, -1] and m.mask[359, 395]
+    assert foreground_mask(src).fraction == m.fraction  # rasters: data, not tissue
+
+
+def test_float_nan_pixels_are_not_valid(real_data) -> None:
+    src = open_image(real_data / "geo" / "float_nan.tif")
+    assert valid_mask(src).mask.sum() == 5  # 3×2 with one NaN
