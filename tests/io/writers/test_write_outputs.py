@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -77,16 +78,27 @@ def test_missing_output_directory_is_reported(tmp_path, slide_map):
         write_outputs(slide_map(), [tmp_path / "nowhere" / "s.tif"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only directories")
-def test_unwritable_output_directory_is_reported(tmp_path, slide_map):
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A directory the user cannot write into: chmod for users, a read-only tmpfs for root."""
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        with pytest.raises(OutputError, match=r"not writable"):
-            write_outputs(slide_map(), [locked / "s.tif"])
-    finally:
+    if os.geteuid() != 0:
+        locked.chmod(0o500)
+        yield locked
         locked.chmod(0o700)
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("running as root and cannot mount a read-only tmpfs: no unwritable directory")
+    yield locked
+    subprocess.run(["umount", str(locked)], check=False)
+
+
+def test_unwritable_output_directory_is_reported(unwritable_dir, slide_map):
+    with pytest.raises(OutputError, match=r"locked/s\.tif: output directory .* is not writable"):
+        write_outputs(slide_map(), [unwritable_dir / "s.tif"])
 
 
 def test_same_output_twice_is_refused(tmp_path, slide_map):
@@ -141,3 +153,27 @@ def test_writers_read_the_map_piece_by_piece(tmp_path, slide_map, monkeypatch, n
     labels = pattern()  # 700 × 600
     write_outputs(slide_map(labels=GuardedArray(labels, limit=labels.size // 4)), [tmp_path / name])
     assert (tmp_path / name).exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 2 MiB file system (tmpfs); skipped where mounting is not allowed (non-root CI)."""
+    mount_point = tmp_path / "tiny_disk"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): real disk-full case not run")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("name", ["s.zarr", "s.tif", "s.geojson"])
+def test_really_full_disk_gives_one_line_and_leaves_nothing(tiny_disk, slide_map, name):
+    side = 300 if name.endswith("geojson") else 1000  # 90 000 one-pixel regions are ~20 MB of JSON
+    noise = np.random.default_rng(0).integers(0, 256, (side, side), dtype=np.uint8)  # incompressible
+    classes, colors = [f"c{i}" for i in range(256)], [(i, i, i) for i in range(256)]
+    label_map = slide_map(labels=noise, classes=classes, colors=colors)
+    with pytest.raises(OutputError, match=r"no space left on the device"):
+        write_outputs(label_map, [tiny_disk / name])
+    assert list(tiny_disk.iterdir()) == []
