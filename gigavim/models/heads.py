@@ -33,11 +33,21 @@ def upsample_to_image(logits: torch.Tensor, grid_hw: tuple[int, int], image_hw: 
     return out[..., :height, :width]
 
 
-def conv_norm_act(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
-    """Conv (no bias) → GroupNorm → ReLU: the unit every FPN/UperNet stage is made of."""
-    groups = next(g for g in (32, 16, 8, 4, 2, 1) if cout % g == 0)
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
-                         nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
+def norm_groups(channels: int) -> int:
+    """GroupNorm groups: up to 32, at least 4 channels each (tiny maps stay non-degenerate)."""
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and (channels // g >= 4 or g == 1))
+
+
+def conv_norm_act(cin: int, cout: int, kernel: int = 1, norm: bool = True) -> nn.Sequential:
+    """Conv → GroupNorm → ReLU: the unit every FPN/UperNet stage is made of.
+
+    ``norm=False`` (conv with bias) is for globally pooled 1×1 maps, where a per-sample norm
+    would erase the signal.
+    """
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=not norm)
+    if not norm:
+        return nn.Sequential(conv, nn.ReLU(inplace=True))
+    return nn.Sequential(conv, nn.GroupNorm(norm_groups(cout), cout), nn.ReLU(inplace=True))
 
 
 class LightHead(nn.Module):
@@ -65,7 +75,7 @@ class PyramidPooling(nn.Module):
     def __init__(self, cin: int, channels: int, pool_scales: Sequence[int]) -> None:
         super().__init__()
         self.pool_scales = tuple(pool_scales)
-        self.stages = nn.ModuleList(conv_norm_act(cin, channels) for _ in self.pool_scales)
+        self.stages = nn.ModuleList(conv_norm_act(cin, channels, norm=False) for _ in self.pool_scales)
         self.bottleneck = conv_norm_act(cin + channels * len(self.pool_scales), channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,9 +95,8 @@ class FPNHead(nn.Module):
         super().__init__()
         self.stride, self.patch_size = stride, patch_size
         d = embed_dim
-        groups = next(g for g in (32, 16, 8, 4, 2, 1) if d % g == 0)
         self.rescale = nn.ModuleList([
-            nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2), nn.GroupNorm(groups, d), nn.GELU(),
+            nn.Sequential(nn.ConvTranspose2d(d, d, 2, 2), nn.GroupNorm(norm_groups(d), d), nn.GELU(),
                           nn.ConvTranspose2d(d, d, 2, 2)),
             nn.ConvTranspose2d(d, d, 2, 2),
             nn.Identity(),

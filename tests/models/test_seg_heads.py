@@ -1,0 +1,77 @@
+"""Segmenters: per-pixel logits at the input size, alignment, factory and pretrained backbones."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from gigavim.errors import ModelError
+from gigavim.models import build_segmenter, create_model
+from gigavim.models.heads import upsample_to_image
+from gigavim.models.pos_embed import convert_pos_table
+
+BACKBONE = dict(embed_dim=32, depth=4, patch_size=8, stride=8, img_size=32)
+
+
+@pytest.mark.parametrize("kind", ["light", "fpn"])
+@pytest.mark.parametrize("stride", [8, 4])
+def test_segmenter_outputs_logits_at_input_size(kind, stride):
+    torch.manual_seed(0)
+    net = build_segmenter({**BACKBONE, "stride": stride}, num_classes=3, head={"kind": kind}).eval()
+    for hw in [(37, 53), (8, 8), (21, 9)]:
+        with torch.no_grad():
+            out = net(torch.randn(2, 3, *hw))
+        assert out.shape == (2, 3, *hw)
+        assert torch.isfinite(out).all()
+
+
+def test_fpn_segmenter_trains_every_parameter():
+    torch.manual_seed(0)
+    net = build_segmenter(BACKBONE, num_classes=3, head={"kind": "fpn", "channels": 16}).train()
+    assert net.indices == [0, 1, 2, 3]
+    target = torch.randint(0, 3, (2, 29, 35))
+    torch.nn.functional.cross_entropy(net(torch.randn(2, 3, 29, 35)), target).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_upsampling_aligns_token_centres_with_pixels():
+    """Token i covers pixels [i·stride, i·stride + patch): its value lands at the patch centre."""
+    ramp = torch.arange(10.0)[None, None, None, :].expand(1, 1, 3, 10)  # value = token column
+    for patch, stride in [(16, 16), (16, 8), (8, 4)]:
+        out = upsample_to_image(ramp, (3, 10), (20, 9 * stride + patch), stride, patch)
+        cols = torch.arange(2 * stride, 7 * stride)  # interior: no edge clamping
+        centre = (cols - (patch - 1) / 2) / stride
+        torch.testing.assert_close(out[0, 0, 0, cols], centre, atol=1e-5, rtol=0)
+
+
+def test_factory_errors_are_model_errors():
+    with pytest.raises(ModelError, match="unknown head kind"):
+        build_segmenter(BACKBONE, num_classes=2, head={"kind": "mlp"})
+    with pytest.raises(ModelError, match="invalid backbone"):
+        build_segmenter({**BACKBONE, "pos_embed_mode": "rope"}, num_classes=2)
+    with pytest.raises(ModelError, match="invalid head"):
+        build_segmenter(BACKBONE, num_classes=2, head={"kind": "fpn", "colour": 1})
+
+
+def test_backbone_from_official_checkpoint_file(tmp_path):
+    """Training-time init: official weights into a 4-band, no-cls, other-grid backbone."""
+    torch.manual_seed(0)
+    official = create_model("vim_tiny_patch16_224", img_size=32, patch_size=8, stride=8, depth=2,
+                            embed_dim=32, num_classes=7)
+    path = tmp_path / "vim_official.pth"
+    torch.save({"model": official.state_dict(), "model_ema": official.state_dict(), "epoch": 1,
+                "args": argparse.Namespace(model="vim_tiny_patch16_224", input_size=32)}, path)
+    arch = {**BACKBONE, "depth": 2, "img_size": 48, "in_chans": 4, "cls_token": "none"}
+    net = build_segmenter(arch, num_classes=2, pretrained_backbone=path)
+    bb = net.backbone
+    torch.testing.assert_close(bb.layers[1].mixer.A_b_log, official.layers[1].mixer.A_b_log)
+    torch.testing.assert_close(bb.norm_f.weight, official.norm_f.weight)
+    w = official.patch_embed.proj.weight
+    torch.testing.assert_close(bb.patch_embed.proj.weight, torch.cat([w, w[:, :1]], dim=1) * 0.75)
+    expected = convert_pos_table(official.pos_embed, (4, 4), "middle", (6, 6), "none")
+    torch.testing.assert_close(bb.pos_embed, expected)
+    with pytest.raises(ModelError, match=r"vim_official\.pth: patch embedding"):
+        build_segmenter({**arch, "embed_dim": 64}, num_classes=2, pretrained_backbone=path)
