@@ -1,0 +1,143 @@
+"""``gigavim train``: fit a Vim segmenter to labelled images and write a model bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from gigavim.cli._app import app
+
+
+def parse_value_map(text: str | None) -> dict[int, int] | None:
+    """``"0:0,255:1"`` → {0: 0, 255: 1}."""
+    if not text:
+        return None
+    from gigavim.errors import UsageError
+
+    try:
+        return {int(a): int(b) for a, b in (item.split(":") for item in text.split(","))}
+    except ValueError as exc:
+        raise UsageError(f"--value-map {text!r}: expected RAW:CLASS pairs like 0:0,255:1") from exc
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [s.strip() for s in text.split(",") if s.strip()] if text else None
+
+
+@app.command()
+def train(
+    pairs: list[str] = typer.Argument(None, help="IMAGE:LABELS pairs (label image, raster or GeoJSON)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Model bundle to write (.pt)."),
+    config: Path = typer.Option(None, "--config", help="JSON/YAML file of training options."),
+    name: str = typer.Option(None, help="Model name stored in the bundle."),
+    classes: str = typer.Option(None, help="Comma-separated class names, background first."),
+    label_mode: str = typer.Option(None, help="binary (labels > 0 are class 1) or values."),
+    value_map: str = typer.Option(None, help="Raw label value → class id, e.g. 0:0,255:1 (255 = ignore)."),
+    val: list[str] = typer.Option(None, "--val", help="Validation IMAGE:LABELS pair (repeatable)."),
+    val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image."),
+    mpp: float = typer.Option(None, help="Training resolution in µm/px (slides, microscopy)."),
+    gsd: float = typer.Option(None, "--gsd", help="Training resolution in m/px (rasters)."),
+    image_mpp: float = typer.Option(None, help="µm/px of images that do not record one (PNG tiles)."),
+    input_kind: str = typer.Option(None, help="slide, raster or any (what the model is meant for)."),
+    native_resolution: bool = typer.Option(
+        None, "--native-resolution/--training-resolution",
+        help="Store no resolution: the model runs at each input's own pixel size."),
+    embed_dim: int = typer.Option(None, help="Vim embedding width."),
+    depth: int = typer.Option(None, help="Number of Vim blocks."),
+    patch_size: int = typer.Option(None, help="Vim patch size in pixels."),
+    arch: str = typer.Option(None, help='Architecture JSON: {"backbone": {...}, "head": {...}}.'),
+    init_backbone: Path = typer.Option(None, help="Official hustvl/Vim checkpoint to start from."),
+    patch: int = typer.Option(None, help="Training patch size in pixels."),
+    batch_size: int = typer.Option(None, help="Patches per step."),
+    steps: int = typer.Option(None, help="Optimizer steps."),
+    lr: float = typer.Option(None, help="Peak learning rate (AdamW)."),
+    weight_decay: float = typer.Option(None, help="AdamW weight decay."),
+    warmup_steps: int = typer.Option(None, help="Linear warm-up steps before cosine decay."),
+    sampling: str = typer.Option(None, help="random, balanced or foreground."),
+    stain_jitter: float = typer.Option(None, help="H&E stain jitter strength (0 = off)."),
+    colour_jitter: float = typer.Option(None, help="Brightness/contrast/saturation jitter (0 = off)."),
+    val_every: int = typer.Option(None, help="Validate every N steps."),
+    checkpoint_every: int = typer.Option(None, help="Write bundle + training state every N steps."),
+    state: Path = typer.Option(None, "--state", help="Training-state file (default: OUT.state.pt)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue from a training-state file."),
+    device: str = typer.Option(None, help="auto, cpu or cuda."),
+    seed: int = typer.Option(None, help="Random seed."),
+    time_limit: float = typer.Option(None, help="Stop after this many minutes (recorded in the bundle)."),
+    description: str = typer.Option(None, help="One line stored in the bundle."),
+    json_out: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
+) -> None:
+    """Train a segmentation model (Vim backbone + head) and write it as a model bundle."""
+    from gigavim.train.config import TrainConfig, read_config_file
+    from gigavim.train.evaluate import parse_pair
+    from gigavim.train.loop import load_state
+    from gigavim.train.loop import train as run_training
+
+    options: dict = read_config_file(config) if config else {}
+    if resume and not config and not pairs:
+        options = load_state(resume)["config"]
+    flags = {
+        "pairs": [list(parse_pair(p)) for p in pairs] if pairs else None,
+        "out": str(out) if out else None, "name": name, "classes": _split(classes),
+        "label_mode": label_mode, "value_map": parse_value_map(value_map),
+        "val_pairs": [list(parse_pair(p)) for p in val] if val else None,
+        "val_fraction": val_fraction, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
+        "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,
+        "patch": patch, "batch_size": batch_size, "steps": steps, "lr": lr,
+        "weight_decay": weight_decay, "warmup_steps": warmup_steps, "sampling": sampling,
+        "val_every": val_every, "checkpoint_every": checkpoint_every,
+        "state_path": str(state) if state else None, "resume": str(resume) if resume else None,
+        "device": device, "seed": seed, "description": description,
+        "time_limit_s": time_limit * 60 if time_limit is not None else None,
+        "model_resolution": (None if native_resolution is None
+                             else "native" if native_resolution else "training"),
+    }
+    options.update({k: v for k, v in flags.items() if v is not None})
+    arch_opts = dict(options.get("arch") or {})
+    if arch:
+        arch_opts.update(json.loads(arch))
+    sizes = {"embed_dim": embed_dim, "depth": depth, "patch_size": patch_size, "stride": patch_size}
+    backbone = dict(arch_opts.get("backbone") or {})
+    backbone.update({k: v for k, v in sizes.items() if v is not None})
+    arch_opts["backbone"] = backbone
+    options["arch"] = arch_opts
+    augment = dict(options.get("augment") or {})
+    if stain_jitter is not None:
+        augment["stain"] = stain_jitter
+    if colour_jitter is not None:
+        augment.update(brightness=colour_jitter, contrast=colour_jitter, saturation=colour_jitter)
+    options["augment"] = augment
+    if not options.get("out"):
+        from gigavim.errors import UsageError
+
+        raise UsageError("no output given: --out MODEL.pt")
+    cfg = TrainConfig.from_dict(options)
+    bundle = run_training(cfg, progress=None if json_out else _render)
+    if json_out:
+        typer.echo(json.dumps(bundle.meta.training, indent=2, default=str))
+
+
+def _render(event: dict) -> None:
+    kind = event.get("event")
+    if kind == "step":
+        typer.echo(f"step {event['step']:>6}  loss {event['loss']:.4f}  lr {event['lr']:.2e}  "
+                   f"{event['seconds']:.0f} s")
+    elif kind == "validation":
+        miou = event.get("mean_iou")
+        typer.echo(f"step {event['step']:>6}  validation mean IoU {_num(miou)}  "
+                   f"pixel accuracy {_num(event.get('pixel_accuracy'))}")
+    elif kind == "checkpoint":
+        typer.echo(f"checkpoint: {event['path']} (state {event['state']})")
+    elif kind == "done":
+        typer.echo(f"wrote {event['path']} after {event['steps']} steps in {event['seconds']} s "
+                   f"(training state: {event['state']})")
+        val = (event.get("validation") or {}).get("scores")
+        if val:
+            per_class = ", ".join(f"{c['class']} IoU {_num(c['iou'])} Dice {_num(c['dice'])}"
+                                  for c in val["per_class"])
+            typer.echo(f"held-out validation: {per_class}; pixel accuracy {_num(val['pixel_accuracy'])}")
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

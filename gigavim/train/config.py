@@ -1,0 +1,123 @@
+"""Everything one training run needs, as one JSON-serialisable dataclass.
+
+The CLI builds it from flags (and optionally a JSON/YAML file); the same dict is stored in the
+training-state file and, summarised, in the model bundle, so a run can be resumed or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gigavim.errors import UsageError
+from gigavim.train.augment import AugmentConfig
+
+DEFAULT_COLORS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+                  (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+
+
+@dataclass
+class TrainConfig:
+    """A training run: data, model, optimisation and outputs.
+
+    ``pairs`` / ``val_pairs`` are ``(image, labels)`` path pairs; without ``val_pairs`` the
+    right-most ``val_fraction`` of each image is held out for validation. ``arch`` is passed
+    to :func:`gigavim.models.factory.build_segmenter` as keywords.
+    """
+
+    pairs: list[tuple[str, str]]
+    out: str
+    name: str = "model"
+    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    colors: list[tuple[int, int, int]] | None = None
+    description: str = ""
+    task: str = "semantic-segmentation"
+    input_kind: str = "any"
+    label_mode: str = "binary"
+    value_map: dict[int, int] | None = None
+    val_pairs: list[tuple[str, str]] = field(default_factory=list)
+    val_fraction: float = 0.0
+    mpp: float | None = None
+    gsd_m: float | None = None
+    image_mpp: float | None = None
+    model_resolution: str = "training"  # or "native": the model runs at the input's own pixels
+    arch: dict[str, Any] = field(default_factory=dict)
+    init_backbone: str | None = None
+    patch: int = 128
+    batch_size: int = 8
+    steps: int = 500
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.01
+    dice_weight: float = 0.5
+    sampling: str = "balanced"
+    foreground_p: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_every: int = 100
+    checkpoint_every: int = 0
+    state_path: str | None = None
+    resume: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    tile: int = 512
+    overlap: int = 64
+    log_every: int = 10
+    time_limit_s: float | None = None  # stop early (recorded in the bundle) on a shared machine
+
+    def __post_init__(self) -> None:
+        self.pairs = [tuple(p) for p in self.pairs]  # type: ignore[misc]
+        self.val_pairs = [tuple(p) for p in self.val_pairs]  # type: ignore[misc]
+        if isinstance(self.augment, dict):
+            self.augment = AugmentConfig(**self.augment)
+        if self.colors is None:
+            self.colors = [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(self.classes))]
+        self.colors = [tuple(int(v) for v in c) for c in self.colors]  # type: ignore[misc]
+        if self.value_map:
+            self.value_map = {int(k): int(v) for k, v in self.value_map.items()}
+        if len(self.colors) != len(self.classes):
+            raise UsageError(f"{len(self.classes)} classes but {len(self.colors)} colours")
+        if not self.pairs:
+            raise UsageError("no training images given (IMAGE:LABELS pairs)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pairs"] = [list(p) for p in self.pairs]
+        d["val_pairs"] = [list(p) for p in self.val_pairs]
+        d["colors"] = [list(c) for c in self.colors or []]
+        if self.value_map:
+            d["value_map"] = {str(k): v for k, v in self.value_map.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A JSON or YAML (if PyYAML is installed) file of :class:`TrainConfig` fields."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ImportError as exc:
+        raise UsageError(f"{path}: YAML config needs PyYAML (pip install pyyaml), or use JSON") from exc
+    except Exception as exc:  # json/yaml syntax errors
+        raise UsageError(f"{path}: not a valid config file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: config must be a mapping of option names to values")
+    return data

@@ -1,0 +1,183 @@
+"""Training images at the working resolution, and patch sampling from them.
+
+Each (image, labels) pair is read once at the model's training resolution (µm/px for slides and
+microscopy, m/px for rasters): the nearest finer pyramid level, then resized. Training images are
+therefore held in memory at that resolution, which is what slide-level tissue models (4–8 µm/px)
+and annotated tiles need. Patches are then drawn at random, class-balanced or foreground-aware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from gigavim.errors import UsageError
+from gigavim.io.base import ImageSource, Window
+from gigavim.train.labels import LabelMode, load_label_map
+from gigavim.train.metrics import IGNORE_LABEL
+
+Sampling = Literal["random", "balanced", "foreground"]
+
+
+@dataclass
+class TrainImage:
+    """One image and its class-id labels on the same grid (labels use :data:`IGNORE_LABEL`)."""
+
+    image: np.ndarray  # (H, W, bands) raw pixel values
+    labels: np.ndarray  # (H, W) uint8
+    path: Path
+    label_path: Path | None = None
+    kind: str = "image"
+    pixel_size: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape  # type: ignore[return-value]
+
+    def crop(self, y0: int, y1: int, x0: int, x1: int) -> TrainImage:
+        """A view of rows y0:y1 and columns x0:x1 (used to hold out a region)."""
+        return TrainImage(self.image[y0:y1, x0:x1], self.labels[y0:y1, x0:x1], self.path,
+                          self.label_path, self.kind, dict(self.pixel_size))
+
+
+def working_downsample(source: ImageSource, mpp: float | None, gsd_m: float | None) -> float:
+    """Level-0 pixels per working pixel for a requested µm/px or m/px (1 if none given)."""
+    if mpp is not None:
+        if not source.mpp:
+            raise UsageError(f"{source.path}: the image has no µm/px; give its pixel size "
+                             "(--image-mpp) or train at its native resolution (no --mpp)")
+        return mpp / source.mpp
+    if gsd_m is not None:
+        if not source.gsd_m:
+            raise UsageError(f"{source.path}: the image has no ground sample distance; "
+                             "train at its native resolution (no --gsd)")
+        return gsd_m / source.gsd_m
+    return 1.0
+
+
+def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: float | None = None,
+                     gsd_m: float | None = None, image_mpp: float | None = None,
+                     mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
+                     class_names: list[str] | None = None) -> TrainImage:
+    """Read an image and its labels at the working resolution.
+
+    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles).
+    """
+    from skimage.transform import resize
+
+    from gigavim import open_image
+
+    with open_image(image_path) as source:
+        if image_mpp is not None and not source.mpp:
+            source.mpp = image_mpp
+        ds = working_downsample(source, mpp, gsd_m)
+        level = source.best_level_for_downsample(max(ds, 1.0))
+        lv = source.levels[level]
+        window = Window(0, 0, lv.height, lv.width)
+        image = source.read(level, window)
+        labels = load_label_map(source, label_path, level=level, mode=mode, value_map=value_map,
+                                class_names=class_names)
+        labels[~source.read_valid(level, window)] = IGNORE_LABEL
+        factor = ds / lv.downsample
+        if abs(factor - 1.0) > 1e-3:
+            shape = (max(1, round(lv.height / factor)), max(1, round(lv.width / factor)))
+            image = resize(image, shape, order=1, preserve_range=True,
+                           anti_aliasing=factor > 1).astype(image.dtype)
+            labels = resize(labels, shape, order=0, preserve_range=True,
+                            anti_aliasing=False).astype(np.uint8)
+        pixel_size = {}
+        if source.mpp:
+            pixel_size["mpp"] = float(source.mpp * ds)
+        if source.gsd_m:
+            pixel_size["gsd_m"] = float(source.gsd_m * ds)
+        return TrainImage(image, labels, Path(image_path), Path(label_path), source.kind, pixel_size)
+
+
+def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[TrainImage], list[TrainImage]]:
+    """Hold out the right-most ``fraction`` of every image's columns for validation.
+
+    A spatial split (not random pixels) so validation measures generalisation to unseen areas.
+    """
+    if not 0 < fraction < 1:
+        return images, []
+    train, val = [], []
+    for img in images:
+        h, w = img.shape
+        cut = round(w * (1 - fraction))
+        train.append(img.crop(0, h, 0, cut))
+        val.append(img.crop(0, h, cut, w))
+    return train, val
+
+
+class PatchSampler:
+    """Draws (patch, labels) pairs of a fixed size from training images.
+
+    ``random``: uniform positions. ``balanced``: pick a class uniformly among those present,
+    then centre the patch on a random pixel of it (rare classes are seen as often as common
+    ones). ``foreground``: like balanced with probability ``foreground_p`` for non-background
+    classes, otherwise uniform. Patches reaching past an edge are padded and marked ignore.
+    """
+
+    def __init__(self, images: list[TrainImage], patch: int, num_classes: int,
+                 sampling: Sampling = "balanced", foreground_p: float = 0.5,
+                 seed: int = 0) -> None:
+        if not images:
+            raise UsageError("no training images")
+        self.images, self.patch, self.num_classes = images, patch, num_classes
+        self.sampling, self.foreground_p = sampling, foreground_p
+        self.rng = np.random.default_rng(seed)
+        self.weights = np.array([max(1, (im.labels != IGNORE_LABEL).sum()) for im in images], float)
+        self.weights /= self.weights.sum()
+        self._class_pixels = [self._index_classes(im) for im in images]
+
+    def _index_classes(self, im: TrainImage) -> dict[int, np.ndarray]:
+        flat = im.labels.ravel()
+        return {c: np.flatnonzero(flat == c) for c in range(self.num_classes) if (flat == c).any()}
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One (patch, patch, bands) raw image patch and its (patch, patch) labels."""
+        i = int(self.rng.choice(len(self.images), p=self.weights))
+        im, by_class = self.images[i], self._class_pixels[i]
+        h, w = im.shape
+        cls = self._pick_class(by_class)
+        if cls is None:
+            cy, cx = self.rng.integers(0, h), self.rng.integers(0, w)
+        else:
+            flat = by_class[cls][self.rng.integers(0, by_class[cls].size)]
+            cy, cx = divmod(int(flat), w)
+        half = self.patch // 2
+        jitter = self.rng.integers(-half // 2, half // 2 + 1, size=2) if self.patch > 3 else (0, 0)
+        y0, x0 = int(cy - half + jitter[0]), int(cx - half + jitter[1])
+        return crop_padded(im.image, y0, x0, self.patch, 0), crop_padded(
+            im.labels, y0, x0, self.patch, IGNORE_LABEL)
+
+    def _pick_class(self, by_class: dict[int, np.ndarray]) -> int | None:
+        present = sorted(by_class)
+        if self.sampling == "random" or not present:
+            return None
+        if self.sampling == "foreground":
+            fg = [c for c in present if c != 0]
+            if not fg or self.rng.random() >= self.foreground_p:
+                return None
+            return int(self.rng.choice(fg))
+        return int(self.rng.choice(present))
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, P, P, bands) images and (B, P, P) labels."""
+        pairs = [self.sample() for _ in range(size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def crop_padded(arr: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
+    """``arr[y0:y0+size, x0:x0+size]`` with parts outside the array set to ``fill``."""
+    out = np.full((size, size, *arr.shape[2:]), fill, dtype=arr.dtype)
+    h, w = arr.shape[:2]
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, h), min(x0 + size, w)
+    if ye > ys and xe > xs:
+        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = arr[ys:ye, xs:xe]
+    return out

@@ -1,0 +1,56 @@
+"""``gigavim eval``: a model against ground-truth masks, per image and overall.
+
+Each image is read at the model's resolution, predicted with the in-memory tiled predictor and
+compared with its mask put onto the same grid. Overall scores come from the summed confusion
+matrix, so large images weigh by their pixel count. Instance masks (0 = background, 1..N objects)
+count as foreground for binary models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gigavim.errors import UsageError
+from gigavim.models.bundle import ModelBundle
+from gigavim.train.dataset import load_train_image
+from gigavim.train.metrics import confusion_matrix, scores
+from gigavim.train.predict import predict_labels
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``IMAGE:MASK`` → (image, mask); the split is at the last ':' that leaves two parts."""
+    if ":" not in text:
+        raise UsageError(f"{text}: expected IMAGE:MASK (image path, a colon, the mask path)")
+    image, mask = text.rsplit(":", 1)
+    if not image or not mask:
+        raise UsageError(f"{text}: expected IMAGE:MASK (image path, a colon, the mask path)")
+    return image, mask
+
+
+def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: float | None = None,
+             value_map: Mapping[int, int] | None = None, device: str = "cpu",
+             on_image: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`)."""
+    meta = bundle.meta
+    k = bundle.num_classes
+    mode = "binary" if k == 2 else "values"
+    total = np.zeros((k, k), dtype=np.int64)
+    per_image = []
+    for image_path, mask_path in pairs:
+        im = load_train_image(image_path, mask_path, mpp=meta.mpp, gsd_m=meta.gsd_m,
+                              image_mpp=image_mpp, mode=mode, value_map=value_map,
+                              class_names=meta.classes)
+        pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
+                              fill=255.0 if im.kind == "slide" else 0.0, device=device)
+        cm = confusion_matrix(im.labels, pred, k)
+        total += cm
+        row = {"image": str(Path(image_path)), "mask": str(Path(mask_path)), **scores(cm, meta.classes)}
+        per_image.append(row)
+        if on_image:
+            on_image(row)
+    return {"model": meta.name, "classes": list(meta.classes), "images": per_image,
+            "overall": scores(total, meta.classes)}

@@ -1,0 +1,205 @@
+"""Ground truth for training and evaluation, put onto an image's pixel grid.
+
+Three kinds of label source are accepted, each mapped onto the grid of one level of an
+:class:`~gigavim.io.base.ImageSource`:
+
+* a label image (PNG/TIFF) with the image's size: class ids, or instance ids (0 = background,
+  1..N objects) that become foreground for binary tasks;
+* a georeferenced label raster on another grid: reprojected onto the image grid with
+  ``rasterio.warp.reproject`` (nearest), pixels it does not cover become "ignore";
+* GeoJSON / QuPath annotations: rasterized with ``rasterio.features.rasterize`` in the image's
+  CRS for rasters, in level-0 pixel coordinates (QuPath's convention) for slides and images.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+
+from gigavim.errors import InputError
+from gigavim.io.base import ImageSource
+from gigavim.train.metrics import IGNORE_LABEL
+
+LabelMode = Literal["binary", "values"]
+VECTOR_SUFFIXES = (".geojson", ".json")
+_OUTSIDE = -1  # raw value for "no label here" before class mapping
+
+
+def level_transform(source: ImageSource, level: int) -> Affine:
+    """Affine from a level's pixel grid to the source's coordinates.
+
+    For georeferenced rasters that is the CRS; otherwise level-0 pixel coordinates.
+    """
+    ds = source.levels[level].downsample
+    base = source.transform if (source.transform is not None and source.crs) else Affine.identity()
+    return base * Affine.scale(ds, ds)
+
+
+def load_label_map(source: ImageSource, label_path: str | Path, *, level: int = 0,
+                   mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
+                   class_names: list[str] | None = None) -> np.ndarray:
+    """(H, W) uint8 class ids on ``level``'s grid; :data:`IGNORE_LABEL` where unlabelled.
+
+    ``mode="binary"`` turns every value > 0 into class 1; ``"values"`` keeps values as class
+    ids. ``value_map`` (raw value → class id, or :data:`IGNORE_LABEL`) is applied first.
+    ``class_names`` map GeoJSON/QuPath classification names to ids.
+    """
+    label_path = Path(label_path)
+    if not label_path.is_file():
+        raise InputError(f"{label_path}: label file not found")
+    if label_path.suffix.lower() in VECTOR_SUFFIXES:
+        raw = rasterize_annotations(source, label_path, level=level, class_names=class_names)
+    else:
+        raw = read_label_raster(source, label_path, level=level)
+    return to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
+
+
+def to_class_ids(raw: np.ndarray, *, mode: LabelMode = "binary",
+                 value_map: Mapping[int, int] | None = None, path: Path | None = None) -> np.ndarray:
+    """Raw label values (``-1`` = not covered) → uint8 class ids with ignore."""
+    raw = np.asarray(raw).astype(np.int64)
+    out = np.full(raw.shape, IGNORE_LABEL, dtype=np.uint8)
+    covered = raw != _OUTSIDE
+    values = raw.copy()
+    mapped = np.zeros(raw.shape, dtype=bool)
+    if value_map:
+        for src, dst in value_map.items():
+            hit = covered & (raw == int(src))
+            values[hit] = int(dst)
+            mapped |= hit
+    if mode == "binary":
+        unmapped = covered & ~mapped
+        values[unmapped] = (raw[unmapped] > 0).astype(np.int64)
+    elif mode != "values":
+        raise ValueError(f"unknown label mode {mode!r}")
+    bad = covered & ((values < 0) | (values > IGNORE_LABEL))
+    if bad.any():
+        where = f"{path}: " if path else ""
+        raise InputError(f"{where}label value {int(raw[bad][0])} is not a class id (0..254); "
+                         "use binary mode or a value map")
+    out[covered] = values[covered].astype(np.uint8)
+    return out
+
+
+def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) -> np.ndarray:
+    """A label image/raster on the level's grid, as raw int64 values (``-1`` = not covered)."""
+    lv = source.levels[level]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(label_path) as src:
+                both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
+                if both_georef and not _same_grid(src, source, level):
+                    return _reproject_labels(src, source, level)
+                band = src.read(1)
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
+    band = band.astype(np.int64)
+    if band.shape == (lv.height, lv.width):
+        return band
+    if band.shape == (source.height, source.width):
+        return _nearest_resize(band, (lv.height, lv.width))
+    raise InputError(f"{label_path}: label image is {band.shape[1]}×{band.shape[0]} px but the image "
+                     f"{source.path.name} is {source.width}×{source.height} px (and has no common "
+                     "georeference to align them)")
+
+
+def _same_grid(src: Any, source: ImageSource, level: int) -> bool:
+    lv = source.levels[level]
+    same_crs = rasterio.crs.CRS.from_user_input(source.crs) == src.crs
+    return (same_crs and (src.height, src.width) == (lv.height, lv.width)
+            and src.transform.almost_equals(level_transform(source, level)))
+
+
+def _reproject_labels(src: Any, source: ImageSource, level: int) -> np.ndarray:
+    """Nearest-neighbour reprojection onto the image grid; uncovered pixels become ``-1``."""
+    from rasterio.warp import Resampling, reproject
+
+    lv = source.levels[level]
+    dst = np.full((lv.height, lv.width), _OUTSIDE, dtype=np.int32)
+    reproject(
+        source=src.read(1).astype(np.int32), destination=dst,
+        src_transform=src.transform, src_crs=src.crs, src_nodata=src.nodata,
+        dst_transform=level_transform(source, level), dst_crs=source.crs, dst_nodata=_OUTSIDE,
+        resampling=Resampling.nearest,
+    )
+    return dst.astype(np.int64)
+
+
+def _nearest_resize(band: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = (np.arange(shape[0]) + 0.5) * band.shape[0] / shape[0]
+    cols = (np.arange(shape[1]) + 0.5) * band.shape[1] / shape[1]
+    return band[rows.astype(np.int64)[:, None], cols.astype(np.int64)[None, :]]
+
+
+def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
+                          class_names: list[str] | None = None) -> np.ndarray:
+    """GeoJSON / QuPath features burnt onto the level's grid (raw values, 0 = background).
+
+    A feature's value is its QuPath ``classification.name`` (or ``class``/``label`` property)
+    looked up in ``class_names``, else 1. Geometries in a GeoJSON with a ``crs`` member are
+    transformed into the raster's CRS; without one they are taken to be in the image's own
+    coordinates (the raster's CRS, or level-0 pixels for slides and images).
+    """
+    from rasterio.features import rasterize
+
+    lv = source.levels[level]
+    features, crs = _read_features(path)
+    shapes = []
+    for feat in features:
+        geom = feat.get("geometry")
+        if not geom:
+            continue
+        if crs and source.crs:
+            from rasterio.warp import transform_geom
+
+            geom = transform_geom(crs, source.crs, geom)
+        shapes.append((geom, _feature_value(feat, class_names, path)))
+    if not shapes:
+        return np.zeros((lv.height, lv.width), dtype=np.int64)
+    burnt = rasterize(shapes, out_shape=(lv.height, lv.width), fill=0,
+                      transform=level_transform(source, level), dtype="int32")
+    return burnt.astype(np.int64)
+
+
+def _read_features(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable GeoJSON file ({exc})") from exc
+    crs = None
+    if isinstance(data, dict):
+        crs_name = ((data.get("crs") or {}).get("properties") or {}).get("name")
+        crs = crs_name.replace("urn:ogc:def:crs:OGC:1.3:CRS84", "OGC:CRS84") if crs_name else None
+        if data.get("type") == "FeatureCollection":
+            return list(data.get("features") or []), crs
+        if data.get("type") == "Feature":
+            return [data], crs
+        if "coordinates" in data:
+            return [{"type": "Feature", "geometry": data, "properties": {}}], crs
+    if isinstance(data, list):  # QuPath "export as array"
+        return [f for f in data if isinstance(f, dict)], None
+    raise InputError(f"{path}: no GeoJSON features found")
+
+
+def _feature_value(feat: dict[str, Any], class_names: list[str] | None, path: Path) -> int:
+    props = feat.get("properties") or {}
+    cls = props.get("classification")
+    name = cls.get("name") if isinstance(cls, dict) else cls
+    name = name if name is not None else props.get("class", props.get("label"))
+    if name is None or not class_names:
+        return 1
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        return int(name)
+    if name not in class_names:
+        raise InputError(f"{path}: annotation class {name!r} is not one of the model classes "
+                         f"{class_names}")
+    return class_names.index(name)

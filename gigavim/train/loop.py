@@ -1,0 +1,263 @@
+"""The training loop: patches → Vim segmenter → cross-entropy + Dice, AdamW, warm-up + cosine.
+
+``train(config)`` returns the trained :class:`~gigavim.models.bundle.ModelBundle` and writes it
+to ``config.out``; the bundle carries the full configuration (architecture, classes, colours,
+normalisation, resolution, training summary), so ``gigavim segment --model out.pt`` needs
+nothing else. A training-state file (weights, optimizer, scheduler, step, RNG, history) holds
+only tensors and plain containers, so ``--resume`` loads it with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gigavim.errors import UsageError
+from gigavim.models.bundle import ModelBundle, ModelMeta
+from gigavim.train.augment import augment_batch
+from gigavim.train.config import TrainConfig
+from gigavim.train.dataset import PatchSampler, TrainImage, load_train_image, split_holdout
+from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
+from gigavim.train.predict import predict_labels
+
+STATE_FORMAT = "gigavim-train-state"
+Progress = Callable[[dict[str, Any]], None]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImage]:
+    return [load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m, image_mpp=cfg.image_mpp,
+                             mode=cfg.label_mode, value_map=cfg.value_map, class_names=cfg.classes)
+            for img, lab in pairs]
+
+
+def value_range(images: list[TrainImage]) -> float:
+    """The full-scale value of the images' dtype (255 for uint8; data maximum for others)."""
+    dtype = images[0].image.dtype
+    if dtype == np.uint8:
+        return 255.0
+    peak = max(float(np.nanmax(im.image)) for im in images)
+    return peak if peak > 0 else 1.0
+
+
+def band_statistics(images: list[TrainImage], scale: float) -> tuple[list[float], list[float]]:
+    """Per-band mean and std of the scaled training pixels (labelled pixels only)."""
+    vals = np.concatenate([im.image[im.labels != IGNORE_LABEL].reshape(-1, im.image.shape[-1])
+                           for im in images]).astype(np.float64) * scale
+    return vals.mean(axis=0).tolist(), np.maximum(vals.std(axis=0), 1e-3).tolist()
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
+    """Cross-entropy plus soft Dice over non-background classes, both ignoring unlabelled pixels."""
+    ce = F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL)
+    if dice_weight <= 0:
+        return ce
+    valid = (target != IGNORE_LABEL).unsqueeze(1)
+    probs = torch.softmax(logits.float(), dim=1) * valid
+    onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2)
+    onehot = onehot.float() * valid
+    inter = (probs * onehot).sum(dim=(0, 2, 3))[1:]
+    denom = (probs + onehot).sum(dim=(0, 2, 3))[1:]
+    dice = (2 * inter + 1) / (denom + 1)
+    return ce + dice_weight * (1 - dice.mean())
+
+
+def model_arch(cfg: TrainConfig, bands: int) -> dict[str, Any]:
+    """``build_segmenter`` keywords: the configured arch with input bands and class count set."""
+    arch = json.loads(json.dumps(cfg.arch))  # deep copy of a JSON-able dict
+    arch.setdefault("backbone", {})["in_chans"] = bands
+    arch["num_classes"] = len(cfg.classes)
+    return arch
+
+
+def model_resolution(cfg: TrainConfig, image: TrainImage) -> dict[str, float | None]:
+    """The µm/px (slides, images) or m/px (rasters) stored in the bundle; none for "native"."""
+    if cfg.model_resolution == "native":
+        return {"mpp": None, "gsd_m": None}
+    if image.kind == "raster":
+        return {"mpp": None, "gsd_m": image.pixel_size.get("gsd_m")}
+    return {"mpp": image.pixel_size.get("mpp"), "gsd_m": None}
+
+
+def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, Any] | None) -> ModelBundle:
+    """A fresh (or resumed) bundle: network from the arch, normalisation from the training pixels."""
+    from gigavim.models.factory import build_segmenter
+
+    if resumed is not None:
+        meta = ModelMeta.from_dict(resumed["meta"])
+    else:
+        bands = images[0].image.shape[-1]
+        scale = 1.0 / value_range(images)
+        mean, std = band_statistics(images, scale)
+        meta = ModelMeta(name=cfg.name, classes=list(cfg.classes), colors=list(cfg.colors or []),
+                         arch=model_arch(cfg, bands), task=cfg.task,
+                         input_kind=cfg.input_kind,  # type: ignore[arg-type]
+                         bands=bands, input_scale=scale, mean=mean, std=std,
+                         **model_resolution(cfg, images[0]), tile=cfg.tile, overlap=cfg.overlap,
+                         trained=False, description=cfg.description)
+    extra = {"pretrained_backbone": cfg.init_backbone} if (cfg.init_backbone and resumed is None) else {}
+    try:
+        net = build_segmenter(**meta.arch, **extra)
+    except TypeError as exc:
+        raise UsageError(f"invalid architecture options {meta.arch}: {exc}") from exc
+    if resumed is not None:
+        net.load_state_dict(resumed["model"])
+    return ModelBundle(net=net, meta=meta)
+
+
+def evaluate_images(bundle: ModelBundle, images: list[TrainImage], cfg: TrainConfig,
+                    device: torch.device) -> dict[str, Any]:
+    """Confusion-matrix scores of the model over whole images (validation)."""
+    k = bundle.num_classes
+    cm = np.zeros((k, k), dtype=np.int64)
+    for im in images:
+        pred = predict_labels(bundle, im.image, tile=cfg.tile, overlap=cfg.overlap,
+                              fill=255.0 if im.kind == "slide" else 0.0, device=device)
+        cm += confusion_matrix(im.labels, pred, k)
+    return scores(cm, bundle.meta.classes)
+
+
+def save_state(path: Path, bundle: ModelBundle, opt: torch.optim.Optimizer, sched: Any, step: int,
+               cfg: TrainConfig, history: list[dict[str, Any]], rng: np.random.Generator) -> None:
+    """Training state as plain tensors and containers (loads with ``weights_only=True``)."""
+    payload = {
+        "format": STATE_FORMAT, "step": step, "config": cfg.to_dict(), "meta": bundle.meta.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in bundle.net.state_dict().items()},
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
+        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+    }
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(f"{path}: not a readable training-state file ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UsageError(f"{path}: not a gigavim training-state file")
+    return state
+
+
+def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
+    """Train (or resume) and write the bundle to ``cfg.out``; returns the bundle."""
+    t0 = time.perf_counter()
+    report = progress or (lambda _e: None)
+    out = Path(cfg.out)
+    state_path = Path(cfg.state_path) if cfg.state_path else out.with_suffix(".state.pt")
+    resumed = load_state(cfg.resume) if cfg.resume else None
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    images = load_pairs(cfg, cfg.pairs)
+    val_images = load_pairs(cfg, cfg.val_pairs) if cfg.val_pairs else []
+    if not val_images and cfg.val_fraction > 0:
+        images, val_images = split_holdout(images, cfg.val_fraction)
+    bundle = build_bundle(cfg, images, resumed)
+    device = pick_device(cfg.device)
+    net = bundle.net.to(device)
+    sampler = PatchSampler(images, cfg.patch, len(cfg.classes), cfg.sampling,  # type: ignore[arg-type]
+                           cfg.foreground_p, seed=cfg.seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    step, history = 0, []
+    if resumed is not None:
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["scheduler"])
+        step, history = int(resumed["step"]), list(resumed["history"])
+        rng.bit_generator.state = resumed["numpy_rng"]
+        sampler.rng.bit_generator.state = resumed["numpy_rng"]
+        torch.set_rng_state(resumed["torch_rng"])
+    value_max = 1.0 / bundle.meta.input_scale
+    autocast = device.type == "cuda"
+    losses: list[float] = []
+    while step < cfg.steps and not _out_of_time(cfg, t0):
+        net.train()
+        raw, labels = sampler.batch(cfg.batch_size)
+        raw, labels = augment_batch(raw, labels, cfg.augment, rng, value_max)
+        x = bundle.normalize(raw).to(device)
+        y = torch.from_numpy(labels.astype(np.int64)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = net(x)
+        loss = segmentation_loss(logits.float(), y, cfg.dice_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        if step % cfg.log_every == 0 or step == cfg.steps or _out_of_time(cfg, t0):
+            entry = {"step": step, "loss": float(np.mean(losses[-cfg.log_every:])),
+                     "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+            history.append(entry)
+            report({"event": "step", **entry})
+        if val_images and step % cfg.val_every == 0 and step < cfg.steps:
+            net.eval()
+            val = evaluate_images(bundle, val_images, cfg, device)
+            history.append({"step": step, "val_mean_iou": val["mean_iou"], "val_mean_dice": val["mean_dice"]})
+            report({"event": "validation", "step": step, **val})
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save_state(state_path, bundle, opt, sched, step, cfg, history, rng)
+            _finish(bundle, cfg, images, val_images, history, step, t0, device, final=False).save(out)
+            report({"event": "checkpoint", "step": step, "path": str(out), "state": str(state_path)})
+    save_state(state_path, bundle, opt, sched, step, cfg, history, rng)
+    final = _finish(bundle, cfg, images, val_images, history, step, t0, device, final=True)
+    final.save(out)
+    report({"event": "done", "path": str(out), "state": str(state_path), **final.meta.training})
+    return final
+
+
+def _out_of_time(cfg: TrainConfig, t0: float) -> bool:
+    return cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s
+
+
+def _finish(bundle: ModelBundle, cfg: TrainConfig, images: list[TrainImage],
+            val_images: list[TrainImage], history: list[dict[str, Any]], step: int, t0: float,
+            device: torch.device, final: bool) -> ModelBundle:
+    """The bundle with ``trained`` set and the training summary filled in."""
+    bundle.net.eval()
+    val = evaluate_images(bundle, val_images, cfg, device) if (final and val_images) else None
+    bundle.meta.trained = step > 0
+    bundle.meta.training = {
+        "steps": step,
+        "planned_steps": cfg.steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "images": [{"image": str(im.path), "labels": str(im.label_path), "shape": list(im.shape)}
+                   for im in images],
+        "validation": ({"images": [str(im.path) for im in val_images], "fraction": cfg.val_fraction,
+                        "scores": {k: v for k, v in val.items() if k != "per_class"} | {
+                            "per_class": val["per_class"]}} if val else None),
+        "final_loss": next((h["loss"] for h in reversed(history) if "loss" in h), None),
+        "config": {k: v for k, v in cfg.to_dict().items() if k not in ("pairs", "val_pairs")},
+    }
+    bundle.net.to("cpu")
+    result = ModelBundle(net=bundle.net, meta=bundle.meta)
+    if not final:
+        bundle.net.to(device)
+    return result
