@@ -31,6 +31,7 @@ from gigavim.io.writers.base import LabelMap
 
 TILE = 512
 WINDOW = 4096  # side of the square written per step (16 MiB of uint8)
+GDAL_CACHE_MB = 128  # GDAL's block cache defaults to 5 % of RAM; keep the writer's memory flat
 COMPRESSION = "DEFLATE"
 
 
@@ -65,31 +66,29 @@ def _write_scratch(label_map: LabelMap, path: Path) -> None:
         profile["crs"] = label_map.crs
     if label_map.transform is not None:
         profile["transform"] = label_map.transform
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
-            for row in range(0, height, WINDOW):
-                for col in range(0, width, WINDOW):
-                    h, w = min(WINDOW, height - row), min(WINDOW, width - col)
-                    block = np.asarray(label_map.labels[row : row + h, col : col + w], dtype=np.uint8)
-                    dst.write(block, 1, window=Window(col, row, w, h))
-            dst.write_colormap(1, _colormap(label_map))
-            names = ", ".join(f"{i}={name}" for i, name in enumerate(label_map.classes))
-            dst.set_band_description(1, f"class ids: {names}")
-            dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(label_map.classes)})
-            tags = {"GIGAVIM_PROVENANCE": json.dumps(label_map.provenance())}
-            if label_map.crs is None and label_map.mpp:
-                tags.update(_resolution_tags(label_map.mpp))
-            dst.update_tags(**tags)
+    with rasterio.open(path, "w", **profile) as dst:
+        for row in range(0, height, WINDOW):
+            for col in range(0, width, WINDOW):
+                h, w = min(WINDOW, height - row), min(WINDOW, width - col)
+                block = np.asarray(label_map.labels[row : row + h, col : col + w], dtype=np.uint8)
+                dst.write(block, 1, window=Window(col, row, w, h))
+        dst.write_colormap(1, _colormap(label_map))
+        names = ", ".join(f"{i}={name}" for i, name in enumerate(label_map.classes))
+        dst.set_band_description(1, f"class ids: {names}")
+        dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(label_map.classes)})
+        tags = {"GIGAVIM_PROVENANCE": json.dumps(label_map.provenance())}
+        if label_map.crs is None and label_map.mpp:
+            tags.update(_resolution_tags(label_map.mpp))
+        dst.update_tags(**tags)
 
 
 def write_geotiff(label_map: LabelMap, path: Path) -> None:
     """Write ``label_map`` as a Cloud-Optimized GeoTIFF at ``path``."""
     scratch = temporary_sibling(path)
     try:
-        _write_scratch(label_map, scratch)
-        with warnings.catch_warnings():
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            _write_scratch(label_map, scratch)
             rasterio.shutil.copy(
                 scratch, path, driver="COG", COMPRESS=COMPRESSION, BLOCKSIZE=TILE,
                 RESAMPLING="NEAREST", OVERVIEW_RESAMPLING="MODE", BIGTIFF="IF_SAFER",

@@ -63,6 +63,36 @@ def _axes(unit: str | None, channels: bool) -> list[dict[str, str]]:
     return ([{"name": "c", "type": "channel"}] if channels else []) + space
 
 
+def _store_level(group: zarr.Group, index: int, level: da.Array) -> zarr.Array:
+    """Write one pyramid level as array ``<index>`` (NGFF 0.4: zarr v2, "/" chunk keys)."""
+    lead = level.ndim - 2
+    chunks = (1,) * lead + (CHUNK, CHUNK)
+    stored = group.create_array(
+        str(index),
+        shape=level.shape,
+        chunks=tuple(min(c, s) for c, s in zip(chunks, level.shape, strict=True)),
+        dtype=level.dtype,
+        compressors=_COMPRESSOR,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+        fill_value=0,
+    )
+    da.store(level.rechunk(stored.chunks), stored, lock=False)
+    return stored
+
+
+def _datasets(n_levels: int, lead: int, pixel_yx: tuple[float, float]) -> list[dict[str, Any]]:
+    """NGFF ``datasets``: level k is 2**k times coarser, in physical units."""
+    return [
+        {
+            "path": str(k),
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0] * lead + [pixel_yx[0] * 2.0**k, pixel_yx[1] * 2.0**k]}
+            ],
+        }
+        for k in range(n_levels)
+    ]
+
+
 def _write_pyramid(
     group: zarr.Group,
     level0: da.Array,
@@ -70,30 +100,17 @@ def _write_pyramid(
     n_levels: int,
     pixel_yx: tuple[float, float],
 ) -> list[dict[str, Any]]:
-    """Store ``level0`` and its halvings as arrays ``0..n-1``; return NGFF ``datasets``."""
-    datasets = []
+    """Store ``level0`` and its halvings as arrays ``0..n-1``; return NGFF ``datasets``.
+
+    Level ``k + 1`` is computed from the stored level ``k``, not from a chain of lazy halvings,
+    so each step reads back one level chunk by chunk and memory stays bounded.
+    """
     level = level0
-    lead = level0.ndim - 2
     for index in range(n_levels):
-        chunks = (1,) * lead + (CHUNK, CHUNK)
-        stored = group.create_array(
-            str(index),
-            shape=level.shape,
-            chunks=tuple(min(c, s) for c, s in zip(chunks, level.shape, strict=True)),
-            dtype=level.dtype,
-            compressors=_COMPRESSOR,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
-            fill_value=0,
-        )
-        da.store(level.rechunk(stored.chunks), stored, lock=False)
-        factor = 2.0**index
-        scale = [1.0] * lead + [pixel_yx[0] * factor, pixel_yx[1] * factor]
-        datasets.append(
-            {"path": str(index), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-        )
+        stored = _store_level(group, index, level)
         if index + 1 < n_levels:
             level = halve(da.from_zarr(stored), CHUNK)
-    return datasets
+    return _datasets(n_levels, level0.ndim - 2, pixel_yx)
 
 
 def _label_metadata(label_map: LabelMap) -> tuple[list[dict], list[dict]]:
@@ -165,9 +182,10 @@ def _write_root_image(
     unit: str | None, pixel: float,
 ) -> None:
     """The parent image of the labels: the engine's image if given, else the class ids."""
-    if label_map.image is None:
-        level0 = da.from_zarr(labels_group["0"])
-        datasets = _write_pyramid(root, level0, halve_labels, n_levels, (pixel, pixel))
+    if label_map.image is None:  # copy the stored label levels: no second downsampling
+        for index in range(n_levels):
+            _store_level(root, index, da.from_zarr(labels_group[str(index)]))
+        datasets = _datasets(n_levels, 0, (pixel, pixel))
         write_multiscales_metadata(root, datasets, fmt=FORMAT, axes=_axes(unit, False), name="classes")
         return
     image = as_dask(label_map.image, (CHUNK, CHUNK, -1)).astype(np.uint8).transpose(2, 0, 1)

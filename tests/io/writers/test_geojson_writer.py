@@ -90,6 +90,8 @@ def test_raster_features_in_the_input_crs(tmp_path, raster_map):
         for g in geoms:
             col, row = to_pixel @ g.representative_point().coords[0]
             assert labels[int(row), int(col)] == cid
+            for polygon in getattr(g, "geoms", [g]):  # RFC 7946: exterior rings counter-clockwise
+                assert polygon.exterior.is_ccw
 
 
 @settings(max_examples=40, deadline=None)
