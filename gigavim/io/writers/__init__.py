@@ -13,6 +13,7 @@ from gigavim.io.writers.atomic import (
     check_writable,
     commit,
     remove_path,
+    remove_stale_temporaries,
     temporary_sibling,
     write_error_message,
 )
@@ -65,6 +66,7 @@ def _check_all(outputs: Sequence[Path], *, overwrite: bool) -> None:
         if key in seen:
             raise OutputError(f"{dest}: the same output is given twice")
         seen.add(key)
+        remove_stale_temporaries(dest)
         check_writable(dest, overwrite=overwrite)
 
 

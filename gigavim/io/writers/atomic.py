@@ -10,6 +10,7 @@ aside, renaming the new one in and deleting the old one last.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import shutil
 import uuid
@@ -37,6 +38,38 @@ def check_writable(dest: Path, *, overwrite: bool) -> None:
 def temporary_sibling(dest: Path, tag: str = _TMP_TAG) -> Path:
     """A hidden, unique name next to ``dest`` (same file system, so renames are atomic)."""
     return dest.parent / f".{dest.name}{tag}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Clean up after a run of ``dest`` that was killed (its writer process is gone).
+
+    A SIGKILLed run cannot clean up after itself; its hidden leftovers carry its PID, so the
+    next run deals with those whose process no longer exists and leaves live writers alone:
+    unfinished temporaries are deleted; a previous output set aside for replacement is put back
+    if the run died before its replacement moved in, and deleted otherwise.
+    """
+    removed = []
+    for tag in (_OLD_TAG, _TMP_TAG):
+        for leftover in sorted(dest.parent.glob(f".{glob.escape(dest.name)}{tag}*")):
+            pid_text = leftover.name[len(f".{dest.name}{tag}") :].split("-", 1)[0]
+            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+                continue
+            if tag == _OLD_TAG and not (dest.exists() or dest.is_symlink()):
+                os.rename(leftover, dest)
+                continue
+            remove_path(leftover)
+            removed.append(leftover)
+    return removed
 
 
 def remove_path(path: Path) -> None:

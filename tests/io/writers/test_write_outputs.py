@@ -177,3 +177,28 @@ def test_really_full_disk_gives_one_line_and_leaves_nothing(tiny_disk, slide_map
     with pytest.raises(OutputError, match=r"no space left on the device"):
         write_outputs(label_map, [tiny_disk / name])
     assert list(tiny_disk.iterdir()) == []
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_or_restored(tmp_path, slide_map):
+    dead = _dead_pid()
+    out = tmp_path / "s.zarr"
+    # Killed mid-replacement: the old output was set aside, the new one never moved in.
+    aside = tmp_path / f".s.zarr.gigavim-old-{dead}-0000abcd"
+    aside.mkdir()
+    (aside / "marker").write_text("previous result")
+    unfinished = tmp_path / f".s.zarr.gigavim-tmp-{dead}-0000beef"
+    unfinished.mkdir()
+    live = tmp_path / f".s.zarr.gigavim-tmp-{os.getpid()}-0000cafe"  # a writer still running
+    live.mkdir()
+
+    with pytest.raises(OutputError, match="already exists"):  # the old output is back
+        write_outputs(slide_map(), [out])
+    assert (out / "marker").read_text() == "previous result"
+    assert not unfinished.exists() and not aside.exists()
+    assert live.exists()
