@@ -40,11 +40,15 @@ def build_backbone(backbone: dict[str, Any]) -> VisionMamba:
         raise ModelError(f"invalid backbone architecture {backbone!r}: {exc}") from None
 
 
-def build_segmenter(backbone: dict[str, Any], num_classes: int, head: dict[str, Any] | None = None,
-                    pretrained_backbone: str | Path | None = None, pretrained_use_ema: bool = False,
-                    ) -> VimSegmenter:
+def build_segmenter(backbone: dict[str, Any] | None = None, num_classes: int | None = None,
+                    head: dict[str, Any] | None = None, pretrained_backbone: str | Path | None = None,
+                    pretrained_use_ema: bool = False, **unknown: Any) -> VimSegmenter:
     """The network for ``arch``; ``pretrained_backbone`` (an official checkpoint file, used at
     training time and not stored in ``arch``) initialises the backbone's weights."""
+    if unknown:
+        raise ModelError(f"unknown model architecture keys: {', '.join(sorted(unknown))}")
+    if not isinstance(backbone, dict) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError("a model architecture needs a 'backbone' dict and 'num_classes' ≥ 1")
     net = build_backbone(backbone)
     if pretrained_backbone is not None:
         from gigavim.models.checkpoint import load_pretrained_backbone

@@ -54,6 +54,10 @@ def test_factory_errors_are_model_errors():
         build_segmenter({**BACKBONE, "pos_embed_mode": "rope"}, num_classes=2)
     with pytest.raises(ModelError, match="invalid head"):
         build_segmenter(BACKBONE, num_classes=2, head={"kind": "fpn", "colour": 1})
+    with pytest.raises(ModelError, match="unknown model architecture keys: neck"):
+        build_segmenter(backbone=BACKBONE, num_classes=2, neck={})
+    with pytest.raises(ModelError, match="needs a 'backbone'"):
+        build_segmenter(head={"kind": "light"}, num_classes=2)
 
 
 def test_backbone_from_official_checkpoint_file(tmp_path):
