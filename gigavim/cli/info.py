@@ -94,9 +94,7 @@ def _render(facts: dict[str, Any]) -> None:
 
 
 def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
-    levels = ", ".join(
-        f"{lv['width']}×{lv['height']} (÷{lv['downsample']:.3g})" for lv in facts["levels"]
-    )
+    levels = ", ".join(f"{lv['width']}×{lv['height']} (÷{lv['downsample']:.3g})" for lv in facts["levels"])
     rows = [
         ("format", f"{facts['kind']}: {facts['format']}"),
         ("size", f"{facts['width']} × {facts['height']} px"),
