@@ -17,6 +17,9 @@ import numpy as np
 
 SourceKind = Literal["slide", "raster", "image"]
 
+#: Levels up to this many pixels are read whole for a thumbnail; larger ones window by window.
+_WHOLE_READ_PIXELS = 16_777_216
+
 
 @dataclass(frozen=True)
 class Level:
@@ -133,18 +136,50 @@ class ImageSource(ABC):
         return da.concatenate([da.concatenate(row, axis=1) for row in rows], axis=0)
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
-        """A (h, w, bands) overview no larger than ``max_size`` on its longest side."""
+        """A (h, w, bands) overview no larger than ``max_size`` on its longest side.
+
+        Reads the closest pyramid level; when that level is still large (no overviews), it is
+        averaged window by window so memory stays bounded whatever the image size.
+        """
         from skimage.transform import resize
 
         target = max(self.width, self.height) / max_size
         level = self.best_level_for_downsample(max(target, 1.0))
         lv = self.levels[level]
-        img = self.read(level, Window(0, 0, lv.height, lv.width))
         scale = max_size / max(lv.width, lv.height)
+        if scale >= 0.5 or lv.width * lv.height <= _WHOLE_READ_PIXELS:
+            img = self.read(level, Window(0, 0, lv.height, lv.width))
+        else:
+            img = self._block_mean(level, int(1 / scale))
         if scale < 1:
             shape = (max(1, round(lv.height * scale)), max(1, round(lv.width * scale)))
-            img = resize(img, shape, preserve_range=True, anti_aliasing=True).astype(img.dtype)
+            resized = resize(img, shape, preserve_range=True, anti_aliasing=True)
+            img = (np.rint(resized) if np.issubdtype(img.dtype, np.integer) else resized).astype(img.dtype)
         return img
+
+    def _block_mean(self, level: int, k: int) -> np.ndarray:
+        """``level`` shrunk k× by averaging k×k blocks, read in windows of about 1024² pixels."""
+        import warnings
+
+        lv = self.levels[level]
+        out_h, out_w = -(-lv.height // k), -(-lv.width // k)
+        out = np.empty((out_h, out_w, self.bands), dtype=np.float32)
+        step = max(1, 1024 // k)  # output pixels per window side
+        for oy in range(0, out_h, step):
+            for ox in range(0, out_w, step):
+                th, tw = min(step, out_h - oy), min(step, out_w - ox)
+                y, x = oy * k, ox * k
+                h, w = min(th * k, lv.height - y), min(tw * k, lv.width - x)
+                block = np.full((th * k, tw * k, self.bands), np.nan, dtype=np.float32)
+                block[:h, :w] = self.read(level, Window(y, x, h, w))
+                with warnings.catch_warnings():  # all-NaN blocks stay NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out[oy : oy + th, ox : ox + tw] = np.nanmean(
+                        block.reshape(th, k, tw, k, self.bands), axis=(1, 3)
+                    )
+        if np.issubdtype(self.dtype, np.integer):
+            return np.rint(out).astype(self.dtype)
+        return out.astype(self.dtype)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook
