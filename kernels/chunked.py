@@ -22,9 +22,9 @@ from gigavim.kernels.reference import _compute_dtype, gate_output, prepare_delta
 
 __all__ = ["ScanCore", "default_block_len", "selective_scan_chunked"]
 
-# Elements of one (block_len, batch, dim, d_state) tensor: ~16 MB in fp32 keeps the handful of
-# live block tensors well inside memory while each vectorised op stays large.
-_BLOCK_ELEMENTS = 1 << 22
+# Elements of one (block_len, batch, dim, d_state) tensor: ~4 MB in fp32 keeps the few block
+# buffers near the caches while each vectorised op stays large enough to amortise its overhead.
+_BLOCK_ELEMENTS = 1 << 20
 
 
 def default_block_len(batch: int, dim: int, d_state: int) -> int:
@@ -38,18 +38,29 @@ def _blocks(length: int, block_len: int, reverse: bool) -> list[tuple[int, int]]
     return spans[::-1] if reverse else spans
 
 
-def _decay_and_input(u: torch.Tensor, dl: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                     s: int, e: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Time-major block tensors a = exp(Δ A) and Δ u B, each (T, batch, dim, d_state)."""
-    dl_t = _time_major(dl, s, e)  # (T, b, d)
-    a = torch.exp(dl_t[..., None] * A)
-    bu = (dl_t * _time_major(u, s, e))[..., None] * _time_major(B, s, e)[:, :, None, :]
-    return a, bu
+class _Workspace:
+    """Block-sized buffers reused across blocks: large fresh allocations cost page faults."""
+
+    def __init__(self, like: torch.Tensor, block_len: int, d_state: int, n_buffers: int):
+        batch, dim, _ = like.shape
+        self.bufs = [like.new_empty(block_len, batch, dim, d_state) for _ in range(n_buffers)]
+
+    def take(self, i: int, T: int) -> torch.Tensor:
+        return self.bufs[i][:T]
 
 
 def _time_major(x: torch.Tensor, s: int, e: int) -> torch.Tensor:
     """x[:, :, s:e] as a contiguous (T, batch, channels) block: broadcasts then read memory in order."""
     return x[:, :, s:e].permute(2, 0, 1).contiguous()
+
+
+def _decay_and_input(u, dl, A, B, s: int, e: int, ws: _Workspace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time-major block tensors a = exp(Δ A) and Δ u B, each (T, batch, dim, d_state), in ``ws``."""
+    dl_t = _time_major(dl, s, e)  # (T, b, d)
+    a = torch.mul(dl_t[..., None], A, out=ws.take(0, e - s)).exp_()
+    bu = torch.mul((dl_t * _time_major(u, s, e))[..., None], _time_major(B, s, e)[:, :, None, :],
+                   out=ws.take(1, e - s))
+    return a, bu
 
 
 def _readout(states: torch.Tensor, C_t: torch.Tensor) -> torch.Tensor:
@@ -70,12 +81,13 @@ def _core_forward(u, dl, A, B, C, h0, reverse, block_len):
     """Scan without skip/gate: y (b, d, L), the state at each block start, and the final state."""
     batch, dim, length = u.shape
     spans = _blocks(length, block_len, reverse)
+    ws = _Workspace(u, min(block_len, length), A.shape[1], 2)
     y = u.new_empty(batch, dim, length)
     starts = u.new_empty(len(spans), batch, dim, A.shape[1])
     h = h0
     for k, (s, e) in enumerate(spans):
         starts[k] = h
-        a, bu = _decay_and_input(u, dl, A, B, s, e)
+        a, bu = _decay_and_input(u, dl, A, B, s, e, ws)
         states = _recur(a, bu, h, reverse)
         y[:, :, s:e] = _readout(states, _time_major(C, s, e))
         h = (states[0] if reverse else states[-1]).clone()
@@ -86,33 +98,37 @@ def _core_backward(u, dl, A, B, C, starts, dy, dh_last, reverse, block_len):
     """Gradients of the core scan by recomputation per block and the adjoint recurrence.
 
     With g_t = dL/dh_t: g_t = C_t dy_t + a_next g_next, the carried gradient into the previous
-    block is a_first g_first; da = g ⊙ h_prev ⊙ a is the gradient of the exponent Δ A.
+    block is a_first g_first; g ⊙ h_prev ⊙ a is the gradient of the exponent Δ A.
     """
     spans = _blocks(u.shape[2], block_len, reverse)
+    ws = _Workspace(u, min(block_len, u.shape[2]), A.shape[1], 4)
     du, ddl = torch.zeros_like(u), torch.zeros_like(dl)
     dB, dC = torch.zeros_like(B), torch.zeros_like(C)
     dA = torch.zeros_like(A)
     lam = dh_last
     for k in range(len(spans) - 1, -1, -1):
         s, e = spans[k]
+        T = e - s
         h0 = starts[k]
-        a, bu = _decay_and_input(u, dl, A, B, s, e)
+        a, bu = _decay_and_input(u, dl, A, B, s, e, ws)
         states = _recur(a, bu, h0, reverse)
         dy_t = _time_major(dy, s, e)  # (T, b, d)
         B_t = _time_major(B, s, e)  # (T, b, n)
         C_t = _time_major(C, s, e)
-        g = dy_t[..., None] * C_t[:, :, None, :]  # (T, b, d, n)
-        order = list(range(e - s - 1, -1, -1)) if reverse else list(range(e - s))
+        g = torch.mul(dy_t[..., None], C_t[:, :, None, :], out=ws.take(2, T))  # (T, b, d, n)
+        order = range(T - 1, -1, -1) if reverse else range(T)
+        first, last = order[0], order[-1]
         if lam is not None:
-            g[order[-1]] += lam
-        for j in range(len(order) - 2, -1, -1):
+            g[last] += lam
+        for j in range(T - 2, -1, -1):
             g[order[j]].addcmul_(a[order[j + 1]], g[order[j + 1]])
-        lam = a[order[0]] * g[order[0]]
+        lam = a[first] * g[first]
+        dexp = torch.mul(g, a, out=ws.take(3, T))  # · h_prev below: the gradient of the exponent Δ·A
         if reverse:
-            h_prev = torch.cat([states[1:], h0[None]], 0)
+            dexp[:-1] *= states[1:]
         else:
-            h_prev = torch.cat([h0[None], states[:-1]], 0)
-        dexp = g * h_prev * a  # gradient of the exponent Δ·A
+            dexp[1:] *= states[:-1]
+        dexp[first] *= h0
         dl_t = _time_major(dl, s, e)
         u_t = _time_major(u, s, e)
         gB = torch.matmul(g, B_t[..., None])[..., 0]
