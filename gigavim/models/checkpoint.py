@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        unsafe = next((ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), None)
+        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if unsafe is not None:
-            raise ModelError(f"{path}: refusing to load, the file needs code that is not on the "
-                             f"safe list ({unsafe})") from exc
+            raise ModelError(f"{path}: refusing to load, the file pickles '{unsafe.group(1)}', which is "
+                             f"not on the safe list (only tensors, containers and argparse.Namespace)"
+                             ) from exc
         raise ModelError(f"{path}: not a readable PyTorch checkpoint "
                          f"({lines[0] if lines else type(exc).__name__})") from exc
 

@@ -64,14 +64,16 @@ def test_sincos_tile_at_offset_equals_crop_of_whole_grid():
         sincos_2d((2, 2), 6)
 
 
-def test_model_learned_table_is_resampled_to_the_input_grid():
-    model = VisionMamba(img_size=32, patch_size=8, stride=8, depth=1, embed_dim=8, num_classes=0)
+@pytest.mark.parametrize("quirk", [False, True])
+def test_model_learned_table_is_resampled_to_the_input_grid(quirk):
+    model = VisionMamba(img_size=32, patch_size=8, stride=8, depth=1, embed_dim=8, num_classes=0,
+                        official_quirk=quirk)
     with torch.no_grad():
         model.patch_embed.proj.weight.zero_()
         model.patch_embed.proj.bias.zero_()
         tokens, grid = model.embed(torch.randn(1, 3, 48, 40))
     assert grid == (6, 5)
-    expected = resample_pos_embed(model.pos_embed, (4, 4), (6, 5), "middle").clone()
+    expected = resample_pos_embed(model.pos_embed, (4, 4), (6, 5), "middle", quirk).clone()
     expected[:, 15] += model.cls_token[:, 0]
     torch.testing.assert_close(tokens, expected)
 
