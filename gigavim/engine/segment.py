@@ -31,7 +31,7 @@ from gigavim.errors import ModelError, OutputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import output_format, write_outputs
-from gigavim.io.writers.atomic import check_writable, os_error_message
+from gigavim.io.writers.atomic import check_writable
 from gigavim.io.writers.base import LabelMap
 from gigavim.models.bundle import ModelBundle
 
@@ -300,7 +300,13 @@ def _weights_digest(bundle: ModelBundle) -> str:
     return h.hexdigest()[:16]
 
 
-_DISK_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+_DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
 
 
 @contextmanager
@@ -309,6 +315,7 @@ def _disk_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _DISK_ERRNOS:
+        if exc.errno not in _DISK_ERRORS:
             raise
-        raise OutputError(os_error_message(path, exc).replace("the output", "the work dir")) from exc
+        raise OutputError(f"{path}: {_DISK_ERRORS[exc.errno]} while writing the work dir "
+                          f"(free space or choose another output location)") from exc

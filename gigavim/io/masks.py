@@ -22,7 +22,7 @@ OVERVIEW_SIZE = 1024
 # Saturation of glass is ~0–0.03 and of stained tissue ~0.1–0.6; Otsu's threshold is clamped to
 # this range so a slide that is all tissue (or all glass) is not split at noise.
 SATURATION_RANGE = (0.05, 0.2)
-_READ_SIDE = 2048  # level pixels per side read at once while building an overview
+_READ_SIDE = 1024  # level pixels per side read at once while building an overview
 
 
 @dataclass(frozen=True)

@@ -60,22 +60,24 @@ class FunctionSource(ImageSource):
         self.pixel = pixel
 
     def read(self, level: int, window: Window) -> np.ndarray:
-        yy, xx = np.mgrid[window.y:window.y + window.height, window.x:window.x + window.width]
+        yy, xx = np.ogrid[window.y:window.y + window.height, window.x:window.x + window.width]
         out = self.pixel(yy, xx).astype(np.uint8)
-        outside = (yy < 0) | (xx < 0) | (yy >= self.height) | (xx >= self.width)
-        out[outside] = 255
+        out[((yy < 0) | (yy >= self.height))[:, 0]] = 255
+        out[:, ((xx < 0) | (xx >= self.width))[0]] = 255
         return out
 
 
 def blobs(yy: np.ndarray, xx: np.ndarray, period: int = 300, radius: int = 90) -> np.ndarray:
-    """Pink discs on white on a regular grid: a tissue-like pattern with a known mask."""
+    """Pink textured discs on white glass on a regular grid: tissue-like, with a known mask.
+
+    ``yy``/``xx`` may be broadcastable (np.ogrid) so a large window costs little memory.
+    """
     cy, cx = (yy % period) - period // 2, (xx % period) - period // 2
-    inside = cy**2 + cx**2 < radius**2
+    inside = (cy**2 + cx**2) < radius**2
     ripple = (20 * np.sin(yy / 7.0) * np.cos(xx / 5.0)).astype(np.int16)
-    img = np.empty((*yy.shape, 3), dtype=np.int16)
-    img[...] = 245
+    img = np.full((*inside.shape, 3), 245, dtype=np.int16)
     img[inside] = np.array([200, 90, 160], dtype=np.int16)
-    img += ripple[..., None] * inside[..., None]
+    img += np.where(inside, ripple, 0)[..., None]
     return np.clip(img, 0, 255)
 
 

@@ -24,7 +24,10 @@ def test_tissue_mask_finds_synthetic_tissue_blobs() -> None:
 
 
 def test_blank_glass_has_no_tissue() -> None:
-    src = FunctionSource(1000, 1000, lambda yy, xx: np.full((*yy.shape, 3), 242))
+    def glass(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return np.full((*np.broadcast_shapes(yy.shape, xx.shape), 3), 242)
+
+    src = FunctionSource(1000, 1000, glass)
     assert not tissue_mask(src).mask.any()
 
 

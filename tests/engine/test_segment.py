@@ -1,0 +1,228 @@
+"""segment(): seam-free blending, masks, resume after SIGKILL, refusals and bounded memory."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import signal
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import zarr
+from rasterio.transform import Affine
+from skimage.filters import gaussian
+
+from gigavim.engine import segment
+from gigavim.engine.workdir import WorkDir
+from gigavim.errors import ModelError, OutputError, UsageError
+from gigavim.io.masks import foreground_mask
+
+from .fakes import ArraySource, FunctionSource, blobs, tiny_bundle
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _texture(h: int = 300, w: int = 360, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = gaussian(rng.random((h, w, 3)), sigma=3, channel_axis=-1)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+def _ome(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    root = zarr.open_group(str(path), mode="r")
+    probs = root["probabilities/0"][:] if "probabilities" in root else None
+    return root["labels/segmentation/0"][:], probs, dict(root.attrs["gigavim"])
+
+
+def _run(tmp_path: Path, name: str, src, **kw) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    out = tmp_path / f"{name}.zarr"
+    kw.setdefault("model", tiny_bundle())
+    segment(src, [out], **kw)
+    return _ome(out)
+
+
+# -- seams ------------------------------------------------------------------------------------
+def test_tiled_run_equals_a_single_pass(tmp_path: Path) -> None:
+    """With a 5×5 receptive field, blended tiles must reproduce the whole-image prediction.
+
+    (A Vim model sees the whole tile, so its tiled and single-pass outputs differ by design; a
+    local conv net makes the equality exact up to the tiny blend weight at tile edges.)
+    """
+    src = ArraySource([_texture()], kind="image", mpp=None)
+    whole_labels, whole, _ = _run(tmp_path, "whole", src, level=0, tile=512, overlap=0, probabilities=True)
+    tiled_labels, tiled, _ = _run(tmp_path, "tiled", src, level=0, tile=96, overlap=24, probabilities=True)
+    assert whole is not None and tiled is not None
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert diff.max() <= 3  # of 255: edge pixels weigh < 1 % against the neighbouring tile
+    confident = np.abs(whole[1].astype(int) - 128) > 4
+    assert 0.1 < whole_labels.mean() < 0.9  # the test image has both classes
+    np.testing.assert_array_equal(whole_labels[confident], tiled_labels[confident])
+    # Control: without overlap the same tiles leave seams the check above would catch.
+    _, seamy, _ = _run(tmp_path, "seamy", src, level=0, tile=96, overlap=0, probabilities=True)
+    assert np.abs(whole.astype(int) - seamy.astype(int)).max() > 10
+
+
+# -- masks ------------------------------------------------------------------------------------
+def test_glass_tiles_are_skipped_and_labelled_background(tmp_path: Path) -> None:
+    def one_blob(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        img = blobs(yy, xx)
+        img[(yy >= 300) | (xx >= 300)] = 245  # only the top-left disc is tissue
+        return img
+
+    src = FunctionSource(900, 1200, one_blob, mpp=0.5)
+    out = tmp_path / "slide.zarr"
+    result = segment(src, [out], model=tiny_bundle(), level=0, tile=128, overlap=32, probabilities=True)
+    labels, probs, attrs = _ome(out)
+    assert result.tiles_foreground < result.tiles_total / 3
+    assert result.tiles_computed == result.tiles_foreground
+    assert (labels[500:, :] == 0).all() and (labels[:, 600:] == 0).all()
+    assert probs is not None and (probs[0, 500:, :] == 255).all() and (probs[1, 500:, :] == 0).all()
+    assert labels[:300, :300].any()  # the model did run on the tissue
+    assert attrs["nodata_label"] is None and attrs["mpp"] == pytest.approx(0.5)
+    assert not out.with_name(out.name + ".gigavim-work").exists()  # work dir removed on success
+
+
+def test_raster_nodata_becomes_the_nodata_label_and_georeference_is_kept(real_data, tmp_path: Path) -> None:
+    path = real_data / "geo" / "RGB.byte.tif"
+    out, half = tmp_path / "labels.tif", tmp_path / "half.tif"
+    segment(path, [out], model=tiny_bundle(tile=256, overlap=32))
+    coarse = segment(path, [half], model=tiny_bundle(tile=256, overlap=32), gsd=600.0)
+    with rasterio.open(path) as src, rasterio.open(out) as dst, rasterio.open(half) as dst2:
+        valid = src.dataset_mask() > 0
+        labels = dst.read(1)
+        assert dst.crs == src.crs and dst.transform == src.transform and labels.shape == valid.shape
+        assert (labels[~valid] == 255).all()
+        assert set(np.unique(labels[valid])) <= {0, 1}
+        assert dst2.crs == src.crs and dst2.shape == (359, 396)
+        assert coarse.gsd_m == pytest.approx(600.0) and coarse.downsample == pytest.approx(2, rel=1e-3)
+        assert dst2.transform.almost_equals(src.transform * Affine.scale(coarse.downsample), precision=1e-9)
+
+
+# -- refusals ---------------------------------------------------------------------------------
+def test_existing_output_is_not_overwritten_without_overwrite(tmp_path: Path) -> None:
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="already exists"):
+        segment(src, [out], model=tiny_bundle())
+    assert out.read_bytes() == b"precious"
+    segment(src, [out], model=tiny_bundle(), overwrite=True)
+    with rasterio.open(out) as ds:
+        assert ds.shape == (64, 64)
+
+
+def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    with pytest.raises(ModelError, match=r"untrained.*--allow-untrained"):
+        segment(src, [tmp_path / "a.zarr"], model=tiny_bundle(trained=False))
+    assert not (tmp_path / "a.zarr").exists()
+    with pytest.warns(UserWarning, match="untrained"):
+        result = segment(src, [tmp_path / "a.zarr"], model=tiny_bundle(trained=False), allow_untrained=True)
+    assert result.trained is False
+    assert _ome(tmp_path / "a.zarr")[2]["model"]["trained"] is False
+
+
+@pytest.mark.parametrize("outputs, error, message", [
+    (["missing-dir/out.zarr"], OutputError, "does not exist"),
+    (["out.png"], OutputError, "unsupported output extension"),
+    ([], UsageError, "at least one output"),
+])
+def test_bad_outputs_fail_before_any_work(
+    tmp_path: Path, outputs: list[str], error: type, message: str
+) -> None:
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    with pytest.raises(error, match=message):
+        segment(src, [tmp_path / o for o in outputs], model=tiny_bundle())
+    assert src.reads == []
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self, tile, data) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(WorkDir, "save_tile", full)
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    with pytest.raises(OutputError, match="no space left on the device") as err:
+        segment(src, [tmp_path / "a.zarr"], model=tiny_bundle())
+    assert "\n" not in str(err.value)
+
+
+# -- resume -----------------------------------------------------------------------------------
+_KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from engine.fakes import FunctionSource, blobs, tiny_bundle
+from gigavim.engine import segment
+
+def die(p):
+    if p.tiles_done >= {after}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+segment(FunctionSource(700, 800, blobs), [{out!r}], model=tiny_bundle(), level=0, tile=128,
+        overlap=32, batch_size=2, probabilities=True, progress=die)
+"""
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    out = tmp_path / "resumed.zarr"
+    script = textwrap.dedent(_KILLED_RUN).format(tests=str(TESTS), after=9, out=str(out))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    work = WorkDir(out.with_name(out.name + ".gigavim-work"))
+    assert not out.exists() and work.settings_file.exists() and work.finalized_blocks()
+
+    src = FunctionSource(700, 800, blobs)
+    kwargs = dict(model=tiny_bundle(), level=0, tile=128, overlap=32, batch_size=2, probabilities=True)
+    with pytest.raises(UsageError, match="--resume"):
+        segment(src, [out], **kwargs)
+    with pytest.raises(UsageError, match="settings differ"):
+        segment(src, [out], resume=True, **{**kwargs, "tile": 160})
+    resumed = segment(src, [out], resume=True, **kwargs)
+    assert resumed.resumed and resumed.tiles_resumed >= 9
+    assert resumed.tiles_computed + resumed.tiles_resumed == resumed.tiles_foreground
+    fresh = segment(src, [tmp_path / "fresh.zarr"], **kwargs)
+    assert fresh.tiles_computed == fresh.tiles_foreground > resumed.tiles_computed
+
+    labels_a, probs_a, _ = _ome(out)
+    labels_b, probs_b, _ = _ome(tmp_path / "fresh.zarr")
+    np.testing.assert_array_equal(labels_a, labels_b)
+    np.testing.assert_array_equal(probs_a, probs_b)
+    assert resumed.foreground_fraction == fresh.foreground_fraction
+
+
+# -- memory ---------------------------------------------------------------------------------
+def _streaming_bytes(tmp_path: Path, side: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Peak bytes numpy/Python allocated after the (fixed-size) tissue mask, writers included."""
+    module = importlib.import_module("gigavim.engine.segment")
+    baseline: list[int] = []
+
+    def mask_then_reset(src):
+        mask = foreground_mask(src)
+        baseline.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.reset_peak()
+        return mask
+
+    monkeypatch.setattr(module, "foreground_mask", mask_then_reset)
+    tracemalloc.start()
+    try:
+        segment(FunctionSource(side, side, blobs), [tmp_path / f"m{side}.tif"], model=tiny_bundle(),
+                level=0, tile=256, overlap=32, batch_size=2)
+        return tracemalloc.get_traced_memory()[1] - baseline[0]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_does_not_grow_with_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 6× larger image needs no more memory: tiles stream through, the map lives in zarr."""
+    small = _streaming_bytes(tmp_path, 1024, monkeypatch)
+    large = _streaming_bytes(tmp_path, 2560, monkeypatch)
+    full_probabilities = 2 * 4 * 2560 * 2560  # one full-size float32 map of 2 classes
+    assert large < 1.5 * small + 2**20, (small, large)
+    assert large < full_probabilities / 2, (small, large)  # tiles × batch, not H × W
