@@ -25,7 +25,7 @@ from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
-from gigavim.engine.runner import Predictor, prefetched
+from gigavim.engine.runner import Predictor, prefetched, resolve_device
 from gigavim.engine.workdir import WorkDir
 from gigavim.errors import ModelError, OutputError, UsageError
 from gigavim.io.base import ImageSource
@@ -114,6 +114,7 @@ def segment(
     dests = _check_outputs(outputs, overwrite=overwrite)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    resolve_device(device)  # before any work: a missing GPU is a usage error
     src, owned = _open(source)
     try:
         bundle = _load_model(model, src.kind, device)
