@@ -9,7 +9,9 @@ import gigavim.io.base as base
 from gigavim.io import open_image
 
 
-@pytest.mark.parametrize(("name", "max_size"), [("geo/RGB.byte.tif", 128), ("geo/ms1.tif", 64), ("wsi/small.svs", 5)])
+@pytest.mark.parametrize(
+    ("name", "max_size"), [("geo/RGB.byte.tif", 128), ("geo/ms1.tif", 64), ("wsi/small.svs", 5)]
+)
 def test_windowed_thumbnail_matches_whole_read(real_data, monkeypatch, name, max_size):
     with open_image(real_data / name) as src:
         whole = src.thumbnail(max_size)
