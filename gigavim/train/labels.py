@@ -40,7 +40,7 @@ def level_transform(source: ImageSource, level: int) -> Affine:
     """
     ds = source.levels[level].downsample
     base = source.transform if (source.transform is not None and source.crs) else Affine.identity()
-    return base * Affine.scale(ds, ds)
+    return base @ Affine.scale(ds, ds)
 
 
 def load_label_map(source: ImageSource, label_path: str | Path, *, level: int = 0,

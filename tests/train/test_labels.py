@@ -1,0 +1,99 @@
+"""Label sources put onto an image grid: label images, reprojected rasters, GeoJSON/QuPath."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from skimage.io import imsave
+
+from gigavim import open_image
+from gigavim.errors import InputError
+from gigavim.train.labels import load_label_map, to_class_ids
+from gigavim.train.metrics import IGNORE_LABEL
+
+
+def _rc(lon: float, lat: float) -> tuple[int, int]:
+    """Row, column of a lon/lat in world.rgb.tif's grid (0.703125°, origin −180, 90)."""
+    return int((90 - lat) / 0.703125), int((lon + 180) / 0.703125)
+
+
+def test_world_mask_reprojected_onto_image_grid(real_data: Path) -> None:
+    geo = real_data / "geo"
+    with open_image(geo / "world.rgb.tif") as src:
+        labels = load_label_map(src, geo / "world.byte.tif", mode="values")
+    assert labels.shape == (256, 512)
+    assert labels[_rc(15, 22)] == 1  # Sahara: land
+    assert labels[_rc(-100, 40)] == 1  # Kansas: land
+    assert labels[_rc(135, -25)] == 1  # central Australia: land
+    assert labels[_rc(-150, 0)] == 0  # Pacific: water
+    assert labels[_rc(-30, 30)] == 0  # Atlantic: water
+    # The mask covers −75..75° only: polar rows have no ground truth.
+    assert labels[_rc(0, -85)] == IGNORE_LABEL and labels[_rc(0, 85)] == IGNORE_LABEL
+    assert (labels[_rc(0, -74)[0] : _rc(0, 74)[0] + 1] != IGNORE_LABEL).all()
+    land = (labels == 1).sum() / (labels != IGNORE_LABEL).sum()
+    assert 0.25 < land < 0.35  # the mask's own land fraction is 0.299
+
+
+def test_instance_label_image_becomes_binary(real_data: Path) -> None:
+    tiles = real_data / "nuclei_miccai2015"
+    with open_image(tiles / "image02.png") as src:
+        labels = load_label_map(src, tiles / "image02_label.png", mode="binary")
+    assert set(np.unique(labels)) == {0, 1}
+    assert labels.mean() == pytest.approx(0.166, abs=0.002)  # README: foreground fraction 0.166
+
+
+def test_label_image_of_wrong_size_is_refused(real_data: Path) -> None:
+    tiles = real_data / "nuclei_miccai2015"
+    with open_image(tiles / "image02.png") as src, pytest.raises(InputError, match=r"image01_label\.png"):
+        load_label_map(src, tiles / "image01_label.png")
+
+
+def test_geojson_rasterized_in_raster_crs(tmp_path: Path) -> None:
+    raster = tmp_path / "scene.tif"
+    transform = from_origin(500000, 4200000, 10, 10)  # 10 m pixels, UTM 33N
+    with rasterio.open(raster, "w", driver="GTiff", width=40, height=30, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as dst:
+        dst.write(np.zeros((3, 30, 40), np.uint8))
+    # A square covering columns 10..19 and rows 5..14 (x 500100..500200, y 4199950..4199850).
+    square = [[[500100, 4199950], [500200, 4199950], [500200, 4199850], [500100, 4199850],
+               [500100, 4199950]]]
+    gj = tmp_path / "fields.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"class": "field"}, "geometry": {"type": "Polygon",
+                                                                          "coordinates": square}}]}))
+    with open_image(raster) as src:
+        labels = load_label_map(src, gj, mode="values", class_names=["other", "field"])
+    expected = np.zeros((30, 40), np.uint8)
+    expected[5:15, 10:20] = 1
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_qupath_annotations_use_level0_pixels(tmp_path: Path) -> None:
+    image = tmp_path / "tile.png"
+    imsave(image, np.full((20, 30, 3), 200, np.uint8), check_contrast=False)
+    features = [  # QuPath "export as array", classification by name
+        {"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
+         "geometry": {"type": "Polygon", "coordinates": [[[2, 3], [8, 3], [8, 9], [2, 9], [2, 3]]]}},
+        {"type": "Feature", "properties": {"classification": {"name": "Stroma"}},
+         "geometry": {"type": "Polygon",
+                      "coordinates": [[[20, 10], [25, 10], [25, 15], [20, 15], [20, 10]]]}},
+    ]
+    gj = tmp_path / "annotations.json"
+    gj.write_text(json.dumps(features))
+    with open_image(image) as src:
+        labels = load_label_map(src, gj, mode="values", class_names=["background", "Tumor", "Stroma"])
+    assert (labels[3:9, 2:8] == 1).all() and (labels[10:15, 20:25] == 2).all()
+    assert labels.sum() == 36 * 1 + 25 * 2
+
+
+def test_value_map_and_ignore() -> None:
+    raw = np.array([[0, 255, 7], [-1, 0, 255]])
+    out = to_class_ids(raw, mode="values", value_map={0: 0, 255: 1, 7: IGNORE_LABEL})
+    assert out.tolist() == [[0, 1, IGNORE_LABEL], [IGNORE_LABEL, 0, 1]]
+    with pytest.raises(InputError, match="not a class id"):
+        to_class_ids(np.array([300]), mode="values")
