@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from gigavim.cli._app import app, state
-from gigavim.errors import GigavimError, UsageError
+from gigavim.errors import GigavimError, OutputError, UsageError
 
 
 @app.command()
@@ -37,9 +37,9 @@ def info(
     if not inputs:
         raise UsageError("info needs at least one PATH (or --sample)")
     failures = 0
-    for path in inputs:
+    for path, thumb in zip(inputs, _thumbnail_targets(thumbnail, inputs), strict=True):
         try:
-            facts = describe_file(path, _thumbnail_target(thumbnail, path, len(inputs)))
+            facts = describe_file(path, thumb)
         except GigavimError as err:
             if state.debug:
                 raise
@@ -72,13 +72,26 @@ def describe_file(path: Path, thumbnail: Path | None = None) -> dict[str, Any]:
     return facts
 
 
-def _thumbnail_target(out: Path | None, path: Path, count: int) -> Path | None:
+def _thumbnail_targets(out: Path | None, inputs: list[Path]) -> list[Path | None]:
+    """Where each thumbnail goes: ``out`` itself for one input, else ``out/<name>.png`` (made unique)."""
     if out is None:
-        return None
-    if count > 1 or out.is_dir():
+        return [None] * len(inputs)
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        return out / f"{path.name}.png"
-    return out
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the thumbnail directory ({err.strerror})") from err
+    targets: list[Path | None] = []
+    used: set[str] = set()
+    for path in inputs:
+        name, n = f"{path.name}.png", 1
+        while name in used:  # same file name from different folders
+            n += 1
+            name = f"{path.name}-{n}.png"
+        used.add(name)
+        targets.append(out / name)
+    return targets
 
 
 def _render(facts: dict[str, Any]) -> None:

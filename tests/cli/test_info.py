@@ -121,3 +121,10 @@ def test_good_inputs_reported_bad_ones_one_line_each(real_data, tmp_path, gigavi
 def test_no_input_is_a_usage_error(gigavim):
     result = gigavim("info")
     assert result.returncode != 0 and "at least one PATH" in result.stderr
+
+
+def test_thumbnails_of_same_named_inputs_do_not_overwrite(real_data, tmp_path, gigavim):
+    slide = str(real_data / "wsi/small.svs")
+    result = gigavim("info", "--json", "--thumbnail", str(tmp_path / "t"), slide, slide)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["small.svs-2.png", "small.svs.png"]
