@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 from skimage.filters import gaussian
-from skimage.measure import block_reduce
 from skimage.transform import AffineTransform, warp
 
 from gigavim.engine.plan import Resolution
@@ -41,12 +40,11 @@ class TileReader:
     def _read_box(self, win: Window, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin)."""
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
-        pixels = self.source.read(self.level, big).astype(np.float32, copy=False)
+        pixels = self.source.read(self.level, big)
         valid = self.source.read_valid(self.level, big)
-        if k > 1:
-            pixels = block_reduce(pixels, (k, k, 1), func=np.mean).astype(np.float32, copy=False)
-            valid = block_reduce(valid.astype(np.float32), (k, k), func=np.mean) > 0.5
-        return pixels, valid
+        if k == 1:
+            return pixels.astype(np.float32, copy=False), valid
+        return box_mean(pixels, k), box_mean(valid, k) > 0.5
 
     def _read_warp(self, win: Window, k: int, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Box-reduce by the integer part k, then Gaussian anti-alias and sample by the rest f.
@@ -67,3 +65,9 @@ class TileReader:
         pixels = warp(pixels, tf, output_shape=shape, order=1, preserve_range=True, mode="edge")
         valid = warp(valid.astype(np.float32), tf, output_shape=shape, order=0, mode="constant") > 0.5
         return pixels.astype(np.float32, copy=False), valid
+
+
+def box_mean(a: np.ndarray, k: int) -> np.ndarray:
+    """Mean over k×k blocks of an (h·k, w·k, ...) array, accumulated in float32 (no float64 copy)."""
+    h, w = a.shape[0] // k, a.shape[1] // k
+    return a.reshape(h, k, w, k, *a.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
