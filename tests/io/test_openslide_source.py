@@ -16,6 +16,7 @@ SLIDES = [
     ("wsi/CMU-1-Small-Region.svs", "aperio", (2220, 2967), [1.0], 0.499, 20.0),
     ("wsi/small.svs", "aperio", (16, 16), [1.0], 0.499, 20.0),
     ("wsi/boxes_0.dcm", "dicom", (16, 16), [1.0], 0.499, 20.0),
+    ("wsi/boxes_1.dcm", "dicom", (16, 16), [1.0], 0.499, 20.0),  # the series' thumbnail instance
     ("wsi/boxes.tiff", "generic-tiff", (300, 250), [1.0, 2.0, 4.016, 8.086], 352.8, None),
 ]
 

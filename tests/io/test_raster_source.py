@@ -22,6 +22,9 @@ RASTERS = [
     ("geo/world.byte.tif", (2880, 1200), 1, "uint8", "EPSG:4326", 13868.0, None, 1),
     ("geo/goes.tif", (542, 542), 3, "uint8", "+proj=geos", 20054.96, None, 2),
     ("geo/road_mask_input.tif", (1300, 1300), 1, "uint16", "EPSG:4326", 0.27, None, 1),
+    ("geo/sample_road_raster_mask.tif", (1300, 1300), 1, "uint8", "EPSG:4326", 0.27, None, 1),
+    # 0.703125° at the equator: sqrt(78,271.5 m east-west × 77,747.6 m north-south)
+    ("geo/world.rgb.tif", (512, 256), 3, "uint8", "EPSG:4326", 78009.1, None, 1),
 ]
 
 
