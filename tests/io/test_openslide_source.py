@@ -108,3 +108,9 @@ def test_corrupt_tiles_raise_input_error_naming_file(real_data):
         for _ in range(2):  # the handle stays in its error state: still one clear error
             with pytest.raises(InputError, match=r"unreadable\.svs.*Bogus marker length"):
                 src.read(0, Window(0, 0, 16, 16))
+
+
+def test_dicom_and_svs_copies_of_the_same_crop_read_identically(real_data):
+    """README: boxes_0.dcm holds the same 16×16 CMU-1 pixels as small.svs."""
+    with open_image(real_data / "wsi/small.svs") as svs, open_image(real_data / "wsi/boxes_0.dcm") as dcm:
+        np.testing.assert_array_equal(svs.read(0, Window(0, 0, 16, 16)), dcm.read(0, Window(0, 0, 16, 16)))
