@@ -22,6 +22,8 @@ Painter = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 _BACKGROUND = np.array([243, 243, 246], dtype=np.float32)
 _EOSIN = np.array([233, 160, 196], dtype=np.float32)
 _HEMATOXYLIN = np.array([92, 52, 150], dtype=np.float32)
+#: Pyramids with more raw bytes than this are written as BigTIFF (classic TIFF stops at 4 GiB).
+BIGTIFF_ABOVE_BYTES = 2**31
 _NUCLEUS_CELL = 24  # level-0 pixels between nucleus centres (about one cell at 0.25-0.5 µm/px)
 _NUCLEUS_RADIUS = 5.0
 
@@ -66,7 +68,7 @@ def write_synthetic_slide(
     codec_args: dict[str, Any] = {"compression": compression}
     if compression == "jpeg":
         codec_args["compressionargs"] = {"level": quality}
-    with tifffile.TiffWriter(path, bigtiff=raw_bytes > 2**31) as tif:
+    with tifffile.TiffWriter(path, bigtiff=raw_bytes > BIGTIFF_ABOVE_BYTES) as tif:
         for i, (h, w) in enumerate(shapes):
             level_downsample = (height / h + width / w) / 2
             level_mpp = mpp * level_downsample

@@ -82,3 +82,18 @@ def test_default_level_count():
     assert default_level_count(50_000, 50_000) == 4  # 50k, 12.5k, 3125, 781
     assert default_level_count(1000, 800) == 1
     assert default_level_count(4097, 10) == 2
+
+
+def test_bigtiff_slides_open_in_openslide(tmp_path, monkeypatch):
+    """Big slides (over 2 GiB raw) are written as BigTIFF; OpenSlide must still see an Aperio slide."""
+    import tifffile
+
+    import gigavim.io.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "BIGTIFF_ABOVE_BYTES", 0)
+    path = write_synthetic_slide(tmp_path / "big.svs", 700, 900, mpp=0.5, levels=2)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_bigtiff
+    with open_image(path) as src:
+        assert (src.vendor, src.level_count, src.mpp) == ("aperio", 2, 0.5)
+        assert src.read(1, Window(0, 0, 175, 225)).std() > 5
