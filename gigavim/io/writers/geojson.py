@@ -1,11 +1,12 @@
 """GeoJSON output: one feature per 8-connected region of each class, streamed band by band.
 
-``rasterio.features.shapes`` polygonizes horizontal bands of the map (full width, a few hundred
-to a few thousand rows, so memory is one band plus the regions still open). A region crossing a
-band edge comes out in pieces; pieces touching an internal edge stay "open" and are merged with
-``shapely.unary_union`` with the pieces of the same class across that edge in the next band, so
-no region is split. A finished region is simplified (``simplify_px`` working pixels, topology
-preserved), moved into output coordinates and written at once, never collected in memory.
+``rasterio.features.shapes`` polygonizes full-width horizontal bands of the map (``BAND_PIXELS``
+pixels each, so memory is one band plus the regions still open). A region crossing a band edge
+comes out in pieces; pieces touching an internal edge stay "open" and are joined with the pieces
+of the same class that touch them across the edge in the next band; when a region is closed its
+pieces are merged once with ``shapely.unary_union``, so no region is split. A finished region is
+simplified (``SIMPLIFY_PX`` working pixels, topology preserved), moved into output coordinates
+and written at once; the collection is never held in memory.
 
 Skipped: ``nodata_label`` and classes named "background" (class 0 of slide models).
 A region whose pixels only touch diagonally somewhere is one feature with a MultiPolygon geometry
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +42,7 @@ from shapely.geometry.base import BaseGeometry
 from gigavim.io.writers.base import LabelMap
 
 SIMPLIFY_PX = 0.5
-BAND_PIXELS = 32 * 1024 * 1024  # pixels polygonized per band (rows × width)
+BAND_PIXELS = 16 * 1024 * 1024  # pixels polygonized per band (rows × width)
 
 
 def skipped_classes(label_map: LabelMap) -> set[int]:
@@ -71,23 +73,38 @@ def _valid(geom: BaseGeometry) -> BaseGeometry:
     return geom if geom.is_valid else shapely.make_valid(geom)
 
 
-def _connected_groups(pieces: list[BaseGeometry]) -> list[list[BaseGeometry]]:
-    """Group pieces that touch (edge or corner) into connected components (union-find)."""
-    parent = list(range(len(pieces)))
+@dataclass
+class _OpenRegion:
+    """A region not finished yet: its pieces so far and those touching the current band edge."""
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    pieces: list[BaseGeometry]
+    frontier: list[BaseGeometry]
 
-    tree = shapely.STRtree(pieces)
-    left, right = tree.query(pieces, predicate="intersects")
-    for a, b in zip(left.tolist(), right.tolist(), strict=True):
-        parent[find(a)] = find(b)
-    groups: dict[int, list[BaseGeometry]] = defaultdict(list)
-    for i, piece in enumerate(pieces):
-        groups[find(i)].append(piece)
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def _join(open_regions: list[_OpenRegion], crossing: list[BaseGeometry]) -> list[list[int]]:
+    """Group open regions and new pieces crossing the band edge that touch (edge or corner).
+
+    Nodes ``0..R-1`` are the open regions, ``R..R+N-1`` the new pieces; union-find over the
+    contacts between a region's frontier and the new pieces (pieces of one band never touch).
+    """
+    count = len(open_regions)
+    parent = list(range(count + len(crossing)))
+    if crossing:
+        tree = shapely.STRtree(crossing)
+        for index, region in enumerate(open_regions):
+            _, hits = tree.query(region.frontier, predicate="intersects")
+            for hit in hits.tolist():
+                parent[_find(parent, count + hit)] = _find(parent, index)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for node in range(len(parent)):
+        groups[_find(parent, node)].append(node)
     return list(groups.values())
 
 
@@ -97,17 +114,22 @@ def band_height(width: int) -> int:
 
 
 def regions(label_map: LabelMap, rows_per_band: int | None = None) -> Iterator[tuple[int, BaseGeometry]]:
-    """Yield (class id, geometry in working pixels) for every connected region, band by band."""
+    """Yield (class id, geometry in working pixels) for every connected region, band by band.
+
+    Pieces of a region that spans several bands are only collected while it is open and are
+    unioned once when it closes (no piece touches the current band's bottom edge), so a tall
+    region costs one union, not one per band.
+    """
     height, width = label_map.shape
     rows_per_band = rows_per_band or band_height(width)
     skip = skipped_classes(label_map)
-    open_pieces: dict[int, list[BaseGeometry]] = defaultdict(list)
+    open_regions: dict[int, list[_OpenRegion]] = defaultdict(list)
     for top in range(0, height, rows_per_band):
         bottom = min(top + rows_per_band, height)
         band = np.asarray(label_map.labels[top:bottom, :], dtype=np.uint8)
         keep = ~np.isin(band, list(skip)) if skip else None
         crossing_top: dict[int, list[BaseGeometry]] = defaultdict(list)
-        next_open: dict[int, list[BaseGeometry]] = defaultdict(list)
+        still_open: dict[int, list[_OpenRegion]] = defaultdict(list)
         found = shapes(band, mask=keep, connectivity=8, transform=Affine.translation(0, top))
         for geojson_geom, value in found:
             value = int(value)
@@ -116,17 +138,27 @@ def regions(label_map: LabelMap, rows_per_band: int | None = None) -> Iterator[t
             if top > 0 and miny <= top:
                 crossing_top[value].append(piece)
             elif bottom < height and maxy >= bottom:
-                next_open[value].append(piece)
+                still_open[value].append(_OpenRegion([piece], [piece]))
             else:
                 yield value, piece
-        for value in set(open_pieces) | set(crossing_top):
-            for group in _connected_groups(open_pieces[value] + crossing_top[value]):
-                merged = _valid(shapely.unary_union(group))
-                if bottom < height and merged.bounds[3] >= bottom:
-                    next_open[value].append(merged)
+        for value in set(open_regions) | set(crossing_top):
+            regions_above, crossing = open_regions[value], crossing_top[value]
+            for group in _join(regions_above, crossing):
+                pieces: list[BaseGeometry] = []
+                frontier: list[BaseGeometry] = []
+                for node in group:
+                    if node < len(regions_above):
+                        pieces += regions_above[node].pieces
+                    else:
+                        piece = crossing[node - len(regions_above)]
+                        pieces.append(piece)
+                        if bottom < height and piece.bounds[3] >= bottom:
+                            frontier.append(piece)
+                if frontier:
+                    still_open[value].append(_OpenRegion(pieces, frontier))
                 else:
-                    yield value, merged
-        open_pieces = next_open  # empty after the last band: nothing lies below it
+                    yield value, _valid(shapely.unary_union(pieces))
+        open_regions = still_open  # empty after the last band: nothing lies below it
 
 
 def _feature(label_map: LabelMap, value: int, geom: BaseGeometry, to_output: Affine) -> str:
