@@ -11,6 +11,7 @@ to each tile).
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from skimage.filters import gaussian
@@ -29,6 +30,10 @@ class TileReader:
         self.source = source
         self.level = resolution.level
         self.factor = resolution.read_factor
+        # Slides have no nodata: pixels outside the scanned area are composited on white and
+        # labelled background, so validity is geometry alone and not a second full read.
+        self._read_valid = (partial(ImageSource.read_valid, source) if source.kind == "slide"
+                            else source.read_valid)
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         k = max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
@@ -41,7 +46,7 @@ class TileReader:
         """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin)."""
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
         pixels = self.source.read(self.level, big)
-        valid = self.source.read_valid(self.level, big)
+        valid = self._read_valid(self.level, big)
         if k == 1:
             return pixels.astype(np.float32, copy=False), valid
         return box_mean(pixels, k), box_mean(valid, k) > 0.5

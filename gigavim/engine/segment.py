@@ -65,6 +65,7 @@ class SegmentResult:
     tiles_resumed: int
     resumed: bool
     warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # mask_s, tiles_s, write_s
 
     @property
     def megapixels_per_s(self) -> float:
@@ -124,6 +125,7 @@ def segment(
         grid = TileGrid(res.shape, tile or bundle.meta.tile,
                         bundle.meta.overlap if overlap is None else overlap)
         mask = foreground_mask(src)
+        t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
         work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
         settings = _settings(src, res, grid, bundle, batch_size, probabilities)
@@ -133,8 +135,10 @@ def segment(
             resumed = work.prepare(settings, resume=resume)
             run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
             done_before, computed = run.execute(device, batch_size, workers, progress, started)
+        t_infer = time.perf_counter()
         label_map = run.label_map(mask, settings, bundle)
         write_outputs(label_map, dests, overwrite=overwrite)
+        t_write = time.perf_counter()
         fg, data = run.merger.counts()
         work.discard()
     finally:
@@ -152,6 +156,7 @@ def segment(
         foreground_fraction=fg / data if data else 0.0,
         tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
+        timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask, "write_s": t_write - t_infer},
     )
 
 
