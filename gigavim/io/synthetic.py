@@ -224,13 +224,14 @@ def write_geotiff(
     at ``origin_xy`` (in ``crs`` units).
     """
     import rasterio
+    from affine import Affine
     from rasterio.enums import Resampling
-    from rasterio.transform import from_origin
 
     path = Path(path)
     data = array[..., None] if array.ndim == 2 else array
     height, width, bands = data.shape
-    transform = transform if transform is not None else from_origin(*origin_xy, gsd_m, gsd_m)
+    if transform is None:  # north-up: x grows east, y (rows) grows south
+        transform = Affine(gsd_m, 0.0, origin_xy[0], 0.0, -gsd_m, origin_xy[1])
     tiled = height >= tile and width >= tile
     profile: dict[str, Any] = {
         "driver": "GTiff",
