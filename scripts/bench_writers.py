@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def main() -> None:
         print(json.dumps(write_one(Path(args.child[0]), Path(args.child[1]))))
         return
 
+    load_start = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_writers_") as tmp:
         for side in args.sizes:
@@ -97,7 +99,9 @@ def main() -> None:
             f"{machine_line()}\n\n"
             "Synthetic 4-class blob maps (~200 px blobs) in an on-disk zarr, each format written in "
             "its own process; peak RSS is that process's maximum resident set (including Python, "
-            "numpy, GDAL and the imports, ~150–250 MiB). Re-run: `python scripts/bench_writers.py`.\n\n"
+            "numpy, GDAL and the imports, ~110–200 MiB). Load average (1 min) at start/end: "
+            f"{load_start:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machines "
+            "give noisy seconds). Re-run: `python scripts/bench_writers.py`.\n\n"
             f"{table}\n"
         )
         update_section("writers", section)
