@@ -2,12 +2,14 @@
 
 1. Training data, written to build/models/tissue/data:
    - the real slide CMU-1-Small-Region.svs with pseudo-labels (colour + morphology, see
-     gigavim.train.synthetic_slides.pseudo_tissue_mask) — a heuristic, not a manual annotation;
+     gigavim.train.synthetic_slides.pseudo_tissue_mask) — a heuristic, not a manual annotation.
+     Its bottom 30 % is held out: the label image codes the training part as 2/3 and the
+     held-out part as 0/1, and value maps select one or the other;
    - synthetic scenes at 4 µm/px: glass with real H&E texture (the slide's tissue and the MICCAI
      nuclei tiles, downsampled) plus pen strokes, bubbles, dust, slide edges and blur, labelled by
      construction. Validation scenes use a different seed.
 2. `gigavim train` (the command is printed and run exactly as shown).
-3. `gigavim eval` on the held-out synthetic scenes and on the slide's pseudo-labels.
+3. `gigavim eval` on the held-out synthetic scenes and on the held-out part of the slide.
 
 Usage: python scripts/train_tissue.py [--minutes 10]
 """
@@ -33,6 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GIGAVIM_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 WORK = REPO / "build" / "models" / "tissue"
 MPP = 4.0
+HOLDOUT = 0.3  # bottom fraction of the real slide kept out of training
+TRAIN_ROWS = "0:255,1:255,2:0,3:1"  # value maps over the slide's label image
+HELD_OUT_ROWS = "0:0,1:1,2:255,3:255"
 
 
 def read_at_mpp(path: Path, image_mpp: float | None = None) -> np.ndarray:
@@ -44,8 +49,9 @@ def read_at_mpp(path: Path, image_mpp: float | None = None) -> np.ndarray:
 
 
 def write_pair(folder: Path, name: str, img: np.ndarray, lab: np.ndarray) -> str:
+    """Synthetic scene + labels coded 2 (background) / 3 (tissue), like the slide's training rows."""
     imsave(folder / f"{name}.png", img, check_contrast=False)
-    imsave(folder / f"{name}_label.png", lab.astype(np.uint8), check_contrast=False)
+    imsave(folder / f"{name}_label.png", lab.astype(np.uint8) + 2, check_contrast=False)
     return f"{folder / name}.png:{folder / name}_label.png"
 
 
@@ -58,11 +64,13 @@ def build_data() -> tuple[list[str], list[str], str]:
     with open_image(slide_path) as src:  # label image at the slide's level-0 size
         full = resize(slide_mask.astype(np.uint8), (src.height, src.width), order=0,
                       preserve_range=True, anti_aliasing=False).astype(np.uint8)
-    imsave(data / "cmu1_pseudo_label.png", full, check_contrast=False)
-    slide_pair = f"{slide_path}:{data / 'cmu1_pseudo_label.png'}"
-    textures = [slide[y : y + 48, x : x + 48] for y in range(0, slide.shape[0] - 48, 24)
+    full[: int(full.shape[0] * (1 - HOLDOUT))] += 2  # training rows: 2/3; held-out rows: 0/1
+    keep = slide_mask[: int(slide_mask.shape[0] * (1 - HOLDOUT))]
+    imsave(data / "cmu1_heldout_pseudo_label.png", full, check_contrast=False)
+    slide_pair = f"{slide_path}:{data / 'cmu1_heldout_pseudo_label.png'}"
+    textures = [slide[y : y + 48, x : x + 48] for y in range(0, keep.shape[0] - 48, 24)
                 for x in range(0, slide.shape[1] - 48, 24)
-                if slide_mask[y : y + 48, x : x + 48].mean() > 0.95]
+                if keep[y : y + 48, x : x + 48].mean() > 0.95]
     for name in ("image01", "image02", "image06"):
         textures.append(read_at_mpp(DATA / "nuclei_miccai2015" / f"{name}.png", image_mpp=0.5))
     train, val = [], []
@@ -92,6 +100,7 @@ def main() -> None:
             "head": {"kind": "light", "hidden": 32}}
     run(["gigavim", "train", *train, slide_pair, *[a for v in val for a in ("--val", v)],
          "--name", "tissue", "--classes", "background,tissue", "--label-mode", "binary",
+         "--value-map", TRAIN_ROWS,
          "--input-kind", "slide", "--image-mpp", str(MPP), "--mpp", str(MPP),
          "--arch", json.dumps(arch), "--patch", "96", "--tile", "192", "--overlap", "48",
          "--batch-size", "8", "--steps", "250",
@@ -102,11 +111,12 @@ def main() -> None:
          "-o", args.out])
     (WORK / "eval").mkdir(exist_ok=True)
     with open(WORK / "eval" / "synthetic_val.json", "w") as fh:
-        subprocess.run(["gigavim", "eval", "--model", args.out, "--image-mpp", str(MPP), *val, "--json"],
-                       check=True, stdout=fh)
-    with open(WORK / "eval" / "cmu1_pseudo.json", "w") as fh:
-        subprocess.run(["gigavim", "eval", "--model", args.out, slide_pair, "--json"], check=True, stdout=fh)
-    for name in ("synthetic_val", "cmu1_pseudo"):
+        subprocess.run(["gigavim", "eval", "--model", args.out, "--image-mpp", str(MPP), *val,
+                        "--value-map", TRAIN_ROWS, "--json"], check=True, stdout=fh)
+    with open(WORK / "eval" / "cmu1_heldout_pseudo.json", "w") as fh:
+        subprocess.run(["gigavim", "eval", "--model", args.out, slide_pair, "--value-map", HELD_OUT_ROWS,
+                        "--json"], check=True, stdout=fh)
+    for name in ("synthetic_val", "cmu1_heldout_pseudo"):
         overall = json.load(open(WORK / "eval" / f"{name}.json"))["overall"]
         per_class = {c["class"]: {"iou": c["iou"], "dice": c["dice"]} for c in overall["per_class"]}
         print(name, json.dumps(per_class), "pixel accuracy", overall["pixel_accuracy"])

@@ -14,10 +14,12 @@ def eval_cmd(
     pairs: list[str] = typer.Argument(..., help="IMAGE:MASK pairs (label image, raster or GeoJSON)."),
     model: str = typer.Option(None, "--model", "-m", help="Bundled model name or model file path."),
     image_mpp: float = typer.Option(None, help="µm/px of images that do not record one (PNG tiles)."),
+    value_map: str = typer.Option(None, help="Raw mask value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     json_out: bool = typer.Option(False, "--json", help="Print all numbers as JSON."),
 ) -> None:
     """Evaluate a model on images with ground-truth masks, per image and overall."""
+    from gigavim.cli.train import parse_value_map
     from gigavim.models.catalog import load_model
     from gigavim.train.evaluate import evaluate, parse_pair
 
@@ -30,7 +32,8 @@ def eval_cmd(
         bundle = load_model(None, input_kind=kind)
     else:
         bundle = load_model(model)
-    result = evaluate(bundle, parsed, image_mpp=image_mpp, device=device)
+    result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
+                      device=device)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
