@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     state.debug = "--debug" in args
     try:
-        app(args=args, prog_name="gigavim", standalone_mode=False)
+        # Non-standalone click returns (not raises) the code of typer.Exit(code=N).
+        rc = app(args=args, prog_name="gigavim", standalone_mode=False)
     except GigavimError as err:
         if state.debug:
             raise
@@ -53,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo("gigavim: aborted", err=True)
             return 1
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
