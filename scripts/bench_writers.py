@@ -42,7 +42,7 @@ def synthetic_labels(path: Path, side: int) -> zarr.Array:
 
 def write_one(labels_path: Path, out: Path) -> dict[str, float]:
     """Child process: write one output, report seconds and this process's peak RSS."""
-    from gigavim.io.writers import write_outputs
+    from gigavim.io.writers import geojson, geotiff, ome_zarr, write_outputs  # noqa: F401 (imports off the clock)
     from gigavim.io.writers.base import LabelMap
 
     labels = zarr.open_array(str(labels_path), mode="r")

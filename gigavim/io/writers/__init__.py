@@ -19,7 +19,7 @@ from gigavim.io.writers.atomic import (
 )
 from gigavim.io.writers.base import LabelMap
 
-__all__ = ["FORMATS", "LabelMap", "output_format", "write_outputs"]
+__all__ = ["FORMATS", "LabelMap", "check_outputs", "output_format", "write_outputs"]
 
 Writer = Callable[[LabelMap, Path], None]
 
@@ -57,10 +57,16 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def _check_all(outputs: Sequence[Path], *, overwrite: bool) -> None:
-    """Every problem we can see is reported before anything is written."""
+def check_outputs(outputs: Sequence[str | Path], *, overwrite: bool = False) -> list[Path]:
+    """Report every output problem before any work (callers may run this before inference).
+
+    Unknown extension, an output given twice, an existing output without ``overwrite``, a missing
+    or unwritable directory: each an :class:`OutputError` naming the output. Leftovers of a
+    killed earlier run of the same output are cleaned up first (see ``atomic``).
+    """
+    dests = [Path(p) for p in outputs]
     seen: set[Path] = set()
-    for dest in outputs:
+    for dest in dests:
         output_format(dest)
         key = dest.resolve()
         if key in seen:
@@ -68,9 +74,12 @@ def _check_all(outputs: Sequence[Path], *, overwrite: bool) -> None:
         seen.add(key)
         remove_stale_temporaries(dest)
         check_writable(dest, overwrite=overwrite)
+    return dests
 
 
-def write_outputs(label_map: LabelMap, outputs: Sequence[Path], *, overwrite: bool = False) -> list[Path]:
+def write_outputs(
+    label_map: LabelMap, outputs: Sequence[str | Path], *, overwrite: bool = False
+) -> list[Path]:
     """Write ``label_map`` to every output (format by extension), all-or-nothing per run.
 
     Each output is written under a hidden temporary name in its own directory; only when all of
@@ -79,8 +88,7 @@ def write_outputs(label_map: LabelMap, outputs: Sequence[Path], *, overwrite: bo
     existed before are left as they were. Disk-full and other OS errors become one-line
     :class:`OutputError` messages naming the output.
     """
-    dests = [Path(p) for p in outputs]
-    _check_all(dests, overwrite=overwrite)
+    dests = check_outputs(outputs, overwrite=overwrite)
     staged: list[tuple[Path, Path]] = []
     current = dests[0] if dests else Path()
     try:

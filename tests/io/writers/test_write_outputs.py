@@ -13,10 +13,10 @@ import zarr
 from writers_synthetic import GuardedArray, pattern
 
 from gigavim.errors import OutputError
+from gigavim.io.writers import check_outputs, output_format, write_outputs
 from gigavim.io.writers import geojson as geojson_writer
 from gigavim.io.writers import geotiff as geotiff_writer
 from gigavim.io.writers import ome_zarr as ome_zarr_writer
-from gigavim.io.writers import output_format, write_outputs
 
 
 def listing(directory):
@@ -202,3 +202,11 @@ def test_leftovers_of_a_killed_run_are_cleaned_or_restored(tmp_path, slide_map):
     assert (out / "marker").read_text() == "previous result"
     assert not unfinished.exists() and not aside.exists()
     assert live.exists()
+
+
+def test_check_outputs_can_run_before_inference(tmp_path):
+    (tmp_path / "old.tif").write_bytes(b"x")
+    assert check_outputs([str(tmp_path / "a.zarr")]) == [tmp_path / "a.zarr"]
+    with pytest.raises(OutputError, match="already exists"):
+        check_outputs([tmp_path / "a.zarr", tmp_path / "old.tif"])
+    assert check_outputs([tmp_path / "old.tif"], overwrite=True) == [tmp_path / "old.tif"]
