@@ -140,6 +140,23 @@ def _core_backward(u, dl, A, B, C, starts, dy, dh_last, reverse, block_len):
     return du, ddl, dA, dB, dC, lam
 
 
+def _compiled_cpu():
+    """The numba loops of :mod:`gigavim.kernels.cpu_scan`, or None when numba is unavailable."""
+    global _CPU_SCAN
+    if _CPU_SCAN is None:
+        try:
+            from gigavim.kernels import cpu_scan
+        except ImportError:  # numba missing or broken: the eager blocks below still work
+            cpu_scan = False
+        _CPU_SCAN = cpu_scan
+    return _CPU_SCAN or None
+
+
+_CPU_SCAN = None
+# Tests and benchmarks set this to run the eager PyTorch blocks on CPU too.
+_FORCE_EAGER = False
+
+
 class ScanCore(torch.autograd.Function):
     """Core scan y_t = C_t · h_t (no skip, no gate) with the chunked recomputing backward.
 
@@ -149,9 +166,13 @@ class ScanCore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, dl, A, B, C, h0, reverse: bool, block_len: int):
-        y, starts, h_last = _core_forward(u, dl, A, B, C, h0, reverse, block_len)
+        compiled = _compiled_cpu() if u.device.type == "cpu" and not _FORCE_EAGER else None
+        if compiled is not None:
+            y, starts, h_last = compiled.core_forward_cpu(u, dl, A, B, C, h0, reverse)
+        else:
+            y, starts, h_last = _core_forward(u, dl, A, B, C, h0, reverse, block_len)
         ctx.save_for_backward(u, dl, A, B, C, starts)
-        ctx.reverse, ctx.block_len = reverse, block_len
+        ctx.reverse, ctx.block_len, ctx.compiled = reverse, block_len, compiled
         return y, h_last
 
     @staticmethod
@@ -159,8 +180,13 @@ class ScanCore(torch.autograd.Function):
         u, dl, A, B, C, starts = ctx.saved_tensors
         if dy is None:
             dy = torch.zeros_like(u)
-        du, ddl, dA, dB, dC, dh0 = _core_backward(u, dl, A, B, C, starts, dy.to(u.dtype), dh_last,
-                                                  ctx.reverse, ctx.block_len)
+        if ctx.compiled is not None:
+            grads = ctx.compiled.core_backward_cpu(u, dl, A, B, C, starts, dy.to(u.dtype), dh_last,
+                                                   ctx.reverse)
+        else:
+            grads = _core_backward(u, dl, A, B, C, starts, dy.to(u.dtype), dh_last, ctx.reverse,
+                                   ctx.block_len)
+        du, ddl, dA, dB, dC, dh0 = grads
         return du, ddl, dA, dB, dC, dh0, None, None
 
 
