@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -78,22 +79,32 @@ def test_missing_output_directory_is_reported(tmp_path, slide_map):
         write_outputs(slide_map(), [tmp_path / "nowhere" / "s.tif"])
 
 
+@contextlib.contextmanager
+def tmpfs(mount_point, options: str, why: str):
+    """Mount a small tmpfs at ``mount_point`` for the block, or skip the test saying ``why``."""
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(why)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
 @pytest.fixture
 def unwritable_dir(tmp_path):
     """A directory the user cannot write into: chmod for users, a read-only tmpfs for root."""
     locked = tmp_path / "locked"
-    locked.mkdir()
     if os.geteuid() != 0:
+        locked.mkdir()
         locked.chmod(0o500)
         yield locked
         locked.chmod(0o700)
         return
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip("running as root and cannot mount a read-only tmpfs: no unwritable directory")
-    yield locked
-    subprocess.run(["umount", str(locked)], check=False)
+    with tmpfs(locked, "ro,size=1m", "root, and no read-only tmpfs can be mounted: nothing unwritable"):
+        yield locked
 
 
 def test_unwritable_output_directory_is_reported(unwritable_dir, slide_map):
@@ -158,14 +169,8 @@ def test_writers_read_the_map_piece_by_piece(tmp_path, slide_map, monkeypatch, n
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A real 2 MiB file system (tmpfs); skipped where mounting is not allowed (non-root CI)."""
-    mount_point = tmp_path / "tiny_disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root): real disk-full case not run")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=False)
+    with tmpfs(tmp_path / "tiny_disk", "size=2m", "cannot mount a small tmpfs here (needs root)") as disk:
+        yield disk
 
 
 @pytest.mark.parametrize("name", ["s.zarr", "s.tif", "s.geojson"])
