@@ -84,3 +84,18 @@ def test_low_resolution_input_image_is_the_parent_with_proportional_scale(tmp_pa
     root = read_nodes(out)[out.name]
     np.testing.assert_array_equal(np.asarray(root.data[0]), thumb.transpose(2, 0, 1))
     assert root.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 8.0, 8.0]
+
+
+def test_metadata_validates_against_the_ngff_04_models(tmp_path, slide_map):
+    """ome-zarr-models (ome-zarr's own dependency) checks the NGFF 0.4 schema, field by field."""
+    v04 = pytest.importorskip("ome_zarr_models.v04")
+    out = tmp_path / "valid.zarr"
+    probs = np.zeros((3, 700, 600), np.uint8)
+    write_outputs(slide_map(probabilities=probs), [out])
+    root = zarr.open_group(str(out), mode="r")
+    assert v04.Image.from_zarr(root).labels.attributes.labels == [LABELS_NAME]
+    label = v04.ImageLabel.from_zarr(root[f"labels/{LABELS_NAME}"])
+    assert [c.rgba for c in label.attributes.image_label.colors] == [(*c, 255) for c in COLORS]
+    assert label.attributes.image_label.source.image == "../../"
+    channels = v04.Image.from_zarr(root["probabilities"]).attributes.omero.channels
+    assert [c.label for c in channels] == CLASSES
