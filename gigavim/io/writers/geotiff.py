@@ -26,7 +26,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from gigavim.io.writers.atomic import disk_nearly_full, remove_path, temporary_sibling
+from gigavim.io.writers.atomic import disk_nearly_full, remove_path
 from gigavim.io.writers.base import LabelMap
 
 TILE = 512
@@ -84,7 +84,9 @@ def _write_scratch(label_map: LabelMap, path: Path) -> None:
 
 def write_geotiff(label_map: LabelMap, path: Path) -> None:
     """Write ``label_map`` as a Cloud-Optimized GeoTIFF at ``path``."""
-    scratch = temporary_sibling(path)
+    # ``path`` is already a hidden temporary; the scratch shares its prefix (and PID), so the
+    # leftovers of a killed run are found and removed with it.
+    scratch = path.with_name(path.name + ".scratch.tif")
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

@@ -215,3 +215,10 @@ def test_check_outputs_can_run_before_inference(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         check_outputs([tmp_path / "a.zarr", tmp_path / "old.tif"])
     assert check_outputs([tmp_path / "old.tif"], overwrite=True) == [tmp_path / "old.tif"]
+
+
+def test_geotiff_scratch_of_a_killed_run_is_removed(tmp_path):
+    scratch = tmp_path / f".s.tif.gigavim-tmp-{_dead_pid()}-0000aaaa.scratch.tif"
+    scratch.write_bytes(b"half a tiff")
+    check_outputs([tmp_path / "s.tif"])
+    assert not scratch.exists()
