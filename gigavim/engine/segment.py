@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from gigavim.engine.memory import return_large_buffers_to_os
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
 from gigavim.engine.runner import Predictor, prefetched, resolve_device
 from gigavim.engine.workdir import WorkDir
-from gigavim.errors import ModelError, OutputError, UsageError
+from gigavim.errors import InputError, ModelError, OutputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import output_format, write_outputs
@@ -116,6 +117,7 @@ def segment(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     resolve_device(device)  # before any work: a missing GPU is a usage error
+    return_large_buffers_to_os()
     src, owned = _open(source)
     try:
         bundle = _load_model(model, src.kind, device)
@@ -127,14 +129,20 @@ def segment(
         mask = foreground_mask(src)
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
+        if not foreground and src.kind != "slide":
+            raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
         work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
         settings = _settings(src, res, grid, bundle, batch_size, probabilities)
         with _disk_errors(work.path):
             if overwrite and not resume:
                 work.discard()
             resumed = work.prepare(settings, resume=resume)
-            run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
-            done_before, computed = run.execute(device, batch_size, workers, progress, started)
+            try:
+                run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
+                done_before, computed = run.execute(device, batch_size, workers, progress, started)
+            except (InputError, ModelError, UsageError):
+                work.discard()  # a corrupt input or unusable model: nothing worth resuming
+                raise
         t_infer = time.perf_counter()
         label_map = run.label_map(mask, settings, bundle)
         write_outputs(label_map, dests, overwrite=overwrite)

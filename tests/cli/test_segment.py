@@ -72,6 +72,9 @@ def test_existing_output_needs_overwrite(
 
 @pytest.mark.parametrize("args, message", [
     (["bad_input/broken.svs"], "broken.svs"),
+    (["bad_input/unreadable.svs", "--level", "0"], "unreadable.svs"),  # opens, pixels corrupt
+    (["bad_input/corrupt.tif"], "corrupt.tif"),
+    (["bad_input/all-nodata.tif"], "all-nodata.tif"),
     (["wsi/CMU-1-Small-Region.svs", "--mpp", "1", "--level", "0"], "only one of"),
     (["wsi/CMU-1-Small-Region.svs", "--device", "cuda"], "cuda"),
     (["wsi/CMU-1-Small-Region.svs", "--overlap", "900"], "--overlap"),
@@ -85,6 +88,19 @@ def test_bad_requests_fail_with_one_line(tmp_path: Path, real_data: Path, capsys
                  "-o", str(tmp_path / "out.tif")])
     err = capsys.readouterr().err
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "tiny-vim.pt"]  # no output, no work dir left
+
+
+def test_truncated_slide_fails_with_one_line(tmp_path: Path, real_data: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    data = (real_data / "wsi" / "CMU-1-Small-Region.svs").read_bytes()
+    truncated = tmp_path / "truncated.svs"
+    truncated.write_bytes(data[: len(data) // 2])
+    code = main(["segment", str(truncated), "--model", str(_bundle_file(tmp_path)), "--allow-untrained",
+                 "-o", str(tmp_path / "t.tif")])
+    err = capsys.readouterr().err
+    assert code != 0 and "truncated.svs" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "t.tif").exists() and not (tmp_path / "t.tif.gigavim-work").exists()
 
 
 def test_input_or_sample_is_required(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
