@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from gigavim.errors import ModelError
+from gigavim.errors import GigavimError, ModelError
 from gigavim.models.bundle import BUNDLE_FORMAT, ModelBundle, ModelMeta, load_bundle_file
 
 DEFAULT_MODELS: dict[str, str] = {
@@ -68,16 +68,22 @@ def load_model(name_or_path: str | Path | None = None, *, input_kind: str | None
     return load_bundle_file(resolve_model_path(str(name_or_path)), map_location=map_location)
 
 
-def read_meta(path: str | Path) -> ModelMeta:
-    """A bundle file's metadata without building the network."""
+def load_tagged(path: str | Path, fmt: str, what: str,
+                error: type[GigavimError] = ModelError) -> dict[str, Any]:
+    """A ``torch.save`` dict with ``"format": fmt``, loaded safely (``weights_only=True``)."""
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{path}: not a loadable gigavim model file ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"{path}: not a gigavim model file (no '{BUNDLE_FORMAT}' header)")
-    return ModelMeta.from_dict(payload["meta"])
+    except Exception as exc:  # missing, truncated, not torch, or needs unpickling code
+        raise error(f"{path}: not a readable {what} ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path}: not a {what} (no '{fmt}' header)")
+    return payload
+
+
+def read_meta(path: str | Path) -> ModelMeta:
+    """A bundle file's metadata without building the network."""
+    return ModelMeta.from_dict(load_tagged(path, BUNDLE_FORMAT, "gigavim model file")["meta"])
 
 
 def describe_model(path: str | Path) -> dict[str, Any]:

@@ -107,6 +107,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a valid config file (not text)") from exc
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from gigavim.errors import UsageError
 from gigavim.models.bundle import ModelBundle, ModelMeta
+from gigavim.models.catalog import load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
 from gigavim.train.dataset import PatchSampler, TrainImage, load_train_image, split_holdout
@@ -153,14 +154,8 @@ def save_state(path: Path, bundle: ModelBundle, opt: torch.optim.Optimizer, sche
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(f"{path}: not a readable training-state file ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise UsageError(f"{path}: not a gigavim training-state file")
-    return state
+    """A training-state file written by :func:`save_state` (for ``--resume``)."""
+    return load_tagged(path, STATE_FORMAT, "gigavim training-state file", UsageError)
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:

@@ -110,3 +110,28 @@ def test_models_json_lists_the_bundled_models(capsys: pytest.CaptureFixture[str]
     for r in rows:
         assert {"name", "task", "classes", "input_kind", "resolution", "size_bytes"} <= set(r)
         assert r["trained"] is True and r["size_bytes"] < 5_000_000
+
+
+def test_train_options_from_a_config_file_and_clear_errors(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    imsave(tmp_path / "x.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)
+    imsave(tmp_path / "x_mask.png", np.eye(32, dtype=np.uint8), check_contrast=False)
+    cfg = tmp_path / "train.json"
+    cfg.write_text(json.dumps({"pairs": [[str(tmp_path / "x.png"), str(tmp_path / "x_mask.png")]],
+                               "arch": {"backbone": ARCH["backbone"]}, "patch": 32, "batch_size": 2,
+                               "steps": 1, "name": "from-config"}))
+    code, out, err = run(capsys, "train", "--config", str(cfg), "-o", str(tmp_path / "c.pt"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["config"]["name"] == "from-config"
+
+    cfg.write_text(json.dumps({"pairs": [], "stepz": 3}))
+    code, _, err = run(capsys, "train", "--config", str(cfg), "-o", str(tmp_path / "d.pt"))
+    assert code != 0 and "unknown training option(s): stepz" in err and "Traceback" not in err
+
+    code, _, err = run(capsys, "train", "--config", str(tmp_path / "c.pt"), "--resume", str(cfg),
+                       "-o", str(tmp_path / "e.pt"))
+    assert code != 0 and "not a valid config file" in err
+
+    code, _, err = run(capsys, "train", f"{tmp_path / 'x.png'}:{tmp_path / 'x_mask.png'}", "-o",
+                       str(tmp_path / "f.pt"), "--resume", str(cfg))
+    assert code != 0 and "not a readable gigavim training-state file" in err and "Traceback" not in err
