@@ -160,19 +160,29 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 from engine.fakes import FunctionSource, blobs, tiny_bundle
 from gigavim.engine import segment
+from gigavim.engine.workdir import WorkDir
 
 def die(p):
-    if p.tiles_done >= {after}:
+    if {where!r} == "between batches" and p.tiles_done >= 9:
         os.kill(os.getpid(), signal.SIGKILL)
 
+journal, calls = WorkDir.journal, []
+def die_before_journalling(self, entries):
+    calls.append(entries)
+    if {where!r} == "blocks written, not journalled" and len(calls) >= 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    journal(self, entries)
+
+WorkDir.journal = die_before_journalling
 segment(FunctionSource(700, 800, blobs), [{out!r}], model=tiny_bundle(), level=0, tile=128,
         overlap=32, batch_size=2, probabilities=True, progress=die)
 """
 
 
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["between batches", "blocks written, not journalled"])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, where: str) -> None:
     out = tmp_path / "resumed.zarr"
-    script = textwrap.dedent(_KILLED_RUN).format(tests=str(TESTS), after=9, out=str(out))
+    script = textwrap.dedent(_KILLED_RUN).format(tests=str(TESTS), where=where, out=str(out))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     work = WorkDir(out.with_name(out.name + ".gigavim-work"))
@@ -185,7 +195,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match="settings differ"):
         segment(src, [out], resume=True, **{**kwargs, "tile": 160})
     resumed = segment(src, [out], resume=True, **kwargs)
-    assert resumed.resumed and resumed.tiles_resumed >= 9
+    assert resumed.resumed and resumed.tiles_resumed >= 4
     assert resumed.tiles_computed + resumed.tiles_resumed == resumed.tiles_foreground
     fresh = segment(src, [tmp_path / "fresh.zarr"], **kwargs)
     assert fresh.tiles_computed == fresh.tiles_foreground > resumed.tiles_computed
