@@ -1,7 +1,8 @@
 """Selective-scan and causal-conv kernels: one dispatch point for every caller.
 
-CUDA tensors use the Triton kernels, CPU tensors the PyTorch path (the chunked scan of
-:mod:`gigavim.kernels.chunked`, ``F.conv1d`` for the conv). ``GIGAVIM_SCAN_BACKEND`` (``torch``
+CUDA tensors use the Triton kernels (forward and backward), CPU tensors the PyTorch path (the
+chunked scan of :mod:`gigavim.kernels.chunked`, whose core runs as compiled numba loops on CPU;
+``F.conv1d`` for the conv). ``GIGAVIM_SCAN_BACKEND`` (``torch``
 or ``triton``) forces one; with ``TRITON_INTERPRET=1`` set before triton is imported, ``triton``
 runs on CPU tensors through Triton's interpreter (slow; for tests). Triton is imported only when
 its backend is chosen, so CPU users never load it.
@@ -58,19 +59,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
     See :func:`gigavim.kernels.reference.selective_scan_ref` for shapes and semantics.
     """
-    if scan_backend(u) == "torch":
+    if scan_backend(u) == "torch" or u.shape[-1] == 0:
         return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                       initial_state, return_last_state, reverse)
-    fwd = _triton_module("scan_fwd")
-
-    def fast(*t):
-        return fwd.selective_scan_triton(*t[:8], delta_softplus, t[8], True, reverse)
-
-    def slow(*t):
-        return selective_scan_chunked(*t[:8], delta_softplus, t[8], True, reverse)
-
-    out, last = _triton_module("autograd").with_recompute_backward(
-        fast, slow, u, delta, A, B, C, D, z, delta_bias, initial_state)
+    out, last = _triton_module("autograd").TritonSelectiveScan.apply(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, reverse, None)
     return (out, last) if return_last_state else out
 
 
@@ -98,19 +91,10 @@ def bidirectional_scan(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z
     """
     tensors = (u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
                initial_state, initial_state_b)
-    if scan_backend(u) == "torch":
+    if scan_backend(u) == "torch" or u.shape[-1] == 0:
         y, s_f, s_b = _bidirectional_torch(*tensors, delta_softplus)
     else:
-        fwd = _triton_module("scan_fwd")
-
-        def fast(*t):
-            y, (sf, sb) = fwd.bidirectional_scan_triton(*t[:15], delta_softplus, t[15], t[16], True)
-            return y, sf, sb
-
-        def slow(*t):
-            return _bidirectional_torch(*t, delta_softplus)
-
-        y, s_f, s_b = _triton_module("autograd").with_recompute_backward(fast, slow, *tensors)
+        y, s_f, s_b = _triton_module("autograd").TritonBidirectionalScan.apply(*tensors, delta_softplus, None)
     return (y, (s_f, s_b)) if return_last_state else y
 
 

@@ -12,25 +12,30 @@ import itertools
 import sys
 
 import triton
-from gigavim.kernels import conv1d, scan_fwd
+from gigavim.kernels import conv1d, scan_bwd, scan_fwd
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 # Pointer arguments that carry activations (compiled as bf16, the GPU dtype); the rest are fp32.
 _ACTIVATIONS = {"u_ptr", "dl_ptr", "B_ptr", "C_ptr", "ub_ptr", "dlb_ptr", "Bb_ptr", "Cb_ptr", "out_ptr",
-                "z_ptr", "x_ptr"}
+                "z_ptr", "x_ptr", "dy_ptr"}
 
 
 def _variants():
     yield from ((scan_fwd._chunk_state_kernel, dict(BLOCK_D=32, BLOCK_N=16, REVERSE=r, SOFTPLUS=True,
                                                       HAS_BIAS=True)) for r in (False, True))
-    yield from ((scan_fwd._state_pass_kernel, dict(BLOCK_D=32, BLOCK_N=16, REVERSE=r, HAS_INIT=i))
-                for r, i in itertools.product((False, True), repeat=2))
+    for r, i in itertools.product((False, True), repeat=2):
+        yield scan_fwd._state_pass_kernel, dict(BLOCK_D=32, BLOCK_N=16, REVERSE=r, HAS_INIT=i, STORE_FINAL=i)
     for bidir, multi, rev in itertools.product((False, True), repeat=3):
         if not (bidir and rev):
             yield scan_fwd._chunk_output_kernel, dict(
                 BLOCK_D=32, BLOCK_N=16, REVERSE=rev, BIDIR=bidir, SOFTPLUS=True, HAS_BIAS=True,
                 HAS_D=True, HAS_Z=True, MULTI=multi, HAS_INIT=True, STORE_LAST=True)
+    for r in (False, True):
+        yield scan_bwd._adjoint_chunk_kernel, dict(T=16, BLOCK_D=16, BLOCK_N=16, REVERSE=r, SOFTPLUS=True,
+                                                   HAS_BIAS=True)
+        yield scan_bwd._scan_bwd_kernel, dict(T=16, BLOCK_D=16, BLOCK_N=16, REVERSE=r, SOFTPLUS=True,
+                                              HAS_BIAS=True, HAS_D=True, WRITE_Y=True)
     yield from ((conv1d._conv_kernel, dict(WIDTH=4, BLOCK_D=32, BLOCK_L=64, REVERSE=r, HAS_BIAS=True,
                                             HAS_INIT=True, SILU=True)) for r in (False, True))
 

@@ -1,13 +1,13 @@
 """Compiled CPU loops (numba) for the core scan and its backward: one pass, no block tensors.
 
 Eager PyTorch has to materialise exp(Δ·A) and Δ·u·B for every (token, channel, state) and read
-them back, several memory passes per state element; here each (batch, channel) row is one
-thread's loop over tokens with the d_state-wide state in registers: one exp (a vectorisable
-polynomial in float32, libm's in float64) and three multiply-adds per state element, nothing written but y (and, every ``chunk`` tokens, the state
-the backward restarts from). The backward walks the chunks in reverse, recomputes each chunk's
-states from its saved start, and runs the adjoint recurrence. dB and dC sum over channels, so
-each thread accumulates them in its own slice of a partial buffer that is summed afterwards
-(deterministic for a fixed thread count, no atomics).
+them back, several memory passes per state element; here each (batch, channel) row is one thread's
+loop over tokens with the d_state-wide state in registers: one exp (a vectorisable polynomial in
+float32, libm's in float64) and three multiply-adds per state element, nothing written but y (and,
+every ``chunk`` tokens, the state the backward restarts from). The backward walks the chunks in
+reverse, recomputes each chunk's states from its saved start, and runs the adjoint recurrence. dB
+and dC sum over channels, so each thread accumulates them in its own slice of a partial buffer
+that is summed afterwards (deterministic for a fixed thread count, no atomics).
 
 Same maths as :func:`gigavim.kernels.chunked._core_forward` (the eager PyTorch fallback, used on
 non-CPU tensors or without numba). All exponents Δ·A are ≤ 0.

@@ -116,10 +116,14 @@ def _chunk_state_kernel(u_ptr, dl_ptr, A2_ptr, B_ptr, bias_ptr, st_ptr, dsum_ptr
 
 
 @triton.jit
-def _state_pass_kernel(A2_ptr, st_ptr, dsum_ptr, init_ptr, dim, d_state, n_chunks,
+def _state_pass_kernel(A2_ptr, st_ptr, dsum_ptr, init_ptr, final_ptr, dim, d_state, n_chunks,
                        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, REVERSE: tl.constexpr,
-                       HAS_INIT: tl.constexpr):
-    """Pass 2: replace each chunk's end state (from zero) by its true start state, in place."""
+                       HAS_INIT: tl.constexpr, STORE_FINAL: tl.constexpr):
+    """Pass 2: replace each chunk's end state (from zero) by its true start state, in place.
+
+    The same walk carries the adjoint across chunks in the backward (scan_bwd.py), which also
+    wants the value after the last chunk (STORE_FINAL).
+    """
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1)
     d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -143,6 +147,8 @@ def _state_pass_kernel(A2_ptr, st_ptr, dsum_ptr, init_ptr, dim, d_state, n_chunk
         dsum = tl.load(dsum_ptr + row * dim + d_offs, mask=d_mask, other=0.0)
         tl.store(ptrs, h, mask=m2)
         h = tl.exp2(dsum[:, None] * A2) * h + end_from_zero
+    if STORE_FINAL:
+        tl.store(final_ptr + pid_b.to(tl.int64) * dim * d_state + dn, h, mask=m2)
 
 
 @triton.jit
@@ -276,9 +282,9 @@ def _chunk_states(dr: _Direction, chunk_len: int, n_chunks: int, reverse: bool, 
         BLOCK_D=_BLOCK_D, BLOCK_N=block_n, REVERSE=reverse, SOFTPLUS=softplus_,
         HAS_BIAS=dr.bias is not None, num_warps=4)
     _state_pass_kernel[(triton.cdiv(dim, _BLOCK_D), batch)](
-        dr.A2, states, dsum, dr.init if dr.init is not None else dummy, dim, d_state, n_chunks,
+        dr.A2, states, dsum, dr.init if dr.init is not None else dummy, dummy, dim, d_state, n_chunks,
         BLOCK_D=_BLOCK_D, BLOCK_N=block_n, REVERSE=reverse, HAS_INIT=dr.init is not None,
-        num_warps=4)
+        STORE_FINAL=False, num_warps=4)
     return states
 
 
