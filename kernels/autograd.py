@@ -15,6 +15,11 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+# This module is imported only when the Triton backend is chosen; importing the kernels here
+# makes a missing or broken triton fail at that point, where dispatch turns it into a UsageError.
+from gigavim.kernels.scan_bwd import scan_direction_bwd
+from gigavim.kernels.scan_fwd import _Direction, bidirectional_scan_triton, selective_scan_triton
+
 __all__ = ["TritonBidirectionalScan", "TritonSelectiveScan", "with_recompute_backward"]
 
 
@@ -76,8 +81,6 @@ class TritonSelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus: bool,
                 reverse: bool, chunk_len):
-        from gigavim.kernels.scan_fwd import selective_scan_triton
-
         out, last = selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                           initial_state, True, reverse, chunk_len=chunk_len)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state)
@@ -86,9 +89,6 @@ class TritonSelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast):
-        from gigavim.kernels.scan_bwd import scan_direction_bwd
-        from gigavim.kernels.scan_fwd import _Direction
-
         u, delta, A, B, C, D, z, delta_bias, init = ctx.saved_tensors
         dout = dout if dout is not None else torch.zeros_like(u)
         dy = dout.float() * F.silu(z.float()) if z is not None else dout.float()
@@ -106,8 +106,6 @@ class TritonBidirectionalScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
                 delta_bias_b, initial_state, initial_state_b, delta_softplus: bool, chunk_len):
-        from gigavim.kernels.scan_fwd import bidirectional_scan_triton
-
         out, (last_f, last_b) = bidirectional_scan_triton(
             u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
             delta_softplus, initial_state, initial_state_b, True, chunk_len=chunk_len)
@@ -118,9 +116,6 @@ class TritonBidirectionalScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast_f, dlast_b):
-        from gigavim.kernels.scan_bwd import scan_direction_bwd
-        from gigavim.kernels.scan_fwd import _Direction
-
         (u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, bias, bias_b, init,
          init_b) = ctx.saved_tensors
         dout = dout if dout is not None else torch.zeros_like(u)

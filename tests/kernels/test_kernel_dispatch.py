@@ -61,7 +61,9 @@ def test_bad_env_value_is_a_usage_error(monkeypatch):
 
 def test_missing_triton_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("GIGAVIM_SCAN_BACKEND", "triton")
-    monkeypatch.setitem(sys.modules, "gigavim.kernels.scan_fwd", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now fails
+    for name in ("autograd", "scan_fwd", "scan_bwd", "conv1d", "triton_common"):
+        monkeypatch.delitem(sys.modules, f"gigavim.kernels.{name}", raising=False)
     with pytest.raises(UsageError, match=r"needs the 'triton' package.*GIGAVIM_SCAN_BACKEND=torch"):
         _scan(scan_inputs(length=3))
 
