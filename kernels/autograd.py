@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 # This module is imported only when the Triton backend is chosen; importing the kernels here
 # makes a missing or broken triton fail at that point, where dispatch turns it into a UsageError.
+from gigavim.kernels import scan_fwd
 from gigavim.kernels.scan_bwd import scan_direction_bwd
-from gigavim.kernels.scan_fwd import _Direction, bidirectional_scan_triton, selective_scan_triton
+from gigavim.kernels.scan_fwd import _Direction
 
 __all__ = ["TritonBidirectionalScan", "TritonSelectiveScan", "with_recompute_backward"]
 
@@ -81,7 +82,7 @@ class TritonSelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus: bool,
                 reverse: bool, chunk_len):
-        out, last = selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+        out, last = scan_fwd.selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                           initial_state, True, reverse, chunk_len=chunk_len)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state)
         ctx.delta_softplus, ctx.reverse = delta_softplus, reverse
@@ -106,7 +107,7 @@ class TritonBidirectionalScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
                 delta_bias_b, initial_state, initial_state_b, delta_softplus: bool, chunk_len):
-        out, (last_f, last_b) = bidirectional_scan_triton(
+        out, (last_f, last_b) = scan_fwd.bidirectional_scan_triton(
             u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
             delta_softplus, initial_state, initial_state_b, True, chunk_len=chunk_len)
         ctx.save_for_backward(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
