@@ -1,6 +1,6 @@
 """Benchmark the output writers: seconds, MP/s and peak RSS per format and map size.
 
-Synthetic class maps (smooth blobs of 4 classes, ~200 px across) are generated chunk by chunk
+Synthetic class maps (4 classes: thresholded sums of sines) are generated chunk by chunk
 into an on-disk zarr array like the engine's accumulator; each format is then written in a fresh
 subprocess so its peak RSS is its own. Peak RSS should stay flat as the map grows: the writers
 only ever hold a chunk, a window or a band.
@@ -30,7 +30,7 @@ FORMATS = {"ome-zarr": "labels.ome.zarr", "geotiff": "labels.tif", "geojson": "l
 
 
 def synthetic_labels(path: Path, side: int) -> zarr.Array:
-    """A side² uint8 map of smooth class blobs, written chunk by chunk (bounded memory)."""
+    """A side² uint8 map of class blobs and map-spanning stripes, written chunk by chunk."""
     stored = zarr.create_array(store=str(path), shape=(side, side), chunks=(CHUNK, CHUNK), dtype="uint8")
     for y in range(0, side, CHUNK):
         for x in range(0, side, CHUNK):
@@ -97,7 +97,8 @@ def main() -> None:
         section = (
             "## Output writers (`scripts/bench_writers.py`)\n\n"
             f"{machine_line()}\n\n"
-            "Synthetic 4-class blob maps (~200 px blobs) in an on-disk zarr, each format written in "
+            "Synthetic 4-class maps (thresholded sums of sines: blobs plus map-spanning stripes) in "
+            "an on-disk zarr, each format written in "
             "its own process; peak RSS is that process's maximum resident set (including Python, "
             "numpy, GDAL and the imports, ~110–200 MiB). Load average (1 min) at start/end: "
             f"{load_start:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machines "
