@@ -174,7 +174,7 @@ def die_before_journalling(self, entries):
     journal(self, entries)
 
 WorkDir.journal = die_before_journalling
-segment(FunctionSource(700, 800, blobs), [{out!r}], model=tiny_bundle(), level=0, tile=128,
+segment(FunctionSource(500, 600, blobs), [{out!r}], model=tiny_bundle(), level=0, tile=128,
         overlap=32, batch_size=2, probabilities=True, progress=die)
 """
 
@@ -188,7 +188,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, where:
     work = WorkDir(out.with_name(out.name + ".gigavim-work"))
     assert not out.exists() and work.settings_file.exists() and work.finalized_blocks()
 
-    src = FunctionSource(700, 800, blobs)
+    src = FunctionSource(500, 600, blobs)
     kwargs = dict(model=tiny_bundle(), level=0, tile=128, overlap=32, batch_size=2, probabilities=True)
     with pytest.raises(UsageError, match="--resume"):
         segment(src, [out], **kwargs)
