@@ -197,6 +197,8 @@ class _Run:
         todo = [b for b in batches if any(self.merger.pending(t) for t in b)]
         done = len(order) - sum(len(b) for b in todo)
         done_before, computed, pixels = done, 0, 0
+        if progress is not None:  # the total (and any resumed tiles) before the first batch
+            progress(Progress(done, len(order), 0, time.perf_counter() - started))
         if todo:
             predictor = Predictor(self.bundle, device)
             reader = TileReader(self.src, self.res)

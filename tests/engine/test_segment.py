@@ -18,7 +18,7 @@ import zarr
 from rasterio.transform import Affine
 from skimage.filters import gaussian
 
-from gigavim.engine import segment
+from gigavim.engine import Progress, segment
 from gigavim.engine.workdir import WorkDir
 from gigavim.errors import ModelError, OutputError, UsageError
 from gigavim.io.masks import foreground_mask
@@ -78,8 +78,13 @@ def test_glass_tiles_are_skipped_and_labelled_background(tmp_path: Path) -> None
 
     src = FunctionSource(900, 1200, one_blob, mpp=0.5)
     out = tmp_path / "slide.zarr"
-    result = segment(src, [out], model=tiny_bundle(), level=0, tile=128, overlap=32, probabilities=True)
+    events: list[Progress] = []
+    result = segment(src, [out], model=tiny_bundle(), level=0, tile=128, overlap=32, probabilities=True,
+                     progress=events.append)
     labels, probs, attrs = _ome(out)
+    assert events[0].tiles_done == 0 and events[-1].tiles_done == events[-1].tiles_total
+    assert all(e.tiles_total == result.tiles_foreground for e in events)
+    assert [e.tiles_done for e in events] == sorted(e.tiles_done for e in events)
     assert result.tiles_foreground < result.tiles_total / 3
     assert result.tiles_computed == result.tiles_foreground
     assert (labels[500:, :] == 0).all() and (labels[:, 600:] == 0).all()
@@ -159,7 +164,7 @@ _KILLED_RUN = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from engine.fakes import FunctionSource, blobs, tiny_bundle
-from gigavim.engine import segment
+from gigavim.engine import Progress, segment
 from gigavim.engine.workdir import WorkDir
 
 def die(p):
