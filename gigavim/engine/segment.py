@@ -114,8 +114,8 @@ def segment(
     """
     started = time.perf_counter()
     dests = _check_outputs(outputs, overwrite=overwrite)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if batch_size < 1 or workers < 1:
+        raise UsageError(f"--batch-size and --workers must be at least 1, got {batch_size} and {workers}")
     resolve_device(device)  # before any work: a missing GPU is a usage error
     return_large_buffers_to_os()
     src, owned = _open(source)

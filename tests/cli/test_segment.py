@@ -78,6 +78,7 @@ def test_existing_output_needs_overwrite(
     (["wsi/CMU-1-Small-Region.svs", "--mpp", "1", "--level", "0"], "only one of"),
     (["wsi/CMU-1-Small-Region.svs", "--device", "cuda"], "cuda"),
     (["wsi/CMU-1-Small-Region.svs", "--overlap", "900"], "--overlap"),
+    (["wsi/CMU-1-Small-Region.svs", "--workers", "0"], "--workers"),
 ])
 def test_bad_requests_fail_with_one_line(tmp_path: Path, real_data: Path, capsys: pytest.CaptureFixture,
                                          args: list[str], message: str) -> None:
