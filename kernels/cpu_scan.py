@@ -16,6 +16,7 @@ non-CPU tensors or without numba). All exponents Δ·A are ≤ 0.
 from __future__ import annotations
 
 import math
+import threading
 
 import numba
 import numpy as np
@@ -24,6 +25,11 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 __all__ = ["core_backward_cpu", "core_forward_cpu"]
+
+# numba's default threading layer (workqueue) aborts the process when two threads launch parallel
+# kernels at once (threaded dask workers, a prefetch thread); each call already uses every core,
+# so concurrent callers simply take turns.
+_LAUNCH_LOCK = threading.Lock()
 
 # Tokens between saved states: the backward keeps (batch, dim, L / CHUNK, d_state) start states
 # and recomputes at most CHUNK states per row at a time.
@@ -146,8 +152,9 @@ def core_forward_cpu(u, dl, A, B, C, h0, reverse: bool):
     y = torch.empty(batch, dim, length, dtype=u.dtype)
     starts = torch.empty(batch, dim, -(-length // CHUNK), n, dtype=u.dtype)
     h_last = torch.empty(batch, dim, n, dtype=u.dtype)
-    _forward(_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(h0),
-             y.numpy(), starts.numpy(), h_last.numpy(), CHUNK, reverse)
+    args = (_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(h0))
+    with _LAUNCH_LOCK:
+        _forward(*args, y.numpy(), starts.numpy(), h_last.numpy(), CHUNK, reverse)
     return y, starts, h_last
 
 
@@ -162,9 +169,11 @@ def core_backward_cpu(u, dl, A, B, C, starts, dy, dh_last, reverse: bool):
     dCt = torch.zeros(threads, batch, length, n, dtype=u.dtype)
     dh0 = torch.empty(batch, dim, n, dtype=u.dtype)
     lam = dh_last if dh_last is not None else torch.zeros(batch, dim, n, dtype=u.dtype)
-    _backward(_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(starts),
-              _np(dy), _np(lam.to(u.dtype)), CHUNK, reverse,
-              du.numpy(), ddl.numpy(), dA_rows.numpy(), dBt.numpy(), dCt.numpy(), dh0.numpy())
+    args = (_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(starts),
+            _np(dy), _np(lam.to(u.dtype)))
+    with _LAUNCH_LOCK:
+        _backward(*args, CHUNK, reverse, du.numpy(), ddl.numpy(), dA_rows.numpy(), dBt.numpy(), dCt.numpy(),
+                  dh0.numpy())
     dB = dBt.sum(0).transpose(1, 2)
     dC = dCt.sum(0).transpose(1, 2)
     return du, ddl, dA_rows.sum(0), dB, dC, dh0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from gigavim.kernels import chunked
@@ -128,3 +132,29 @@ def test_empty_sequence_returns_initial_state():
     y, h = _call(selective_scan_chunked, x, False)
     assert y.shape == (2, 6, 0)
     torch.testing.assert_close(h, x["initial_state"])
+
+
+def test_concurrent_callers_from_threads():
+    """Threaded callers (dask workers, a prefetch thread) must not abort the process.
+
+    numba's ``workqueue`` threading layer (used where no OpenMP/TBB layer loads) terminates the
+    process on concurrent parallel launches; the CPU path serialises its launches.
+    """
+    if chunked._compiled_cpu() is None:
+        pytest.skip("numba is not importable here")
+    code = (
+        "import torch\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from gigavim.kernels.chunked import selective_scan_chunked as scan\n"
+        "x = [torch.randn(2, 6, 3000), torch.rand(2, 6, 3000), -torch.rand(6, 4),"
+        " torch.randn(2, 4, 3000), torch.randn(2, 4, 3000)]\n"
+        "want = scan(*x)\n"
+        "with ThreadPoolExecutor(4) as pool:\n"
+        "    got = list(pool.map(lambda _: scan(*x), range(12)))\n"
+        "assert all(torch.equal(g, want) for g in got)\n"
+        "import numba; print(numba.threading_layer())\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == "workqueue"
