@@ -83,6 +83,9 @@ def segment(
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     workers: int = typer.Option(2, "--workers", help="Threads reading tiles ahead of the model."),
+    tissue_model: str | None = typer.Option(
+        None, "--tissue-model", help="Mask slides with this model (e.g. 'tissue') instead of Otsu."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -116,7 +119,7 @@ def segment(
                 input_path, output, model=model, mpp=mpp, gsd=gsd, level=level, tile=tile,
                 overlap=overlap, batch_size=batch_size, device=device, resume=resume,
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
-                workers=workers, progress=bar,
+                workers=workers, tissue_model=tissue_model, progress=bar,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

@@ -102,12 +102,14 @@ def segment(
     probabilities: bool = False,
     workdir: str | Path | None = None,
     workers: int = 2,
+    tissue_model: str | Path | ModelBundle | None = None,
     progress: ProgressCallback | None = None,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
     Resolution: ``mpp`` (µm/px, slides), ``gsd`` (m/px, rasters) or a pyramid ``level``; by
     default the model's training resolution. ``tile``/``overlap`` default to the model's.
+    Slides are masked by saturation/Otsu, or by ``tissue_model`` (e.g. ``"tissue"``) if given.
     With ``resume`` a run interrupted at any point continues from its work dir and produces the
     same output as an uninterrupted run. Raises :class:`gigavim.GigavimError` subclasses for
     anything the user can fix.
@@ -126,13 +128,13 @@ def segment(
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
         grid = TileGrid(res.shape, tile or bundle.meta.tile,
                         bundle.meta.overlap if overlap is None else overlap)
-        mask = foreground_mask(src)
+        mask = _mask(src, tissue_model, device, allow_untrained, notes)
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
         if not foreground and src.kind != "slide":
             raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
         work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
-        settings = _settings(src, res, grid, bundle, batch_size, probabilities)
+        settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask)
         with _disk_errors(work.path):
             if overwrite and not resume:
                 work.discard()
@@ -271,6 +273,18 @@ def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str) 
     return load_model(model, input_kind=kind)
 
 
+def _mask(src: ImageSource, tissue_model: str | Path | ModelBundle | None, device: str,
+          allow_untrained: bool, notes: list[str]) -> LowResMask:
+    """The foreground mask: a tissue model's when one is given for a slide, else Otsu / nodata."""
+    if tissue_model is None or src.kind != "slide":
+        return foreground_mask(src)
+    from gigavim.engine.tissue import model_tissue_mask
+
+    bundle = _load_model(tissue_model, src.kind, device)
+    notes += _check_trained(bundle, allow_untrained)
+    return model_tissue_mask(src, bundle, device)
+
+
 def _check_trained(bundle: ModelBundle, allow_untrained: bool) -> list[str]:
     if bundle.meta.trained:
         return []
@@ -292,7 +306,7 @@ def _foreground_tiles(grid: TileGrid, res: Resolution, mask: LowResMask) -> set[
 
 
 def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBundle,
-              batch_size: int, probabilities: bool) -> dict[str, Any]:
+              batch_size: int, probabilities: bool, mask: LowResMask) -> dict[str, Any]:
     """What determines the result; a resume must match it exactly."""
     return {
         "source": {"path": str(Path(src.path).resolve()), "size": [src.height, src.width],
@@ -304,6 +318,8 @@ def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBu
         "batch_size": batch_size,
         "probabilities": probabilities,
         "blend": "cosine",
+        "foreground_mask": {"shape": list(mask.mask.shape), "fraction": round(mask.fraction, 6),
+                            "digest": hashlib.sha256(np.packbits(mask.mask).tobytes()).hexdigest()[:16]},
     }
 
 

@@ -107,3 +107,15 @@ def test_truncated_slide_fails_with_one_line(tmp_path: Path, real_data: Path,
 def test_input_or_sample_is_required(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     assert main(["segment", "-o", str(tmp_path / "a.tif")]) != 0
     assert "--sample" in capsys.readouterr().err
+
+
+def test_sample_with_the_bundled_models(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The defaults end to end: bundled ``tissue`` model segments, and masks, the sample slide."""
+    out = tmp_path / "sample.tif"
+    assert main(["segment", "--sample", "-o", str(out), "--tissue-model", "tissue", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == "tissue" and summary["trained"] is True
+    assert summary["mpp"] == pytest.approx(4.0)  # the model's training resolution
+    assert 0.25 < summary["foreground_fraction"] < 0.5  # a skin section on a wide margin of glass
+    with rasterio.open(out) as ds:
+        assert ds.shape == tuple(summary["shape"])
