@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-def open_image(path: Any, **kwargs: Any):  # noqa: ANN201 - re-exported, typed at the source
+def open_image(path: Any, **kwargs: Any):  # re-exported, typed at the source
     """Open a slide, raster or plain image as an :class:`gigavim.io.ImageSource`."""
     from gigavim.io import open_image as _open_image
 

@@ -14,11 +14,11 @@ import typer
 from gigavim.cli._app import app, state
 
 # Sub-commands register themselves on import (one module each).
-from gigavim.cli import info as _info  # noqa: E402,F401  isort: skip
-from gigavim.cli import segment as _segment  # noqa: E402,F401  isort: skip
-from gigavim.cli import train as _train  # noqa: E402,F401  isort: skip
-from gigavim.cli import eval as _eval  # noqa: E402,F401  isort: skip
-from gigavim.cli import models as _models  # noqa: E402,F401  isort: skip
+from gigavim.cli import info as _info  # noqa: F401  isort: skip
+from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
+from gigavim.cli import train as _train  # noqa: F401  isort: skip
+from gigavim.cli import eval as _eval  # noqa: F401  isort: skip
+from gigavim.cli import models as _models  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 

@@ -11,13 +11,16 @@ import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gigavim.cli._app import app
-from gigavim.engine.progress import Progress
-from gigavim.engine.segment import SegmentResult
 from gigavim.errors import UsageError
+
+if TYPE_CHECKING:  # the engine imports torch: keep `gigavim --help`/`info` fast
+    from gigavim.engine.progress import Progress
+    from gigavim.engine.segment import SegmentResult
 
 
 class RichProgressBar:
