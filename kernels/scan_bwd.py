@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 from gigavim.kernels.scan_fwd import _chunk_states, _Direction, _state_pass_kernel
-from gigavim.kernels.triton_common import next_pow2, offset3, softplus
+from gigavim.kernels.triton_common import channel_state_block, next_pow2, offset3, softplus
 
 __all__ = ["scan_direction_bwd"]
 
@@ -66,15 +66,10 @@ def _adjoint_chunk_kernel(dl_ptr, A2_ptr, C_ptr, dy_ptr, bias_ptr, gst_ptr, dsum
     pid_b = tl.program_id(2)
     rows = tl.arange(0, T)
     t = pid_c * T + rows
-    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n_offs = tl.arange(0, BLOCK_N)
-    d_mask = d_offs < dim
-    n_mask = n_offs < d_state
+    d_offs, n_offs, d_mask, n_mask, m2, dn = channel_state_block(pid_d, dim, d_state, BLOCK_D, BLOCK_N)
     valid = t < length
     m = valid[:, None] & d_mask[None, :]
     mn = valid[:, None] & n_mask[None, :]
-    m2 = d_mask[:, None] & n_mask[None, :]
-    dn = d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :]
     A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
     bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else tl.zeros([BLOCK_D], tl.float32)
     dl, _ = _load_delta(dl_ptr, pid_b, s_db, s_dd, s_dt, d_offs, t, m, bias, HAS_BIAS, SOFTPLUS)
@@ -102,12 +97,7 @@ def _scan_bwd_kernel(
     pid_d = tl.program_id(1)
     pid_b = tl.program_id(2)
     rows = tl.arange(0, T)
-    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n_offs = tl.arange(0, BLOCK_N)
-    d_mask = d_offs < dim
-    n_mask = n_offs < d_state
-    m2 = d_mask[:, None] & n_mask[None, :]
-    dn = d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :]
+    d_offs, n_offs, d_mask, n_mask, m2, dn = channel_state_block(pid_d, dim, d_state, BLOCK_D, BLOCK_N)
     A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
     A = A2 * (1.0 / 1.4426950408889634)
     bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else tl.zeros([BLOCK_D], tl.float32)

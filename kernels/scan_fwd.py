@@ -29,7 +29,14 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from gigavim.kernels.triton_common import LOG2E, next_pow2, offset3, silu, softplus
+from gigavim.kernels.triton_common import (
+    LOG2E,
+    channel_state_block,
+    next_pow2,
+    offset3,
+    silu,
+    softplus,
+)
 
 __all__ = ["bidirectional_scan_triton", "plan_chunks", "selective_scan_triton"]
 
@@ -95,12 +102,8 @@ def _chunk_state_kernel(u_ptr, dl_ptr, A2_ptr, B_ptr, bias_ptr, st_ptr, dsum_ptr
     pid_c = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_b = tl.program_id(2)
-    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n_offs = tl.arange(0, BLOCK_N)
-    d_mask = d_offs < dim
-    n_mask = n_offs < d_state
-    m2 = d_mask[:, None] & n_mask[None, :]
-    A2 = tl.load(A2_ptr + d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :], mask=m2, other=0.0)
+    d_offs, n_offs, d_mask, n_mask, m2, dn = channel_state_block(pid_d, dim, d_state, BLOCK_D, BLOCK_N)
+    A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
     bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else 0.0
     t0 = pid_c * chunk_len
     n_steps = tl.minimum(chunk_len, length - t0)
@@ -111,7 +114,7 @@ def _chunk_state_kernel(u_ptr, dl_ptr, A2_ptr, B_ptr, bias_ptr, st_ptr, dsum_ptr
                           pid_b, d_offs, d_mask, n_offs, n_mask, A2, bias, 0.0, t0, n_steps,
                           BLOCK_D, REVERSE, SOFTPLUS, HAS_BIAS, False, False, 0)
     row = pid_b.to(tl.int64) * n_chunks + pid_c
-    tl.store(st_ptr + (row * dim + d_offs.to(tl.int64))[:, None] * d_state + n_offs[None, :], h, mask=m2)
+    tl.store(st_ptr + row * dim * d_state + dn, h, mask=m2)
     tl.store(dsum_ptr + row * dim + d_offs, dsum, mask=d_mask)
 
 
@@ -126,11 +129,7 @@ def _state_pass_kernel(A2_ptr, st_ptr, dsum_ptr, init_ptr, final_ptr, dim, d_sta
     """
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1)
-    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n_offs = tl.arange(0, BLOCK_N)
-    d_mask = d_offs < dim
-    m2 = d_mask[:, None] & (n_offs < d_state)[None, :]
-    dn = d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :]
+    d_offs, _, d_mask, _, m2, dn = channel_state_block(pid_d, dim, d_state, BLOCK_D, BLOCK_N)
     A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
     if HAS_INIT:
         h = tl.load(init_ptr + pid_b.to(tl.int64) * dim * d_state + dn, mask=m2, other=0.0)
@@ -167,6 +166,16 @@ def _load_start(st_ptr, init_ptr, pid_b, pid_c, n_chunks, dim, d_state, dn, m2,
 
 
 @triton.jit
+def _direction_params(A2_ptr, bias_ptr, D_ptr, d_offs, d_mask, dn, m2, HAS_BIAS: tl.constexpr,
+                      HAS_D: tl.constexpr):
+    """A·log2e [BLOCK_D, BLOCK_N], Δ bias and D [BLOCK_D] of one direction (0 when absent)."""
+    A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
+    bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else 0.0
+    Dv = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0) if HAS_D else 0.0
+    return A2, bias, Dv
+
+
+@triton.jit
 def _chunk_output_kernel(
         u_ptr, dl_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, st_ptr, init_ptr, last_ptr,
         s_ub, s_ud, s_ut, s_db, s_dd, s_dt, s_bb, s_bn, s_bt, s_cb, s_cn, s_ct,
@@ -185,12 +194,7 @@ def _chunk_output_kernel(
     pid_c = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_b = tl.program_id(2)
-    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n_offs = tl.arange(0, BLOCK_N)
-    d_mask = d_offs < dim
-    n_mask = n_offs < d_state
-    m2 = d_mask[:, None] & n_mask[None, :]
-    dn = d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :]
+    d_offs, n_offs, d_mask, n_mask, m2, dn = channel_state_block(pid_d, dim, d_state, BLOCK_D, BLOCK_N)
     t0 = pid_c * chunk_len
     n_steps = tl.minimum(chunk_len, length - t0)
     if REVERSE:
@@ -199,9 +203,7 @@ def _chunk_output_kernel(
         is_last = pid_c == n_chunks - 1
     last_off = pid_b.to(tl.int64) * dim * d_state + dn
 
-    A2 = tl.load(A2_ptr + dn, mask=m2, other=0.0)
-    bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else 0.0
-    Dv = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0) if HAS_D else 0.0
+    A2, bias, Dv = _direction_params(A2_ptr, bias_ptr, D_ptr, d_offs, d_mask, dn, m2, HAS_BIAS, HAS_D)
     h = _load_start(st_ptr, init_ptr, pid_b, pid_c, n_chunks, dim, d_state, dn, m2,
                     MULTI, HAS_INIT, BLOCK_D, BLOCK_N)
     h, _ = _scan_steps(h, u_ptr, dl_ptr, B_ptr, C_ptr, out_ptr, z_ptr,
@@ -215,9 +217,8 @@ def _chunk_output_kernel(
     if BIDIR:
         # The second scan reads back the y_f this program just wrote.
         tl.debug_barrier()
-        A2 = tl.load(A2b_ptr + dn, mask=m2, other=0.0)
-        bias = tl.load(biasb_ptr + d_offs, mask=d_mask, other=0.0) if HAS_BIAS else 0.0
-        Dv = tl.load(Db_ptr + d_offs, mask=d_mask, other=0.0) if HAS_D else 0.0
+        A2, bias, Dv = _direction_params(A2b_ptr, biasb_ptr, Db_ptr, d_offs, d_mask, dn, m2, HAS_BIAS,
+                                         HAS_D)
         h = _load_start(stb_ptr, initb_ptr, pid_b, pid_c, n_chunks, dim, d_state, dn, m2,
                         MULTI, HAS_INIT, BLOCK_D, BLOCK_N)
         h, _ = _scan_steps(h, ub_ptr, dlb_ptr, Bb_ptr, Cb_ptr, out_ptr, z_ptr,

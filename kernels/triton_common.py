@@ -24,6 +24,19 @@ def offset3(i0, stride0, i1, stride1, i2, stride2):
 
 
 @triton.jit
+def channel_state_block(pid_d, dim, d_state, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Program pid_d's channels and all states: offsets, masks, and the int64 offsets of its
+    [BLOCK_D, BLOCK_N] block in a contiguous (dim, d_state) array such as A or a state."""
+    d_offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n_offs = tl.arange(0, BLOCK_N)
+    d_mask = d_offs < dim
+    n_mask = n_offs < d_state
+    m2 = d_mask[:, None] & n_mask[None, :]
+    dn = d_offs.to(tl.int64)[:, None] * d_state + n_offs[None, :]
+    return d_offs, n_offs, d_mask, n_mask, m2, dn
+
+
+@triton.jit
 def softplus(x):
     """log(1 + e^x), switching to x above 20 like ``F.softplus`` and the CUDA kernel."""
     return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))), x)

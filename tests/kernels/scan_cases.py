@@ -30,3 +30,23 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     """max |got - want| / max |want| (float64)."""
     want = want.double()
     return ((got.double() - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+
+
+def scan_in_two_pieces(scan, x: dict[str, torch.Tensor], cut: int, reverse: bool):
+    """Run ``scan(inputs, initial_state) -> (y, last_state)`` over x[..., :cut] and x[..., cut:]
+    with the state carried between them, in processing order (the last piece first when
+    ``reverse``, as the backward branch meets it); returns (y of the whole sequence, last state)."""
+
+    def piece(sl, state):
+        p = {k: (v[..., sl] if v is not None and v.dim() == 3 and k != "initial_state" else v)
+             for k, v in x.items()}
+        return scan(p, state)
+
+    first, second = slice(0, cut), slice(cut, None)
+    if reverse:
+        y2, h = piece(second, x["initial_state"])
+        y1, h = piece(first, h)
+    else:
+        y1, h = piece(first, x["initial_state"])
+        y2, h = piece(second, h)
+    return torch.cat([y1, y2], -1), h

@@ -12,7 +12,7 @@ from gigavim.kernels import chunked
 from gigavim.kernels.chunked import selective_scan_chunked
 from gigavim.kernels.reference import selective_scan_ref
 
-from tests.kernels.scan_cases import rel_err, scan_inputs
+from tests.kernels.scan_cases import rel_err, scan_in_two_pieces, scan_inputs
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
@@ -70,21 +70,13 @@ def test_fp32_gradients_within_1e5_of_float64(cpu_impl):
 @pytest.mark.parametrize("reverse", [False, True])
 def test_pieces_with_carried_state_equal_one_pass(cpu_impl, reverse):
     x = scan_inputs(length=45, seed=1)
-    args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    y_all, h_all = selective_scan_chunked(*args, True, x["initial_state"], True, reverse, block_len=8)
 
-    def piece(sl, state):
-        p = [a[..., sl] if a.dim() == 3 else a for a in args]
-        return selective_scan_chunked(*p, True, state, True, reverse, block_len=8)
+    def scan(p, state):
+        return selective_scan_chunked(*(p[k] for k in ARGS), True, state, True, reverse, block_len=8)
 
-    first, second = slice(0, 20), slice(20, 45)
-    if reverse:  # the backward branch meets the last piece first
-        y2, h = piece(second, x["initial_state"])
-        y1, h = piece(first, h)
-    else:
-        y1, h = piece(first, x["initial_state"])
-        y2, h = piece(second, h)
-    torch.testing.assert_close(torch.cat([y1, y2], -1), y_all, rtol=1e-12, atol=1e-12)
+    y_all, h_all = scan(x, x["initial_state"])
+    y, h = scan_in_two_pieces(scan, x, 20, reverse)
+    torch.testing.assert_close(y, y_all, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(h, h_all, rtol=1e-12, atol=1e-12)
 
 

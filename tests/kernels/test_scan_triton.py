@@ -10,7 +10,7 @@ import pytest
 import torch
 from gigavim.kernels.reference import selective_scan_ref
 
-from tests.kernels.scan_cases import rel_err, scan_inputs
+from tests.kernels.scan_cases import rel_err, scan_in_two_pieces, scan_inputs
 
 triton = pytest.importorskip("triton")
 tl = pytest.importorskip("triton.language")
@@ -53,21 +53,13 @@ def test_two_channel_blocks_and_no_optional_inputs():
 @pytest.mark.parametrize("reverse", [False, True])
 def test_pieces_with_carried_state_equal_one_pass(reverse):
     x = {k: v.float() for k, v in scan_inputs(batch=1, length=30, seed=6).items()}
-    y_all, h_all = _triton(x, reverse, chunk_len=8)
 
-    def piece(sl, state):
-        p = {k: (v[..., sl] if v.dim() == 3 and k != "initial_state" else v) for k, v in x.items()}
-        p["initial_state"] = state
-        return _triton(p, reverse, chunk_len=8)
+    def scan(p, state):
+        return _triton({**p, "initial_state": state}, reverse, chunk_len=8)
 
-    first, second = slice(0, 13), slice(13, 30)
-    if reverse:
-        y2, h = piece(second, x["initial_state"])
-        y1, h = piece(first, h)
-    else:
-        y1, h = piece(first, x["initial_state"])
-        y2, h = piece(second, h)
-    torch.testing.assert_close(torch.cat([y1, y2], -1), y_all, rtol=1e-5, atol=1e-5)
+    y_all, h_all = scan(x, x["initial_state"])
+    y, h = scan_in_two_pieces(scan, x, 13, reverse)
+    torch.testing.assert_close(y, y_all, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h, h_all, rtol=1e-5, atol=1e-5)
 
 
