@@ -1,18 +1,19 @@
-"""Fast PyTorch selective scan: blocked, memory-bounded, with a recomputing chunked backward.
+"""The PyTorch selective scan: chunked, memory-bounded, with a recomputing backward.
 
-The loop reference pays PyTorch's per-op overhead ~8 times per token. Here the sequence is cut
-into blocks of ``block_len`` tokens (sized so one block's (tokens, batch, dim, d_state) tensors
-stay a few MB): the decays exp(Δ·A) and inputs Δ·B·u of a whole block are formed by a handful of
-large vectorised ops, and the only per-token op left is one in-place ``addcmul_`` on a
-(batch, dim, d_state) slice — the recurrence itself, exactly as the reference computes it (so the
-numerics match the reference; every exponent Δ·A is ≤ 0, nothing can overflow). Outputs C·h are
-one einsum per block.
+:class:`ScanCore` (the scan without skip and gate, wrapped by :func:`selective_scan_chunked`)
+keeps only its inputs and the state at every chunk start; its backward walks the chunks in
+reverse, recomputes each chunk's states from its saved start and runs the adjoint recurrence
+(the mamba_ssm design). ``reverse=True`` indexes from the last token to the first: no flipped
+copies. Every exponent Δ·A is ≤ 0, so nothing can overflow.
 
-Memory stays bounded: forward keeps only one block's tensors alive plus the state at each block
-start (n_blocks × batch × dim × d_state), which is all the backward needs — it walks the blocks
-in reverse, recomputes each block's states from its saved start state and runs the adjoint
-recurrence backwards (the mamba_ssm design, in PyTorch). ``reverse=True`` runs the recurrence
-from the last token to the first by indexing backwards: no flipped copies are made.
+Two implementations of the core, same maths:
+
+* CPU tensors: compiled numba loops (:mod:`gigavim.kernels.cpu_scan`), one pass per
+  (batch, channel) row with the state in registers — the fast path.
+* otherwise (CUDA tensors on the ``torch`` backend, or numba missing): eager PyTorch blocks of
+  ``block_len`` tokens, sized so one (tokens, batch, dim, d_state) block tensor stays a few MB.
+  exp(Δ·A) and Δ·u·B of a block are a few large vectorised ops; the only per-token op left is an
+  in-place ``addcmul_`` on a (batch, dim, d_state) slice; outputs C·h are one matmul per block.
 """
 
 from __future__ import annotations
