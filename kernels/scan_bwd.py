@@ -11,9 +11,11 @@ Nothing of the forward is stored but its inputs. For one direction, with chunks 
 4. ``_scan_bwd_kernel``: per chunk, the states h_t by a tile ``tl.associative_scan`` from h_k,
    the adjoint g_t = C_t dy_t + a_next g_next by a reverse ``associative_scan`` from λ_k, and
    from them every gradient. ``dexp = g ⊙ (h_t − Δu B)`` equals g ⊙ a_t ⊙ h_{t-1} without a
-   division or a shifted tile. dB and dC sum over channels: each channel block writes its own
-   partial (summed afterwards, deterministic); dA, dD and dΔ-bias accumulate in registers over
-   the chunks a program visits and are written once per program.
+   division or a shifted tile. dB and dC sum over channels: each channel block adds its share
+   with ``tl.atomic_add`` (per-block partial buffers would be dim/16 times the size of B, 12 GB
+   at 4M tokens; the summation order, hence the last bits, varies run to run, as in mamba_ssm);
+   dA, dD and dΔ-bias accumulate in registers over the chunks a program visits and are written
+   once per program (partials summed afterwards).
 
 All in fp32; offsets in int64 (see ``offset3``).
 """
@@ -89,7 +91,7 @@ def _scan_bwd_kernel(
         u_ptr, dl_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dy_ptr, st_ptr, lam_ptr,
         du_ptr, ddl_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, y_ptr,
         s_ub, s_ud, s_ut, s_db, s_dd, s_dt, s_bb, s_bn, s_bt, s_cb, s_cn, s_ct, s_yb, s_yd, s_yt,
-        s_ob, s_od, s_ot, dim, length, d_state, n_chunks, n_groups, batch,
+        s_ob, s_od, s_ot, dim, length, d_state, n_chunks, n_groups,
         T: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, REVERSE: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, WRITE_Y: tl.constexpr):
     """Gradients of every input for the chunks pid_g, pid_g + n_groups, ... (see module doc)."""
@@ -105,8 +107,8 @@ def _scan_bwd_kernel(
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    # dB/dC partials of this channel block: (n_dblocks, batch, d_state, L), contiguous
-    part = (pid_d.to(tl.int64) * batch + pid_b) * d_state
+    # dB/dC sum over channels: every channel block adds its share into (batch, d_state, L)
+    bn_row = pid_b.to(tl.int64) * d_state
     for k in range(pid_g, n_chunks, n_groups):
         t = k * T + rows
         valid = t < length
@@ -162,9 +164,9 @@ def _scan_bwd_kernel(
         o_off = offset3(pid_b, s_ob, d_offs[None, :], s_od, t[:, None], s_ot)
         tl.store(du_ptr + o_off, du, mask=m)
         tl.store(ddl_ptr + o_off, ddl, mask=m)
-        part_off = (part + n_offs[None, :]) * length + t[:, None]
-        tl.store(dB_ptr + part_off, tl.sum(g * dlu[:, :, None], axis=1), mask=mn)
-        tl.store(dC_ptr + part_off, tl.sum(h * dy[:, :, None], axis=1), mask=mn)
+        bn_off = (bn_row + n_offs[None, :]) * length + t[:, None]
+        tl.atomic_add(dB_ptr + bn_off, tl.sum(g * dlu[:, :, None], axis=1), mask=mn)
+        tl.atomic_add(dC_ptr + bn_off, tl.sum(h * dy[:, :, None], axis=1), mask=mn)
         if WRITE_Y:
             y = tl.sum(h * c_t[:, None, :], axis=2)
             if HAS_D:
@@ -216,8 +218,8 @@ def scan_direction_bwd(dr: _Direction, dy: torch.Tensor, dh_last: torch.Tensor |
     groups = min(n_chunks, _MAX_GROUPS)
     du = torch.empty(batch, dim, length, **f32)
     ddl = torch.empty_like(du)
-    dB = torch.empty(dblocks, batch, d_state, length, **f32)
-    dC = torch.empty_like(dB)
+    dB = torch.zeros(batch, d_state, length, **f32)
+    dC = torch.zeros_like(dB)
     dA = torch.empty(batch, groups, dim, d_state, **f32)
     dD = torch.empty(batch, groups, dim, **f32)
     dbias = torch.empty_like(dD)
@@ -226,10 +228,10 @@ def scan_direction_bwd(dr: _Direction, dy: torch.Tensor, dh_last: torch.Tensor |
         dr.u, dr.delta, dr.A2, dr.B, dr.C, dr.D if dr.D is not None else dummy, bias, dy, states, lam,
         du, ddl, dB, dC, dA, dD, dbias, y,
         *dr.u.stride(), *dr.delta.stride(), *dr.B.stride(), *dr.C.stride(), *dy.stride(), *du.stride(),
-        dim, length, d_state, n_chunks, groups, batch,
+        dim, length, d_state, n_chunks, groups,
         T=_T, BLOCK_D=_BLOCK_D, BLOCK_N=block_n, REVERSE=reverse, SOFTPLUS=delta_softplus,
         HAS_BIAS=dr.bias is not None, HAS_D=dr.D is not None, WRITE_Y=want_y, num_warps=4)
-    return {"du": du, "ddelta": ddl, "dA": dA.sum((0, 1)), "dB": dB.sum(0), "dC": dC.sum(0),
+    return {"du": du, "ddelta": ddl, "dA": dA.sum((0, 1)), "dB": dB, "dC": dC,
             "dD": dD.sum((0, 1)) if dr.D is not None else None,
             "ddelta_bias": dbias.sum((0, 1)) if dr.bias is not None else None,
             "dinitial_state": dh0, "y": y if want_y else None}
