@@ -30,7 +30,11 @@ def test_every_bundled_model_ships_in_the_package_and_is_trained() -> None:
         bundle = load_model(name)  # no network: a file inside the installed package
         assert bundle.meta.name == name and bundle.meta.trained
         assert rows[name]["size_bytes"] < 5_000_000 and rows[name]["trained"] is True
-        assert bundle.meta.training["steps"] > 0 and bundle.meta.training["validation"]
+        assert bundle.meta.training["steps"] > 0
+    # nuclei-he is trained on all three annotated tiles; its held-out (leave-one-image-out)
+    # scores come from the recipe's extra models and are in docs/models.md.
+    for name in ("tissue", "land-water"):
+        assert load_model(name).meta.training["validation"]["scores"]["mean_iou"] > 0.8
 
 
 def test_defaults_per_input_kind() -> None:

@@ -93,3 +93,21 @@ def test_learning_rate_warms_up_then_decays() -> None:
     cfg = TrainConfig(pairs=[("a", "b")], out="x.pt", steps=100, warmup_steps=10, min_lr_ratio=0.0)
     assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
     assert lr_factor(55, cfg) == pytest.approx(0.5) and lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_backbone_initialised_from_an_official_checkpoint(tmp_path: Path) -> None:
+    """``init_backbone``: an official-layout checkpoint (middle class token, learned positions,
+    1000-class head) seeds the backbone; the head and the dense layout are the model's own."""
+    from gigavim.models.vim import VisionMamba
+
+    official = VisionMamba(img_size=32, patch_size=4, stride=4, depth=1, embed_dim=16, num_classes=10,
+                           cls_token="middle", pos_embed_mode="learned")
+    ckpt = tmp_path / "vim_official.pth"
+    torch.save({"model": official.state_dict()}, ckpt)
+    cfg = tiny_config(tmp_path, init_backbone=str(ckpt), steps=1, lr=1e-12, weight_decay=0.0,
+                      val_pairs=[], out=str(tmp_path / "init.pt"))
+    train(cfg)
+    backbone = load_model(cfg.out).net.backbone
+    key = "layers.0.mixer.in_proj.weight"
+    torch.testing.assert_close(backbone.state_dict()[key], official.state_dict()[key])
+    assert load_model(cfg.out).meta.training["config"]["init_backbone"] == str(ckpt)
