@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 # This module is imported only when the Triton backend is chosen; importing the kernels here
 # makes a missing or broken triton fail at that point, where dispatch turns it into a UsageError.
-from gigavim.kernels import scan_fwd
-from gigavim.kernels.scan_bwd import scan_direction_bwd
+from gigavim.kernels import scan_bwd, scan_fwd
 from gigavim.kernels.scan_fwd import _Direction
 
 __all__ = ["TritonBidirectionalScan", "TritonSelectiveScan", "with_recompute_backward"]
@@ -93,7 +92,7 @@ class TritonSelectiveScan(torch.autograd.Function):
         u, delta, A, B, C, D, z, delta_bias, init = ctx.saved_tensors
         dout = dout if dout is not None else torch.zeros_like(u)
         dy = dout.float() * F.silu(z.float()) if z is not None else dout.float()
-        g = scan_direction_bwd(_Direction(u, delta, A, B, C, D, delta_bias, init), dy, dlast,
+        g = scan_bwd.scan_direction_bwd(_Direction(u, delta, A, B, C, D, delta_bias, init), dy, dlast,
                                ctx.reverse, ctx.delta_softplus, want_y=z is not None)
         dz = dout.float() * g["y"] * _silu_grad(z.float()) if z is not None else None
         return (_cast(g["du"], u), _cast(g["ddelta"], delta), _cast(g["dA"], A), _cast(g["dB"], B),
@@ -124,9 +123,9 @@ class TritonBidirectionalScan(torch.autograd.Function):
         if z is not None:
             dy = dy * F.silu(z.float())
         want_y = z is not None
-        gf = scan_direction_bwd(_Direction(u, delta, A, B, C, D, bias, init), dy, dlast_f, False,
+        gf = scan_bwd.scan_direction_bwd(_Direction(u, delta, A, B, C, D, bias, init), dy, dlast_f, False,
                                 ctx.delta_softplus, want_y)
-        gb = scan_direction_bwd(_Direction(u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, init_b), dy,
+        gb = scan_bwd.scan_direction_bwd(_Direction(u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, init_b), dy,
                                 dlast_b, True, ctx.delta_softplus, want_y)
         dz = dout.float() * 0.5 * (gf["y"] + gb["y"]) * _silu_grad(z.float()) if want_y else None
         grads = []
