@@ -9,14 +9,16 @@ def scan_inputs(batch: int = 2, dim: int = 6, d_state: int = 4, length: int = 37
                 dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, torch.Tensor]:
     """u, delta, A, B, C, D, z, delta_bias, initial_state with Vim-like ranges (A < 0, small Δ)."""
     g = torch.Generator().manual_seed(seed)
+    device = torch.get_default_device()  # CUDA under the ``kernel_device`` fixture on a GPU
 
     def r(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+        return (torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu") * scale).to(device, dtype)
 
     return {
         "u": r(batch, dim, length),
         "delta": r(batch, dim, length, scale=0.5),
-        "A": (-torch.rand(dim, d_state, generator=g, dtype=torch.float64) * 4 - 0.1).to(dtype),
+        "A": (-torch.rand(dim, d_state, generator=g, dtype=torch.float64, device="cpu") * 4 - 0.1
+              ).to(device, dtype),
         "B": r(batch, d_state, length),
         "C": r(batch, d_state, length),
         "D": r(dim),

@@ -1,4 +1,4 @@
-"""Depthwise causal conv1d: the Triton kernel (interpreter) against the reference, carried state."""
+"""Depthwise causal conv1d: the Triton kernel (GPU or interpreter) against the reference, carried state."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from gigavim.kernels.reference import causal_conv1d_ref
 
 conv1d = pytest.importorskip("gigavim.kernels.conv1d")
 
+pytestmark = pytest.mark.usefixtures("kernel_device")
+
 
 def _inputs(batch=2, dim=40, length=37, width=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, dim, length, generator=g), torch.randn(dim, 1, width, generator=g),
-            torch.randn(dim, generator=g), torch.randn(batch, dim, width - 1, generator=g))
+    shapes = ((batch, dim, length), (dim, 1, width), (dim,), (batch, dim, width - 1))
+    return tuple(torch.randn(*s, generator=g, device="cpu").to(torch.get_default_device()) for s in shapes)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -38,7 +38,8 @@ def test_cpu_tensors_use_the_chunked_torch_path(monkeypatch):
     assert calls == ["selective_scan_chunked"]
 
 
-def test_env_forces_triton_on_cpu_tensors(monkeypatch):
+@pytest.mark.usefixtures("kernel_device")
+def test_env_forces_triton(monkeypatch):
     scan_fwd = pytest.importorskip("gigavim.kernels.scan_fwd")
     monkeypatch.setenv("GIGAVIM_SCAN_BACKEND", "Triton ")
     calls = _spy(monkeypatch, scan_fwd, "selective_scan_triton")

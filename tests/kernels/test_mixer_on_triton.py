@@ -11,6 +11,8 @@ from gigavim.kernels import conv1d, scan_bwd  # noqa: E402
 
 from gigavim.models.mixer import BiMambaMixer  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("kernel_device")
+
 
 def _count_calls(monkeypatch, module, name, calls):
     real = getattr(module, name)

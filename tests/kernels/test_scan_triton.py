@@ -1,4 +1,4 @@
-"""Triton scan kernels under Triton's interpreter (CPU), against the float64 loop reference.
+"""Triton scan kernels (on a GPU where there is one, else Triton's interpreter) vs the float64 reference.
 
 Sizes stay tiny (L ≤ 64, ≤ 2 channel blocks): the interpreter runs ~1 ms per loop step.
 """
@@ -17,6 +17,8 @@ tl = pytest.importorskip("triton.language")
 scan_fwd = pytest.importorskip("gigavim.kernels.scan_fwd")
 from gigavim.kernels import bidirectional_scan  # noqa: E402
 from gigavim.kernels.triton_common import offset3  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("kernel_device")
 
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 

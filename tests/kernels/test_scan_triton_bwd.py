@@ -1,4 +1,4 @@
-"""Triton backward kernels (interpreter) against autograd of the float64 loop reference.
+"""Triton backward kernels (GPU where there is one, else the interpreter) vs autograd of the reference.
 
 The interpreter runs ``tl.associative_scan`` element by element (~1 s per call here), so these
 few cases carry the coverage: both directions, several chunks with a ragged last one, two channel
@@ -15,6 +15,8 @@ from tests.kernels.scan_cases import rel_err, scan_inputs
 
 scan_bwd = pytest.importorskip("gigavim.kernels.scan_bwd")
 from gigavim.kernels.scan_fwd import _Direction  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("kernel_device")
 
 INPUTS = ("u", "delta", "A", "B", "C", "D", "delta_bias", "initial_state")
 NAMES = ("du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias", "dinitial_state")
