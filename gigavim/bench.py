@@ -61,7 +61,10 @@ def update_section(name: str, markdown: str, doc: Path = DOC) -> Path:
     text = doc.read_text() if doc.exists() else _HEADER
     block = f"<!-- BEGIN {name} -->\n{markdown.rstrip()}\n<!-- END {name} -->"
     pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     tmp = doc.with_suffix(".md.partial")
     tmp.write_text(text)
     tmp.replace(doc)
