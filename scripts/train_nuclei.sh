@@ -16,9 +16,9 @@ mkdir -p "$WORK"
 recipe=(
   --name nuclei-he --classes background,nucleus --label-mode binary --input-kind slide
   --image-mpp 0.5 --mpp 0.5
-  --arch '{"backbone": {"embed_dim": 32, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 48,
+  --arch '{"backbone": {"embed_dim": 48, "depth": 4, "patch_size": 4, "stride": 4, "img_size": 64,
            "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}'
-  --patch 48 --tile 96 --overlap 24 --batch-size 8 --steps 150 --lr 2e-3 --warmup-steps 10 --sampling foreground
+  --patch 64 --tile 128 --overlap 32 --batch-size 8 --steps 400 --lr 2e-3 --warmup-steps 30 --sampling foreground
   --stain-jitter 0.05 --colour-jitter 0.1 --val-every 100000 --time-limit "$MINUTES"
   --description "H&E nuclei vs background at 0.5 µm/px (20x); trained on 3 MICCAI 2015 tiles"
 )
