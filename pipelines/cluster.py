@@ -1,0 +1,70 @@
+"""The dask.distributed client a batch runs on: a fresh LocalCluster, or a scheduler's address.
+
+Workers are processes (spawned by distributed's nannies, so numba/torch state is never forked)
+with one task thread each by default: torch already parallelises one segmentation over cores,
+so each worker gets ``cores / (workers × threads)`` torch threads rather than all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from gigavim.errors import UsageError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+#: Cores per default worker: one segmentation keeps about this many cores busy with torch.
+CORES_PER_WORKER = 4
+
+
+@dataclass
+class ClusterPlan:
+    """How the batch's cluster is (or was) set up; stored in the manifest."""
+
+    address: str | None
+    n_workers: int | None
+    threads_per_worker: int
+    torch_threads: int | None  # None: each worker divides its host's cores by its task threads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_cluster(address: str | None, n_workers: int | None, threads_per_worker: int,
+                 n_inputs: int) -> ClusterPlan:
+    """Defaults from the machine's cores; never more local workers than inputs."""
+    if threads_per_worker < 1 or (n_workers is not None and n_workers < 1):
+        raise UsageError(f"--workers and threads per worker must be at least 1, "
+                         f"got {n_workers} and {threads_per_worker}")
+    if address:
+        return ClusterPlan(address, None, threads_per_worker, None)
+    cores = os.cpu_count() or 1
+    workers = n_workers or max(1, cores // CORES_PER_WORKER)
+    workers = max(1, min(workers, n_inputs))
+    torch_threads = max(1, cores // (workers * threads_per_worker))
+    return ClusterPlan(None, workers, threads_per_worker, torch_threads)
+
+
+@contextmanager
+def batch_client(plan: ClusterPlan) -> Iterator[Client]:
+    """A connected client; a LocalCluster it starts is shut down on exit."""
+    from distributed import Client, LocalCluster
+
+    if plan.address:
+        try:
+            client = Client(plan.address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise UsageError(f"{plan.address}: cannot connect to a dask scheduler ({exc})") from exc
+        with client:
+            yield client
+        return
+    cluster = LocalCluster(n_workers=plan.n_workers, threads_per_worker=plan.threads_per_worker,
+                           processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+    with cluster, Client(cluster) as client:
+        yield client
