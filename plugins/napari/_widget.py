@@ -1,0 +1,102 @@
+"""npe2 widget "Segment with gigavim": the library's ``segment`` on an open image, off the GUI thread.
+
+The image must have come from a file (napari's ``layer.source.path``, or the ``path`` this
+plugin's readers put in the layer metadata): gigavim segments the file at full fidelity, not
+the pixels on screen. The run happens in a napari ``thread_worker`` so the viewer stays live; its
+progress (tiles done of total) drives a napari progress bar, and the finished OME-Zarr's
+segmentation is added as a labels layer over the image. User errors are shown as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import napari
+from magicgui import magic_factory
+
+from gigavim.errors import UsageError
+from gigavim.napari._reader import zarr_layers
+from gigavim.napari._segment_job import segment_steps
+
+#: Workers still running: napari does not keep a reference to a started worker itself.
+_RUNNING: set[Any] = set()
+
+
+def model_choices(_widget: Any = None) -> list[tuple[str, str]]:
+    """(label, name) per bundled model, e.g. ``tissue (slide: tissue / background)``."""
+    from gigavim.models.catalog import list_models
+
+    return [(f"{m['name']} ({m['input_kind']}: {', '.join(m['classes'])})", m["name"])
+            for m in list_models()]
+
+
+def layer_source_path(layer: Any) -> Path:
+    """The file an image layer was read from; a ``UsageError`` for layers made in memory."""
+    path = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("path")
+    if not path:
+        raise UsageError(f"layer {layer.name!r} was not opened from a file: gigavim segments files "
+                         "(open the slide or raster with File > Open)")
+    return Path(path)
+
+
+def add_layer_data(viewer: napari.Viewer, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
+    """Add ``LayerData`` tuples through the public ``add_<type>`` (which understands channel_axis)."""
+    added = []
+    for data, kwargs, layer_type in layers:
+        result = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+        added.extend(result if isinstance(result, list) else [result])
+    return added
+
+
+@magic_factory(
+    call_button="Segment",
+    model={"choices": model_choices},
+    resolution={"min": 0.0, "max": 1e6, "step": 0.25,
+                "label": "resolution (µm/px, m/px; 0 = model's)"},
+    output={"mode": "w", "filter": "*.zarr"},
+)
+def segment_widget(
+    viewer: napari.Viewer,
+    image: napari.layers.Image,
+    model: str = "tissue",
+    resolution: float = 0.0,
+    output: Path = Path("segmentation.ome.zarr"),
+    overwrite: bool = False,
+) -> None:
+    """Segment the image's file with a bundled model; add the result as a labels layer."""
+    from napari.qt.threading import thread_worker
+    from napari.utils import progress
+    from napari.utils.notifications import show_error, show_info
+
+    try:
+        source = layer_source_path(image)
+    except UsageError as err:
+        show_error(f"gigavim: {err}")
+        return
+    bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
+    worker = thread_worker(segment_steps)(
+        source, output, model=model, resolution=resolution or None, overwrite=overwrite
+    )
+
+    def on_progress(p: Any) -> None:
+        bar.total = p.tiles_total
+        bar.n = p.tiles_done
+        bar.refresh()
+
+    def on_done(result: Any) -> None:
+        overlay = [layer for layer in zarr_layers(output, image=False) if layer[2] == "labels"]
+        add_layer_data(viewer, overlay)
+        show_info(f"gigavim: {source.name} → {output} in {result.seconds:.1f} s, "
+                  f"foreground {result.foreground_fraction:.1%}")
+
+    def on_finished() -> None:
+        bar.close()
+        _RUNNING.discard(worker)
+
+    worker.yielded.connect(on_progress)
+    worker.returned.connect(on_done)
+    worker.errored.connect(lambda err: show_error(f"gigavim: {err}"))
+    worker.finished.connect(on_finished)
+    _RUNNING.add(worker)
+    worker.start()
