@@ -83,8 +83,9 @@ def output_names(inputs: Sequence[Path]) -> list[str]:
         by_stem[_stem(path)].append(i)
     names = [""] * len(inputs)
     for stem, members in by_stem.items():
+        same_name = len({inputs[i].name for i in members}) == 1
         for i in members:
-            names[i] = stem if len(members) == 1 else inputs[i].name.replace(".", "_")
+            names[i] = stem if same_name else inputs[i].name.replace(".", "_")
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         count = seen.get(name, 0) + 1

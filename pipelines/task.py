@@ -44,7 +44,8 @@ def segment_one(source: str, outputs: list[str], segment_kwargs: dict[str, Any],
             warnings.simplefilter("ignore", UserWarning)  # the result carries them
             result = segment(source, outputs, **segment_kwargs)
     except GigavimError as err:
-        record.update(status="failed", error=str(err), error_type=type(err).__name__)
+        message = str(err) if source in str(err) else f"{source}: {err}"  # always name the input
+        record.update(status="failed", error=message, error_type=type(err).__name__)
     else:
         record.update(status="ok", summary=result.to_dict(), warnings=list(result.warnings))
     record.update(seconds=round(time.perf_counter() - t0, 3), finished=utc_now())

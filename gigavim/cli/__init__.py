@@ -19,6 +19,7 @@ from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
 from gigavim.cli import train as _train  # noqa: F401  isort: skip
 from gigavim.cli import eval as _eval  # noqa: F401  isort: skip
 from gigavim.cli import models as _models  # noqa: F401  isort: skip
+from gigavim.cli import batch as _batch  # noqa: F401  isort: skip
 from gigavim.cli import view as _view  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
