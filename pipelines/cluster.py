@@ -57,8 +57,9 @@ def batch_client(plan: ClusterPlan) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     if plan.address:
+        _check_reachable(plan.address)
         try:
-            client = Client(plan.address, timeout="20s")
+            client = Client(plan.address, timeout="30s")
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"{plan.address}: cannot connect to a dask scheduler ({exc})") from exc
         with client:
@@ -68,3 +69,20 @@ def batch_client(plan: ClusterPlan) -> Iterator[Client]:
                            processes=True, dashboard_address=None, silence_logs=logging.ERROR)
     with cluster, Client(cluster) as client:
         yield client
+
+
+def _check_reachable(address: str) -> None:
+    """A refused TCP connection fails at once (the client itself would retry until its timeout)."""
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme not in ("tcp", "tls"):
+        return
+    host, port = parse_host_port(location)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise UsageError(f"{address}: cannot connect to a dask scheduler ({exc.strerror or exc})") from exc

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gigavim.pipelines.inputs import expand_inputs, format_suffixes, output_names
 
 from gigavim.errors import InputError, UsageError
-from gigavim.pipelines.inputs import expand_inputs, format_suffixes, output_names
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from gigavim.pipelines import MANIFEST_NAME, run_batch
 
 import gigavim
 from gigavim.errors import UsageError
-from gigavim.pipelines import MANIFEST_NAME, run_batch
 
 GOOD = ("slide.svs", "world.rgb.tif")
 BAD = ("broken.svs", "corrupt.tif")
@@ -33,7 +33,7 @@ def first_batch(mixed_folder: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_good_inputs_succeed_and_bad_ones_fail_alone_with_one_line(first_batch, mixed_folder: Path):
-    out, report, seen = first_batch
+    _, report, seen = first_batch
     by_name = {Path(r.input).name: r for r in report.records}
     assert sorted(by_name) == sorted(GOOD + BAD)  # README.txt is not an image: not picked up
     for name in GOOD:

@@ -1,0 +1,63 @@
+"""``gigavim batch`` as a user runs it: a subprocess, a folder with a good and a bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zarr
+
+from gigavim.io.synthetic import write_synthetic_slide
+
+
+def _gigavim(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gigavim", "batch", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, real_data: Path) -> Path:
+    folder = tmp_path_factory.mktemp("cli-batch")
+    write_synthetic_slide(folder / "good.svs", 1500, 1500, mpp=0.5)
+    shutil.copy(real_data / "bad_input" / "broken.svs", folder / "broken.svs")
+    return folder
+
+
+def test_a_failed_input_gives_exit_1_one_error_line_and_the_manifest_as_json(folder: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    run = _gigavim(folder, "-o", out, "--workers", "1", "--json")
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("gigavim: error:")]
+    assert errors == [f"gigavim: error: {folder / 'broken.svs'}: not a slide OpenSlide can read "
+                      "(unrecognised or damaged contents)"]
+    manifest = json.loads(run.stdout)
+    assert manifest == json.loads((out / "gigavim-batch.json").read_text())
+    assert manifest["counts"] == {"ok": 1, "failed": 1, "skipped": 0, "pending": 0}
+    store = zarr.open_group(out / "good.ome.zarr", mode="r")
+    assert "segmentation" in store["labels"]  # the default format: OME-Zarr with a label image
+
+    rerun = _gigavim(folder / "good.svs", "-o", out)  # all done: skipped, success, no cluster needed
+    assert rerun.returncode == 0, rerun.stderr
+    assert "0 ok, 1 skipped, 0 failed" in rerun.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "png"], "unknown output format 'png'"),
+    (["--address", "tcp://127.0.0.1:9"], "tcp://127.0.0.1:9: cannot connect to a dask scheduler"),
+])
+def test_bad_batch_options_are_one_line_without_traceback(folder: Path, tmp_path: Path, args, message):
+    run = _gigavim(folder, "-o", tmp_path / "out", *args)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1].startswith("gigavim: error:")
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_missing_input_is_named(tmp_path: Path):
+    run = _gigavim(tmp_path / "nope.svs", "-o", tmp_path / "out")
+    assert run.returncode != 0
+    assert run.stderr.strip() == f"gigavim: error: {tmp_path / 'nope.svs'}: no such file or directory"
