@@ -48,7 +48,7 @@ def _opens_as_image(path: str) -> bool:
 
     try:
         open_image(path).close()
-    except Exception:  # noqa: BLE001 - a reader must decline, never raise into napari
+    except Exception:  # a reader must decline, never raise into napari
         return False
     return True
 
@@ -135,7 +135,7 @@ def gigavim_attrs(path: str | os.PathLike[str]) -> dict[str, Any] | None:
         return None
     try:
         attrs = zarr.open_group(str(path), mode="r").attrs.get(GIGAVIM_ATTR)
-    except Exception:  # noqa: BLE001 - not a zarr group, or unreadable: not ours
+    except Exception:  # not a zarr group, or unreadable: not ours
         return None
     return attrs if isinstance(attrs, dict) else None
 

@@ -14,7 +14,9 @@ from gigavim.napari._reader import LayerData, gigavim_attrs, image_layers, zarr_
 from gigavim.napari._widget import add_layer_data
 
 
-def view_layers(path: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None) -> list[LayerData]:
+def view_layers(
+    path: str | os.PathLike[str], labels: str | os.PathLike[str] | None = None
+) -> list[LayerData]:
     """The layers ``gigavim view PATH --labels OUT`` shows (raises ``GigavimError`` for bad files)."""
     layers = zarr_layers(path) if gigavim_attrs(path) is not None else image_layers(path)
     if labels is not None:

@@ -7,17 +7,16 @@ progress (tiles done of total) drives a napari progress bar, and the finished OM
 segmentation is added as a labels layer over the image. User errors are shown as one line.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: magicgui reads the real annotation objects.
 from pathlib import Path
 from typing import Any
 
-import napari
-from magicgui import magic_factory
-
-from gigavim.errors import UsageError
 from gigavim.napari._reader import zarr_layers
 from gigavim.napari._segment_job import segment_steps
+from magicgui import magic_factory
+
+import napari
+from gigavim.errors import UsageError
 
 #: Workers still running: napari does not keep a reference to a started worker itself.
 _RUNNING: set[Any] = set()
@@ -40,7 +39,7 @@ def layer_source_path(layer: Any) -> Path:
     return Path(path)
 
 
-def add_layer_data(viewer: napari.Viewer, layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
+def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, Any], str]]) -> list[Any]:
     """Add ``LayerData`` tuples through the public ``add_<type>`` (which understands channel_axis)."""
     added = []
     for data, kwargs, layer_type in layers:

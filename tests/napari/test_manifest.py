@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import pytest
-
 import gigavim.napari
+import pytest
 
 MANIFEST = Path(gigavim.napari.__file__).with_name("napari.yaml")
 
@@ -32,8 +31,9 @@ def test_installed_entry_point_finds_the_manifest() -> None:
 
 
 def test_sample_data_is_the_bundled_slide() -> None:
-    from gigavim.data import sample_slide
     from gigavim.napari._sample_data import sample_slide_layers
+
+    from gigavim.data import sample_slide
 
     [(data, kwargs, layer_type)] = sample_slide_layers()
     assert layer_type == "image" and kwargs["metadata"]["path"] == str(sample_slide())

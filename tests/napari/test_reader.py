@@ -7,13 +7,12 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
+from gigavim.napari._reader import get_image_reader, get_zarr_reader, image_layers, zarr_layers
+from label_outputs import CLASSES, COLORS, MPP, class_map, write_label_zarr
 
 from gigavim.data import sample_slide
 from gigavim.errors import InputError
 from gigavim.io import open_image
-from gigavim.napari._reader import get_image_reader, get_zarr_reader, image_layers, zarr_layers
-
-from label_outputs import CLASSES, COLORS, MPP, class_map, write_label_zarr
 
 
 def test_slide_pyramid_is_one_multiscale_rgb_layer_in_micrometres(real_data: Path) -> None:
@@ -62,7 +61,9 @@ def test_single_band_raster_is_2d_and_not_rgb(real_data: Path) -> None:
     assert kwargs["scale"] == (1.0, 1.0)  # no pixel size: napari pixels
 
 
-def test_image_reader_declines_what_gigavim_cannot_open(real_data: Path, tmp_path: Path, label_zarr: Path) -> None:
+def test_image_reader_declines_what_gigavim_cannot_open(
+    real_data: Path, tmp_path: Path, label_zarr: Path
+) -> None:
     text = tmp_path / "notes.svs"
     text.write_text("not a slide")
     for path in (real_data / "bad_input" / "broken.svs", real_data / "bad_input" / "unopenable.tiff",
