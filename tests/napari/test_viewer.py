@@ -62,6 +62,12 @@ def test_widget_segments_the_open_slide_and_the_overlay_shows(tmp_path: Path) ->
         labels = next(layer for layer in viewer.layers if isinstance(layer, napari.layers.Labels))
         assert labels.scale[-2:] == pytest.approx((8.0, 8.0))
         assert (tmp_path / "seg.ome.zarr").is_dir()
+        # napari's own File > Open route finds the plugin's reader through the npe2 manifest
+        opened = viewer.open(tmp_path / "seg.ome.zarr", plugin="gigavim")
+        assert [type(layer).__name__ for layer in opened] == ["Image", "Labels"]
+        assert opened[0].rgb and opened[1].scale[-2:] == pytest.approx((8.0, 8.0))
+        for layer in opened:
+            viewer.layers.remove(layer)
 
         viewer.window.remove_dock_widget(dock)  # give the canvas the whole window back
         _settle()
