@@ -75,12 +75,17 @@ def image_layers(path: str | os.PathLike[str], *, chunk: int = 1024) -> list[Lay
     else:  # multi-band rasters: one layer per band (napari splits along channel_axis)
         kwargs["rgb"] = False
         kwargs["channel_axis"] = 2
-        kwargs["name"] = [
-            f"{Path(path).name} [{name}]"
-            for name in (src.band_names or [f"band {i + 1}" for i in range(src.bands)])
-        ]
+        kwargs["name"] = [f"{Path(path).name} [{name}]" for name in _band_labels(src.band_names, src.bands)]
     data = levels if len(levels) > 1 else levels[0]
     return [(data, kwargs, "image")]
+
+
+def _band_labels(band_names: list[str], bands: int) -> list[str]:
+    """The file's band names when they tell the bands apart, else ``band 1``, ``band 2``, ..."""
+    names = [n for n in band_names if n and n.lower() not in ("undefined", "gray", "grey")]
+    if len(names) == bands and len(set(names)) == bands:
+        return names
+    return [f"band {i + 1}" for i in range(bands)]
 
 
 def _source_pixel(mpp: float | None, gsd_m: float | None) -> tuple[str | None, float]:

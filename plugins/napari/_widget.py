@@ -22,12 +22,17 @@ from gigavim.errors import UsageError
 _RUNNING: set[Any] = set()
 
 
+#: The model choice that lets gigavim pick by input kind (tissue for slides, land-water for rasters).
+DEFAULT_MODEL = ""
+
+
 def model_choices(_widget: Any = None) -> list[tuple[str, str]]:
-    """(label, name) per bundled model, e.g. ``tissue (slide: tissue / background)``."""
+    """(label, name) per bundled model, e.g. ``tissue (slide: background, tissue)``."""
     from gigavim.models.catalog import list_models
 
-    return [(f"{m['name']} ({m['input_kind']}: {', '.join(m['classes'])})", m["name"])
-            for m in list_models()]
+    return [("default for the image kind", DEFAULT_MODEL)] + [
+        (f"{m['name']} ({m['input_kind']}: {', '.join(m['classes'])})", m["name"]) for m in list_models()
+    ]
 
 
 def layer_source_path(layer: Any) -> Path:
@@ -58,7 +63,7 @@ def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, An
 def segment_widget(
     viewer: napari.Viewer,
     image: napari.layers.Image,
-    model: str = "tissue",
+    model: str = DEFAULT_MODEL,
     resolution: float = 0.0,
     output: Path = Path("segmentation.ome.zarr"),
     overwrite: bool = False,
@@ -75,7 +80,7 @@ def segment_widget(
         return
     bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
     worker = thread_worker(segment_steps)(
-        source, output, model=model, resolution=resolution or None, overwrite=overwrite
+        source, output, model=model or None, resolution=resolution or None, overwrite=overwrite
     )
 
     def on_progress(p: Any) -> None:

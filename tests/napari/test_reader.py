@@ -122,3 +122,22 @@ def test_output_with_source_picture_and_probabilities(tmp_path: Path) -> None:
     assert labels[2] == "labels"
     overlay = zarr_layers(path, image=False)
     assert [t for _, _, t in overlay] == ["image", "labels"]  # probabilities + labels, no picture
+
+
+def test_every_layer_tuple_is_accepted_by_napari(real_data: Path, tmp_path: Path) -> None:
+    """The kwargs are napari's: a (display-less) ViewerModel adds every layer the readers make."""
+    pytest.importorskip("napari", reason="napari not installed (pip install -e '.[napari]')")
+    from gigavim.napari._widget import add_layer_data
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    bands = add_layer_data(viewer, image_layers(real_data / "geo" / "ms1.tif"))  # 4 bands, not uint8
+    assert [layer.name for layer in bands] == [f"ms1.tif [band {i}]" for i in range(1, 5)]
+    picture = np.zeros((150, 100, 3), dtype=np.uint8)
+    path = write_label_zarr(tmp_path / "all.ome.zarr", image=picture, probabilities=True)
+    added = add_layer_data(viewer, zarr_layers(path) + image_layers(real_data / "wsi" / "boxes.tiff"))
+    kinds = [(type(layer).__name__, layer.visible) for layer in added]
+    probabilities = [("Image", False)] * len(CLASSES)
+    assert kinds == [("Image", True), *probabilities, ("Labels", True), ("Image", True)]
+    labels = added[len(CLASSES) + 1]
+    assert labels.multiscale and list(labels.features["class"]) == CLASSES
