@@ -118,3 +118,39 @@ def test_batch_options_are_checked_before_any_work(tmp_path: Path, mixed_folder:
     with pytest.raises(UsageError, match="unknown output format"):
         run_batch(mixed_folder, tmp_path, formats=("png",))
     assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+def test_a_worker_killed_mid_input_is_replaced_and_the_input_resumes_elsewhere(
+        first_batch, mixed_folder: Path, tmp_path: Path, dask_address: str):
+    """SIGKILL the worker running an input once its work dir exists: the batch still succeeds."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client
+
+    slide = tmp_path / "in" / "slide.svs"
+    slide.parent.mkdir()
+    shutil.copy(mixed_folder / "slide.svs", slide)
+    out = tmp_path / "out"
+    done: dict = {}
+    batch = threading.Thread(target=lambda: done.update(
+        report=run_batch([slide], out, formats=("tif",), address=dask_address)))
+    with Client(dask_address) as client:
+        batch.start()
+        deadline = time.monotonic() + 60
+        busy: list[str] = []
+        while not busy or not (out / "slide.tif.gigavim-work" / "settings.json").exists():
+            assert time.monotonic() < deadline and batch.is_alive(), "the input never started"
+            busy = [w for w, keys in client.processing().items() if keys]
+            time.sleep(0.02)
+        pid = client.run(os.getpid, workers=busy)[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        batch.join(timeout=120)
+    (record,) = done["report"].records
+    assert record.status == "ok", record.error
+    assert record.worker != busy[0]  # finished by another (or the replaced) worker
+    assert record.summary["resumed"] is True  # the new attempt continued the killed one's work dir
+    first_slide = next(r for r in first_batch[1].records if Path(r.input).name == "slide.svs")
+    np.testing.assert_array_equal(_labels(record.outputs[0]), _labels(first_slide.outputs[0]))
