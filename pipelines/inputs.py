@@ -44,9 +44,9 @@ def format_suffixes(formats: Sequence[str]) -> list[str]:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named, files directly inside named directories, and glob matches; sorted, unique.
+    """Files named, files directly inside named directories, and glob matches (each sorted).
 
-    A named file is always kept (the user asked for it; a non-image fails with its own error);
+    Kept in argument order, each file once. A named file is always kept (the user asked for it; a non-image fails with its own error);
     files found through a directory or a glob are kept only if they may be images.
     """
     found: dict[Path, None] = {}
@@ -76,7 +76,7 @@ def output_names(inputs: Sequence[Path]) -> list[str]:
     """One output base name per input: its stem, or its full name where stems collide.
 
     ``a.svs`` alone → ``a``; ``a.svs`` and ``a.tif`` → ``a_svs`` and ``a_tif``; the same file
-    name in two folders → ``a``, ``a-2`` in input order (which is sorted, so stable on reruns).
+    name in two folders → ``a``, ``a-2`` in input order (stable when a rerun names the same inputs).
     """
     by_stem: dict[str, list[int]] = defaultdict(list)
     for i, path in enumerate(inputs):

@@ -55,6 +55,8 @@ def run_batch(
     """
     started = time.perf_counter()
     kwargs = _check_segment_kwargs(segment_kwargs or {})
+    if model is not None:
+        _check_model(model)
     suffixes = format_suffixes(formats)
     out_dir = _prepare_out_dir(Path(out_dir))
     sources = [p for p in expand_inputs([inputs] if isinstance(inputs, (str, Path)) else inputs)
@@ -154,6 +156,13 @@ def _check_segment_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UsageError(f"unknown segment option(s) {', '.join(unknown)}")
     return dict(kwargs)
+
+
+def _check_model(model: str | Path) -> None:
+    """An unknown or unreadable model is one error for the batch, not one per input."""
+    from gigavim.models.catalog import read_meta, resolve_model_path
+
+    read_meta(resolve_model_path(str(model)))
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:

@@ -12,7 +12,7 @@ import tifffile
 from gigavim.pipelines import MANIFEST_NAME, run_batch
 
 import gigavim
-from gigavim.errors import UsageError
+from gigavim.errors import ModelError, UsageError
 
 GOOD = ("slide.svs", "world.rgb.tif")
 BAD = ("broken.svs", "corrupt.tif")
@@ -117,6 +117,8 @@ def test_batch_options_are_checked_before_any_work(tmp_path: Path, mixed_folder:
         run_batch(mixed_folder, tmp_path, segment_kwargs={"tile_size": 3})
     with pytest.raises(UsageError, match="unknown output format"):
         run_batch(mixed_folder, tmp_path, formats=("png",))
+    with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
+        run_batch(mixed_folder, tmp_path, model="no-such-model")
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
