@@ -46,8 +46,9 @@ def format_suffixes(formats: Sequence[str]) -> list[str]:
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Files named, files directly inside named directories, and glob matches (each sorted).
 
-    Kept in argument order, each file once. A named file is always kept (the user asked for it; a non-image fails with its own error);
-    files found through a directory or a glob are kept only if they may be images.
+    Kept in argument order, each file once. A named file is always kept (the user asked for
+    it; a non-image fails with its own error); files found through a directory or a glob are
+    kept only if they may be images.
     """
     found: dict[Path, None] = {}
     for item in inputs:
