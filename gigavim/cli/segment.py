@@ -67,8 +67,8 @@ def summary_line(r: SegmentResult) -> str:
     resumed = f", {r.tiles_resumed} resumed" if r.tiles_resumed else ""
     return (f"{Path(r.source).name}: {r.shape[1]}×{r.shape[0]} px at {res} in {r.seconds:.1f} s "
             f"({r.megapixels_per_s:.2f} MP/s, {r.megapixels_per_s_level0:.2f} MP/s at level 0); "
-            f"foreground {r.foreground_fraction:.1%}; tiles {r.tiles_computed} computed of "
-            f"{r.tiles_foreground} with foreground / {r.tiles_total}{resumed}; "
+            f"foreground {r.foreground_fraction:.1%}; {r.tiles_computed} of {r.tiles_total} tiles "
+            f"computed ({r.tiles_total - r.tiles_foreground} empty skipped{resumed}); "
             f"model {r.model}{'' if r.trained else ' (UNTRAINED)'} → {', '.join(r.outputs)}")
 
 
