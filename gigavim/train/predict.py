@@ -2,7 +2,8 @@
 
 Used by validation during training and by ``gigavim eval``, which work on images already read
 at the model's resolution. (Whole-slide, disk-backed inference is the engine's job:
-``gigavim.segment``.) Overlapping tiles are averaged.
+``gigavim.segment``.) Overlapping tiles are blended with the engine's cosine ramp
+(:func:`gigavim.engine.blend.cosine_ramp`), so evaluation scores what ``segment`` produces.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gigavim.engine.blend import cosine_ramp
 from gigavim.models.bundle import ModelBundle
 from gigavim.train.dataset import crop_padded
 
@@ -34,8 +36,9 @@ def predict_probabilities(bundle: ModelBundle, image: np.ndarray, *, tile: int =
     tile = _round_up(tile, multiple)
     stride = max(1, tile - overlap)
     probs = np.zeros((bundle.num_classes, h, w), dtype=np.float32)
-    counts = np.zeros((h, w), dtype=np.float32)
-    windows = [(y, x) for y in tile_starts(h, tile, stride) for x in tile_starts(w, tile, stride)]
+    weights = np.zeros((h, w), dtype=np.float32)
+    ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
+    windows = [(y, x) for y in ys for x in xs]
     net = bundle.net.to(device).eval()
     for i in range(0, len(windows), batch_size):
         chunk = windows[i : i + batch_size]
@@ -43,9 +46,13 @@ def predict_probabilities(bundle: ModelBundle, image: np.ndarray, *, tile: int =
         out = torch.softmax(net(bundle.normalize(tiles).to(device)).float(), dim=1).cpu().numpy()
         for (y, x), p in zip(chunk, out, strict=True):
             hh, ww = min(tile, h - y), min(tile, w - x)
-            probs[:, y : y + hh, x : x + ww] += p[:, :hh, :ww]
-            counts[y : y + hh, x : x + ww] += 1
-    return probs / np.maximum(counts, 1)[None]
+            # Ramp only the edges another tile also covers, as the engine does.
+            wy = cosine_ramp(tile, overlap, rise=y > ys[0], fall=y < ys[-1])[:hh]
+            wx = cosine_ramp(tile, overlap, rise=x > xs[0], fall=x < xs[-1])[:ww]
+            wt = wy[:, None] * wx[None, :]
+            probs[:, y : y + hh, x : x + ww] += p[:, :hh, :ww] * wt
+            weights[y : y + hh, x : x + ww] += wt
+    return probs / np.maximum(weights, 1e-12)[None]
 
 
 def predict_labels(bundle: ModelBundle, image: np.ndarray, **kwargs: object) -> np.ndarray:
