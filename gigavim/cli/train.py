@@ -22,6 +22,19 @@ def parse_value_map(text: str | None) -> dict[int, int] | None:
         raise UsageError(f"--value-map {text!r}: expected RAW:CLASS pairs like 0:0,255:1") from exc
 
 
+def parse_arch(text: str) -> dict:
+    """The ``--arch`` JSON object, or a one-line UsageError."""
+    from gigavim.errors import UsageError
+
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--arch {text!r}: not valid JSON ({exc})") from exc
+    if not isinstance(parsed, dict):
+        raise UsageError(f"--arch {text!r}: expected a JSON object like {{\"backbone\": {{...}}}}")
+    return parsed
+
+
 def _split(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
@@ -98,7 +111,7 @@ def train(
     options.update({k: v for k, v in flags.items() if v is not None})
     arch_opts = dict(options.get("arch") or {})
     if arch:
-        arch_opts.update(json.loads(arch))
+        arch_opts.update(parse_arch(arch))
     sizes = {"embed_dim": embed_dim, "depth": depth, "patch_size": patch_size, "stride": patch_size}
     backbone = dict(arch_opts.get("backbone") or {})
     backbone.update({k: v for k, v in sizes.items() if v is not None})

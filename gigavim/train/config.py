@@ -17,6 +17,9 @@ from gigavim.train.augment import AugmentConfig
 DEFAULT_COLORS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
                   (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 
+_CHOICES = {"label_mode": ("binary", "values"), "sampling": ("random", "balanced", "foreground"),
+            "model_resolution": ("training", "native")}
+
 
 @dataclass
 class TrainConfig:
@@ -81,6 +84,11 @@ class TrainConfig:
             raise UsageError(f"{len(self.classes)} classes but {len(self.colors)} colours")
         if not self.pairs:
             raise UsageError("no training images given (IMAGE:LABELS pairs)")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
+            raise UsageError(f"device must be auto, cpu, cuda[:N] or mps, not {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -40,9 +40,18 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImage]:
-    return [load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m, image_mpp=cfg.image_mpp,
-                             mode=cfg.label_mode, value_map=cfg.value_map, class_names=cfg.classes)
-            for img, lab in pairs]
+    """Images and labels at the working resolution; labels must be class ids of ``cfg.classes``."""
+    images = [load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m, image_mpp=cfg.image_mpp,
+                               mode=cfg.label_mode, value_map=cfg.value_map, class_names=cfg.classes)
+              for img, lab in pairs]
+    k = len(cfg.classes)
+    for im in images:
+        bad = (im.labels >= k) & (im.labels != IGNORE_LABEL)
+        if bad.any():
+            raise UsageError(f"{im.label_path}: label value {int(im.labels[bad].min())} is not a class id "
+                             f"of the {k} classes {cfg.classes} (0..{k - 1}); give more --classes, "
+                             "a --value-map, or use --label-mode binary")
+    return images
 
 
 def value_range(images: list[TrainImage]) -> float:
@@ -169,6 +178,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     rng = np.random.default_rng(cfg.seed)
 
     images = load_pairs(cfg, cfg.pairs)
+    if not any((im.labels != IGNORE_LABEL).any() for im in images):
+        raise UsageError("no labelled pixels in the training labels "
+                         f"({', '.join(str(im.label_path) for im in images)}): every pixel is ignore (255) "
+                         "or outside the image")
     val_images = load_pairs(cfg, cfg.val_pairs) if cfg.val_pairs else []
     if not val_images and cfg.val_fraction > 0:
         images, val_images = split_holdout(images, cfg.val_fraction)

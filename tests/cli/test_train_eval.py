@@ -135,3 +135,11 @@ def test_train_options_from_a_config_file_and_clear_errors(tmp_path: Path,
     code, _, err = run(capsys, "train", f"{tmp_path / 'x.png'}:{tmp_path / 'x_mask.png'}", "-o",
                        str(tmp_path / "f.pt"), "--resume", str(cfg))
     assert code != 0 and "not a readable gigavim training-state file" in err and "Traceback" not in err
+
+
+def test_train_bad_arch_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imsave(tmp_path / "x.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)
+    imsave(tmp_path / "x_mask.png", np.eye(32, dtype=np.uint8), check_contrast=False)
+    code, _, err = run(capsys, "train", f"{tmp_path / 'x.png'}:{tmp_path / 'x_mask.png'}", "-o",
+                       str(tmp_path / "m.pt"), "--arch", "{backbone: 1}")
+    assert code != 0 and "--arch" in err and "not valid JSON" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage.io import imsave
 
+from gigavim.errors import UsageError
 from gigavim.models.catalog import load_model
 from gigavim.train import TrainConfig, train
 from gigavim.train.loop import load_state, lr_factor
@@ -111,3 +112,29 @@ def test_backbone_initialised_from_an_official_checkpoint(tmp_path: Path) -> Non
     key = "layers.0.mixer.in_proj.weight"
     torch.testing.assert_close(backbone.state_dict()[key], official.state_dict()[key])
     assert load_model(cfg.out).meta.training["config"]["init_backbone"] == str(ckpt)
+
+
+def test_label_values_beyond_the_classes_are_one_clear_error(tmp_path: Path) -> None:
+    """A "values" label of 3 for a 2-class model must name the file, not crash cross-entropy."""
+    image, label = write_squares(tmp_path, "many", 0)  # instance ids 1..6 kept as values
+    cfg = tiny_config(tmp_path, pairs=[(image, label)], val_pairs=[], label_mode="values", steps=1)
+    with pytest.raises(UsageError, match=r"many_label\.png: label value 2 .*2 classes"):
+        train(cfg)
+
+
+def test_labels_with_no_labelled_pixel_are_one_clear_error(tmp_path: Path) -> None:
+    """All-ignore labels would give NaN normalisation and a NaN loss; refuse them instead."""
+    image, label = write_squares(tmp_path, "blank", 0)
+    cfg = tiny_config(tmp_path, pairs=[(image, label)], val_pairs=[], label_mode="values",
+                      value_map={v: 255 for v in range(7)}, steps=1)
+    with pytest.raises(UsageError, match="no labelled pixels"):
+        train(cfg)
+    assert not (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.parametrize("option", [{"label_mode": "instances"}, {"sampling": "balance"},
+                                    {"device": "gpu"}, {"model_resolution": "nativ"}])
+def test_unknown_option_values_are_usage_errors(tmp_path: Path, option: dict[str, str]) -> None:
+    (name, value), = option.items()
+    with pytest.raises(UsageError, match=f"{name}.*{value!r}"):
+        tiny_config(tmp_path, **option)
