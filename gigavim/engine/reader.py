@@ -32,6 +32,8 @@ class TileReader:
         self.factor = resolution.read_factor
         # Slides have no nodata: pixels outside the scanned area are composited on white and
         # labelled background, so validity is geometry alone and not a second full read.
+        # Elsewhere invalid pixels are read as 0 (as NaN is), so a nodata sentinel such as
+        # -3.4e38 never reaches the model next to valid pixels.
         self._read_valid = (partial(ImageSource.read_valid, source) if source.kind == "slide"
                             else source.read_valid)
 
@@ -47,6 +49,8 @@ class TileReader:
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
         pixels = self.source.read(self.level, big)
         valid = self._read_valid(self.level, big)
+        if self.source.kind != "slide":  # a nodata value (e.g. -3.4e38) is not a pixel value
+            pixels = np.where(valid[..., None], pixels, 0).astype(np.float32, copy=False)
         if k == 1:
             return pixels.astype(np.float32, copy=False), valid
         return box_mean(pixels, k), box_mean(valid, k) > 0.5

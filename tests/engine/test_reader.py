@@ -60,3 +60,23 @@ def test_validity_is_resampled_with_the_pixels() -> None:
     src = ArraySource([np.zeros((600, 800, 3), np.uint8)], kind="raster", mpp=None, gsd_m=1.0, valid=valid)
     _pixels, mask = TileReader(src, resolve_resolution(src, gsd_m=2.0)).read(Window(0, 150, 10, 100))
     assert mask[:, :50].all() and not mask[:, 50:].any()
+
+
+@pytest.mark.parametrize("mpp", [0.5, 1.0, 1.25])
+def test_what_marks_nodata_never_reaches_the_pixels(mpp: float) -> None:
+    """A float raster's nodata sentinel (GDAL's usual -3.4e38) must not leak into the tile:
+    the model would see it next to valid pixels (and a Vim block across the whole tile)."""
+    rng = np.random.default_rng(0)
+    data = rng.random((96, 96, 1)).astype(np.float32)
+    valid = np.ones((96, 96), dtype=bool)
+    valid[:, :40] = False
+    tiles = []
+    for sentinel in (np.float32(-3.4028235e38), np.float32(-9999.0)):
+        marked = data.copy()
+        marked[~valid] = sentinel
+        src = ArraySource([marked], kind="raster", mpp=0.5, nodata=float(sentinel), valid=valid)
+        pixels, ok = TileReader(src, resolve_resolution(src, mpp=mpp)).read(Window(0, 0, 48, 48))
+        assert np.isfinite(pixels).all()
+        tiles.append((pixels, ok))
+    np.testing.assert_array_equal(tiles[0][1], tiles[1][1])
+    np.testing.assert_array_equal(tiles[0][0], tiles[1][0])
