@@ -225,7 +225,11 @@ class _Run:
         if src.transform is not None:
             from rasterio.transform import Affine
 
-            transform = src.transform * Affine.scale(res.downsample)
+            scale_xy = (res.downsample, res.downsample)
+            if res.read_factor == 1:  # a level read as-is: its own x and y factors (GDAL's grid)
+                lv = src.levels[res.level]
+                scale_xy = (src.width / lv.width, src.height / lv.height)
+            transform = src.transform * Affine.scale(*scale_xy)
         image = None
         if mask.overview is not None and np.dtype(src.dtype) == np.uint8:
             image = np.clip(np.round(mask.overview[..., :3]), 0, 255).astype(np.uint8)

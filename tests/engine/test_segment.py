@@ -110,6 +110,22 @@ def test_raster_nodata_becomes_the_nodata_label_and_georeference_is_kept(real_da
         assert dst2.transform.almost_equals(src.transform * Affine.scale(coarse.downsample), precision=1e-9)
 
 
+
+def test_a_raster_overview_level_keeps_gdals_own_georeference(tmp_path: Path) -> None:
+    """Odd sizes give an overview different x and y factors (791/99 vs 718/90); the output must
+    carry the overview's own transform, not one scaled by their mean."""
+    from gigavim.io.synthetic import write_geotiff
+
+    rng = np.random.default_rng(0)
+    path = write_geotiff(tmp_path / "odd.tif", rng.integers(1, 255, (718, 791, 3), dtype=np.uint8),
+                         overviews=[2, 8], tile=256)
+    out = tmp_path / "labels.tif"
+    segment(path, [out], model=tiny_bundle(tile=64, overlap=0), level=2)
+    with rasterio.open(path, overview_level=1) as overview, rasterio.open(out) as dst:
+        assert dst.shape == overview.shape
+        assert dst.transform.almost_equals(overview.transform, precision=1e-9)
+
+
 # -- refusals ---------------------------------------------------------------------------------
 def test_existing_output_is_not_overwritten_without_overwrite(tmp_path: Path) -> None:
     src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
