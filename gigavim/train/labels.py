@@ -99,10 +99,11 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
                 both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
                 if both_georef and not _same_grid(src, source, level):
                     return _reproject_labels(src, source, level)
-                band = src.read(1)
+                band = src.read(1).astype(np.int64)
+                if src.nodata is not None:  # unlabelled, as on the reprojection path
+                    band[src.read_masks(1) == 0] = _OUTSIDE
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
-    band = band.astype(np.int64)
     if band.shape == (lv.height, lv.width):
         return band
     if band.shape == (source.height, source.width):

@@ -97,3 +97,24 @@ def test_value_map_and_ignore() -> None:
     assert out.tolist() == [[0, 1, IGNORE_LABEL], [IGNORE_LABEL, 0, 1]]
     with pytest.raises(InputError, match="not a class id"):
         to_class_ids(np.array([300]), mode="values")
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["same-grid", "reprojected"])
+def test_label_raster_nodata_is_ignore_on_every_path(tmp_path: Path, shifted: bool) -> None:
+    """A label raster's nodata pixels carry no label, whether or not it needs reprojecting."""
+    raster = tmp_path / "scene.tif"
+    transform = from_origin(500000, 4200000, 10, 10)
+    with rasterio.open(raster, "w", driver="GTiff", width=8, height=6, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as dst:
+        dst.write(np.zeros((1, 6, 8), np.uint8))
+    lab = np.zeros((6, 8), np.uint8)
+    lab[:, 4:] = 1
+    lab[0, :] = 99  # nodata: an unlabelled strip
+    label_tf = from_origin(500000 - (10 if shifted else 0), 4200000, 10, 10)
+    with rasterio.open(tmp_path / "labels.tif", "w", driver="GTiff", width=8 + shifted, height=6,
+                       count=1, dtype="uint8", crs="EPSG:32633", transform=label_tf, nodata=99) as dst:
+        dst.write(np.pad(lab, ((0, 0), (int(shifted), 0)))[None])
+    with open_image(raster) as src:
+        labels = load_label_map(src, tmp_path / "labels.tif", mode="binary")
+    assert (labels[0] == IGNORE_LABEL).all()
+    np.testing.assert_array_equal(labels[1:], lab[1:])
