@@ -17,6 +17,7 @@ import numpy as np
 from gigavim.errors import UsageError
 from gigavim.models.bundle import ModelBundle
 from gigavim.train.dataset import load_train_image
+from gigavim.train.labels import check_class_ids
 from gigavim.train.metrics import confusion_matrix, scores
 from gigavim.train.predict import predict_labels
 
@@ -44,6 +45,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
         im = load_train_image(image_path, mask_path, mpp=meta.mpp, gsd_m=meta.gsd_m,
                               image_mpp=image_mpp, mode=mode, value_map=value_map,
                               class_names=meta.classes)
+        check_class_ids(im.labels, meta.classes, mask_path)
         pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
                               fill=255.0 if im.kind == "slide" else 0.0, device=device)
         cm = confusion_matrix(im.labels, pred, k)

@@ -24,7 +24,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
-from gigavim.errors import InputError
+from gigavim.errors import InputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.train.metrics import IGNORE_LABEL
 
@@ -87,6 +87,16 @@ def to_class_ids(raw: np.ndarray, *, mode: LabelMode = "binary",
                          "use binary mode or a value map")
     out[covered] = values[covered].astype(np.uint8)
     return out
+
+
+def check_class_ids(labels: np.ndarray, classes: list[str], path: Path | str | None) -> None:
+    """Refuse labels with a class id beyond ``classes`` (training would crash, scores drop them)."""
+    k = len(classes)
+    bad = (labels >= k) & (labels != IGNORE_LABEL)
+    if bad.any():
+        raise UsageError(f"{path}: label value {int(labels[bad].min())} is not a class id of the {k} "
+                         f"classes {classes} (0..{k - 1}); give more classes, a value map "
+                         "(RAW:CLASS, 255 = ignore), or use binary labels")
 
 
 def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) -> np.ndarray:

@@ -26,6 +26,7 @@ from gigavim.models.catalog import load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
 from gigavim.train.dataset import PatchSampler, TrainImage, load_train_image, split_holdout
+from gigavim.train.labels import check_class_ids
 from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
 from gigavim.train.predict import predict_labels
 
@@ -44,13 +45,8 @@ def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImag
     images = [load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m, image_mpp=cfg.image_mpp,
                                mode=cfg.label_mode, value_map=cfg.value_map, class_names=cfg.classes)
               for img, lab in pairs]
-    k = len(cfg.classes)
     for im in images:
-        bad = (im.labels >= k) & (im.labels != IGNORE_LABEL)
-        if bad.any():
-            raise UsageError(f"{im.label_path}: label value {int(im.labels[bad].min())} is not a class id "
-                             f"of the {k} classes {cfg.classes} (0..{k - 1}); give more --classes, "
-                             "a --value-map, or use --label-mode binary")
+        check_class_ids(im.labels, cfg.classes, im.label_path)
     return images
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-from engine.fakes import tiny_bundle
+from pathlib import Path
 
+import numpy as np
+import pytest
+from engine.fakes import tiny_bundle
+from skimage.io import imsave
+
+from gigavim.errors import UsageError
+from gigavim.train.evaluate import evaluate
 from gigavim.train.predict import predict_labels, predict_probabilities
 
 
@@ -34,3 +40,13 @@ def test_without_overlap_the_seams_show() -> None:
     whole = predict_probabilities(bundle, image, tile=512, overlap=0)
     seamed = predict_probabilities(bundle, image, tile=64, overlap=0)
     assert np.abs(seamed - whole)[:, 4:-4, 4:-4].max() > 10 / 255
+
+
+def test_eval_refuses_mask_values_beyond_the_model_classes(tmp_path: Path) -> None:
+    """A 3-class model scored on a mask holding 5 must not silently drop those pixels."""
+    imsave(tmp_path / "a.png", _image(40, 50), check_contrast=False)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:10, 5:10] = 5
+    imsave(tmp_path / "a_mask.png", mask, check_contrast=False)
+    with pytest.raises(UsageError, match=r"a_mask\.png: label value 5 is not a class id of the 3"):
+        evaluate(tiny_bundle(classes=3), [(str(tmp_path / "a.png"), str(tmp_path / "a_mask.png"))])
