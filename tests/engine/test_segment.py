@@ -139,6 +139,15 @@ def test_existing_output_is_not_overwritten_without_overwrite(tmp_path: Path) ->
         assert ds.shape == (64, 64)
 
 
+def test_a_band_count_the_model_cannot_use_is_refused_before_any_read(tmp_path: Path) -> None:
+    two_bands = np.zeros((64, 64, 2), dtype=np.uint8)
+    src = ArraySource([two_bands], kind="raster", mpp=None)
+    with pytest.raises(ModelError, match=r"array-source\.tif: .*3 bands.*has 2"):
+        segment(src, [tmp_path / "a.zarr"], model=tiny_bundle())
+    assert src.reads == []
+    assert not list(tmp_path.iterdir())  # no work dir left behind
+
+
 def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
     src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
     with pytest.raises(ModelError, match=r"untrained.*--allow-untrained"):
