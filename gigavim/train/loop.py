@@ -145,13 +145,15 @@ def evaluate_images(bundle: ModelBundle, images: list[TrainImage], cfg: TrainCon
 
 
 def save_state(path: Path, bundle: ModelBundle, opt: torch.optim.Optimizer, sched: Any, step: int,
-               cfg: TrainConfig, history: list[dict[str, Any]], rng: np.random.Generator) -> None:
+               cfg: TrainConfig, history: list[dict[str, Any]], rng: np.random.Generator,
+               sampler_rng: np.random.Generator) -> None:
     """Training state as plain tensors and containers (loads with ``weights_only=True``)."""
     payload = {
         "format": STATE_FORMAT, "step": step, "config": cfg.to_dict(), "meta": bundle.meta.to_dict(),
         "model": {k: v.detach().cpu() for k, v in bundle.net.state_dict().items()},
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
-        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "numpy_rng": rng.bit_generator.state, "sampler_rng": sampler_rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
     }
     tmp = path.with_name(path.name + ".partial")
     torch.save(payload, tmp)
@@ -194,7 +196,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
         sched.load_state_dict(resumed["scheduler"])
         step, history = int(resumed["step"]), list(resumed["history"])
         rng.bit_generator.state = resumed["numpy_rng"]
-        sampler.rng.bit_generator.state = resumed["numpy_rng"]
+        sampler.rng.bit_generator.state = resumed.get("sampler_rng", resumed["numpy_rng"])
         torch.set_rng_state(resumed["torch_rng"])
     value_max = 1.0 / bundle.meta.input_scale
     autocast = device.type == "cuda"
@@ -226,10 +228,10 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
             history.append({"step": step, "val_mean_iou": val["mean_iou"], "val_mean_dice": val["mean_dice"]})
             report({"event": "validation", "step": step, **val})
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            save_state(state_path, bundle, opt, sched, step, cfg, history, rng)
+            save_state(state_path, bundle, opt, sched, step, cfg, history, rng, sampler.rng)
             _finish(bundle, cfg, images, val_images, history, step, t0, device, final=False).save(out)
             report({"event": "checkpoint", "step": step, "path": str(out), "state": str(state_path)})
-    save_state(state_path, bundle, opt, sched, step, cfg, history, rng)
+    save_state(state_path, bundle, opt, sched, step, cfg, history, rng, sampler.rng)
     final = _finish(bundle, cfg, images, val_images, history, step, t0, device, final=True)
     final.save(out)
     report({"event": "done", "path": str(out), "state": str(state_path), **final.meta.training})

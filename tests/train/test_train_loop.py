@@ -138,3 +138,13 @@ def test_unknown_option_values_are_usage_errors(tmp_path: Path, option: dict[str
     (name, value), = option.items()
     with pytest.raises(UsageError, match=f"{name}.*{value!r}"):
         tiny_config(tmp_path, **option)
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Patch sampling, augmentation and torch RNG all continue where the first run stopped."""
+    whole = train(tiny_config(tmp_path, steps=4, val_pairs=[], out=str(tmp_path / "whole.pt")))
+    train(tiny_config(tmp_path, steps=2, val_pairs=[], out=str(tmp_path / "half.pt")))
+    resumed = train(tiny_config(tmp_path, steps=4, val_pairs=[], out=str(tmp_path / "resumed.pt"),
+                                resume=str(tmp_path / "half.state.pt")))
+    for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
