@@ -292,6 +292,8 @@ def _mask(src: ImageSource, tissue_model: str | Path | ModelBundle | None, devic
 
 def _check_bands(src: ImageSource, bundle: ModelBundle) -> None:
     """Refuse, naming the file, an input whose bands the model cannot use (before any read)."""
+    if src.bands == bundle.meta.bands:
+        return
     try:
         adapt_bands(np.zeros((1, 1, src.bands), dtype=np.uint8), bundle.meta.bands)
     except ModelError as err:
