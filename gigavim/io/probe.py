@@ -51,9 +51,10 @@ def valid_fraction(
     lv = source.levels[level]
     if lv.width * lv.height <= _WHOLE_LEVEL_PIXELS:
         return ValidFraction(float(source.read_valid(level, Window(0, 0, lv.height, lv.width)).mean()), True)
-    ys = np.linspace(0, lv.height - tile, samples).astype(int)
-    xs = np.linspace(0, lv.width - tile, samples).astype(int)
-    valid = [source.read_valid(level, Window(int(y), int(x), tile, tile)).mean() for y in ys for x in xs]
+    th, tw = min(tile, lv.height), min(tile, lv.width)  # windows stay inside a thin strip
+    ys = np.linspace(0, lv.height - th, samples).astype(int)
+    xs = np.linspace(0, lv.width - tw, samples).astype(int)
+    valid = [source.read_valid(level, Window(int(y), int(x), th, tw)).mean() for y in ys for x in xs]
     return ValidFraction(float(np.mean(valid)), False)
 
 

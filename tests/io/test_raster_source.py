@@ -158,3 +158,12 @@ def test_written_geotiff_round_trips(tmp_path):
         np.testing.assert_array_equal(src.read(0, Window(0, 0, 600, 520)), data)
         assert not src.read_valid(0, Window(0, 0, 600, 520))[:10].any()
         assert src.read_valid(0, Window(0, 0, 600, 520))[10:].all()
+
+
+def test_valid_fraction_of_a_thin_strip_samples_only_inside_it(tmp_path) -> None:
+    """Above 4 MP the fraction is sampled in 64-px windows; a strip thinner than that must not
+    count the rows beyond its edge as nodata."""
+    path = write_geotiff(tmp_path / "strip.tif", np.ones((40, 110_000), dtype=np.uint8), tile=16)
+    with open_image(path) as src:
+        found = valid_fraction(src)
+    assert not found.exact and found.fraction == 1.0
