@@ -27,7 +27,12 @@ class AugmentConfig:
 
 def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
                   rng: np.random.Generator, value_max: float = 255.0) -> tuple[np.ndarray, np.ndarray]:
-    """Augment every sample independently; returns float32 images in the input's value range."""
+    """Augment every sample independently; returns float32 images in the input's value range.
+
+    Unsigned-integer images are clipped to [0, value_max]; float and signed images (dB,
+    elevation, indices: possibly negative) are not clipped, and NaN stays where it was.
+    """
+    bounded = np.issubdtype(images.dtype, np.unsignedinteger)
     out_img = np.empty(images.shape, dtype=np.float32)
     out_lab = np.empty_like(labels)
     for i in range(images.shape[0]):
@@ -35,7 +40,7 @@ def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
         img = img.astype(np.float32)
         if cfg.stain > 0 and img.shape[-1] == 3:
             img = stain_jitter(img, cfg.stain, rng, value_max)
-        img = colour_jitter(img, cfg, rng, value_max)
+        img = colour_jitter(img, cfg, rng, value_max, clip=bounded)
         out_img[i], out_lab[i] = img, lab
     return out_img, out_lab
 
@@ -54,17 +59,28 @@ def geometric(img: np.ndarray, lab: np.ndarray, cfg: AugmentConfig,
 
 
 def colour_jitter(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
-                  value_max: float) -> np.ndarray:
-    """Brightness (additive), contrast (around the mean) and saturation (towards grey)."""
+                  value_max: float, clip: bool = True) -> np.ndarray:
+    """Brightness (additive), contrast (around the mean) and saturation (towards grey).
+
+    The mean ignores NaN (nodata) so one NaN pixel does not blank the patch; ``clip`` bounds the
+    result to [0, value_max] (for unsigned-integer images).
+    """
     if cfg.brightness > 0:
         img = img + rng.uniform(-cfg.brightness, cfg.brightness) * value_max
     if cfg.contrast > 0:
-        mean = img.mean(axis=(0, 1), keepdims=True)
+        mean = _nanmean_or_zero(img, axis=(0, 1))
         img = (img - mean) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + mean
     if cfg.saturation > 0 and img.shape[-1] == 3:
         grey = img.mean(axis=-1, keepdims=True)
         img = (img - grey) * rng.uniform(1 - cfg.saturation, 1 + cfg.saturation) + grey
-    return np.clip(img, 0, value_max)
+    return np.clip(img, 0, value_max) if clip else img
+
+
+def _nanmean_or_zero(img: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
+    """Per-band mean over valid (non-NaN) pixels; 0 for an all-NaN band."""
+    valid = ~np.isnan(img)
+    total = np.where(valid, img, 0).sum(axis=axis, keepdims=True)
+    return total / np.maximum(valid.sum(axis=axis, keepdims=True), 1)
 
 
 def stain_jitter(img: np.ndarray, strength: float, rng: np.random.Generator,

@@ -69,3 +69,25 @@ def test_stain_jitter_changes_colour_not_structure() -> None:
     assert out.shape == he.shape and 0 <= out.min() and out.max() <= 255
     assert np.abs(out - he).mean() > 1  # colours moved
     assert np.ptp(out[:8], axis=(0, 1)).max() < 1e-3 and np.ptp(out[8:], axis=(0, 1)).max() < 1e-3
+
+
+def test_colour_jitter_keeps_negative_float_values_and_nan_local() -> None:
+    """Float rasters (dB, elevation, indices) may be negative and hold NaN nodata: jitter must
+    neither clip them to 0 nor spread one NaN over the whole patch."""
+    rng = np.random.default_rng(0)
+    images = np.linspace(-30.0, -5.0, 2 * 8 * 8).reshape(2, 8, 8, 1).astype(np.float32)  # SAR dB
+    images[0, 3, 4, 0] = np.nan
+    labels = np.zeros((2, 8, 8), np.uint8)
+    cfg = AugmentConfig(flips=False, rotate90=False, brightness=0.1, contrast=0.1, saturation=0.1)
+    out, _ = augment_batch(images, labels, cfg, rng, value_max=1.0)
+    assert np.isnan(out[0, 3, 4, 0]) and np.isfinite(out).sum() == out.size - 1
+    assert np.nanmax(out) < -2 and np.ptp(out[1]) > 10  # still negative dB with its contrast
+
+
+def test_colour_jitter_keeps_uint8_in_range() -> None:
+    rng = np.random.default_rng(1)
+    images = np.full((3, 8, 8, 3), 250, np.uint8)
+    images[:, :4] = 5
+    out, _ = augment_batch(images, np.zeros((3, 8, 8), np.uint8),
+                           AugmentConfig(brightness=0.5, contrast=0.5), rng)
+    assert out.min() >= 0 and out.max() <= 255
