@@ -20,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gigavim.errors import UsageError
+from gigavim.errors import OutputError, UsageError
+from gigavim.io.writers.atomic import check_writable
 from gigavim.models.bundle import ModelBundle, ModelMeta
 from gigavim.models.catalog import load_tagged
 from gigavim.train.augment import augment_batch
@@ -171,6 +172,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     report = progress or (lambda _e: None)
     out = Path(cfg.out)
     state_path = Path(cfg.state_path) if cfg.state_path else out.with_suffix(".state.pt")
+    for path in (out, state_path):
+        check_output_path(path)
     resumed = load_state(cfg.resume) if cfg.resume else None
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -236,6 +239,13 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     final.save(out)
     report({"event": "done", "path": str(out), "state": str(state_path), **final.meta.training})
     return final
+
+
+def check_output_path(path: Path) -> None:
+    """Fail before training when the bundle or state file could not be written at the end."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory, not a model file name")
+    check_writable(path, overwrite=True)
 
 
 def _out_of_time(cfg: TrainConfig, t0: float) -> bool:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.io import imsave
 
-from gigavim.errors import UsageError
+from gigavim.errors import OutputError, UsageError
 from gigavim.models.catalog import load_model
 from gigavim.train import TrainConfig, train
 from gigavim.train.loop import load_state, lr_factor
@@ -148,3 +148,13 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
                                 resume=str(tmp_path / "half.state.pt")))
     for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_unwritable_output_fails_before_training(tmp_path: Path) -> None:
+    """A missing output folder is reported at once, not as a traceback after all the steps."""
+    cfg = tiny_config(tmp_path, out=str(tmp_path / "missing" / "model.pt"), steps=1)
+    with pytest.raises(OutputError, match=r"missing.* does not exist"):
+        train(cfg, progress=lambda e: pytest.fail(f"trained before checking the output: {e}"))
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(OutputError, match=r"folder\.pt: .*directory"):
+        train(tiny_config(tmp_path, out=str(tmp_path / "folder.pt"), steps=1))
