@@ -122,6 +122,7 @@ def segment(
     return_large_buffers_to_os()
     src, owned = _open(source)
     try:
+        _check_not_input(dests, src)
         bundle = _load_model(model, src.kind, device)
         notes = _check_trained(bundle, allow_untrained)
         _check_bands(src, bundle)
@@ -260,6 +261,13 @@ def _check_outputs(outputs: str | Path | list[str | Path], *, overwrite: bool) -
         seen.add(dest.resolve())
         check_writable(dest, overwrite=overwrite)
     return dests
+
+
+def _check_not_input(dests: list[Path], src: ImageSource) -> None:
+    """Even with ``overwrite``, an output must never replace the image being read."""
+    for dest in dests:
+        if dest.resolve() == Path(src.path).resolve():
+            raise OutputError(f"{dest}: this output is the input image; choose another output name")
 
 
 def _open(source: str | Path | ImageSource) -> tuple[ImageSource, bool]:

@@ -148,6 +148,17 @@ def test_a_band_count_the_model_cannot_use_is_refused_before_any_read(tmp_path: 
     assert not list(tmp_path.iterdir())  # no work dir left behind
 
 
+def test_the_input_is_never_overwritten_by_its_own_output(tmp_path: Path) -> None:
+    from gigavim.io.synthetic import write_geotiff
+
+    path = write_geotiff(tmp_path / "scene.tif", _texture(64, 64))
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match=r"scene\.tif: .*is the input"):
+        segment(path, [tmp_path / "scene.zarr", path], model=tiny_bundle(), overwrite=True)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
     src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
     with pytest.raises(ModelError, match=r"untrained.*--allow-untrained"):
