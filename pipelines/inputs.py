@@ -53,7 +53,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     found: dict[Path, None] = {}
     for item in inputs:
         text = str(item)
-        if _GLOB_CHARS & set(text):
+        if _GLOB_CHARS & set(text) and not Path(text).exists():  # "scan [1].svs" is a file name
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             files = [m for m in matches if _may_be_image(m)]
             if not files:

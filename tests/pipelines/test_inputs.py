@@ -62,3 +62,10 @@ def test_formats_map_to_suffixes_and_bad_ones_are_refused():
         format_suffixes(["png"])
     with pytest.raises(UsageError, match="given twice"):
         format_suffixes(["tif", ".tif"])
+
+
+def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tmp_path: Path):
+    """``scan [1].svs`` names a file; read as a glob it would match ``scan 1.svs`` or nothing."""
+    named = _touch(tmp_path / "scan [1].svs")
+    _touch(tmp_path / "scan 1.svs")
+    assert expand_inputs([str(named)]) == [named.absolute()]
