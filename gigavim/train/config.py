@@ -80,6 +80,8 @@ class TrainConfig:
         self.colors = [tuple(int(v) for v in c) for c in self.colors]  # type: ignore[misc]
         if self.value_map:
             self.value_map = {int(k): int(v) for k, v in self.value_map.items()}
+        if len(self.classes) < 2:  # one class has nothing to separate (and a NaN Dice term)
+            raise UsageError(f"give at least two classes, background first (got {self.classes})")
         if len(self.colors) != len(self.classes):
             raise UsageError(f"{len(self.classes)} classes but {len(self.colors)} colours")
         if not self.pairs:

@@ -140,6 +140,11 @@ def test_unknown_option_values_are_usage_errors(tmp_path: Path, option: dict[str
         tiny_config(tmp_path, **option)
 
 
+def test_a_single_class_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="at least two classes"):
+        tiny_config(tmp_path, classes=["tissue"])
+
+
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     """Patch sampling, augmentation and torch RNG all continue where the first run stopped."""
     whole = train(tiny_config(tmp_path, steps=4, val_pairs=[], out=str(tmp_path / "whole.pt")))
