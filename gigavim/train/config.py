@@ -89,6 +89,12 @@ class TrainConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        for name in ("patch", "batch_size", "val_every", "log_every", "tile"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if not 0 <= self.overlap < self.tile:
+            raise UsageError(f"overlap must be at least 0 and less than the tile ({self.tile}), "
+                             f"not {self.overlap!r}")
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise UsageError(f"device must be auto, cpu, cuda[:N] or mps, not {self.device!r}")
 

@@ -140,6 +140,15 @@ def test_unknown_option_values_are_usage_errors(tmp_path: Path, option: dict[str
         tiny_config(tmp_path, **option)
 
 
+@pytest.mark.parametrize("option", [{"val_every": 0}, {"log_every": 0}, {"batch_size": 0},
+                                    {"patch": 0}, {"overlap": 96}])
+def test_sizes_and_intervals_out_of_range_are_usage_errors(tmp_path: Path, option: dict[str, int]) -> None:
+    """These were ZeroDivisionError / empty-stack tracebacks in the middle of training."""
+    (name, value), = option.items()
+    with pytest.raises(UsageError, match=f"{name} must be .*{value}"):
+        tiny_config(tmp_path, **option)
+
+
 def test_a_single_class_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="at least two classes"):
         tiny_config(tmp_path, classes=["tissue"])
