@@ -45,7 +45,11 @@ class TileReader:
         return self._read_warp(window, k, rest)
 
     def _read_box(self, win: Window, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin)."""
+        """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin).
+
+        For rasters the mean is over the block's valid pixels, and a block is valid when at least
+        half of it is (so a working pixel overhanging the image edge by half keeps its data).
+        """
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
         pixels = self.source.read(self.level, big)
         valid = self._read_valid(self.level, big)
@@ -53,7 +57,11 @@ class TileReader:
             pixels = np.where(valid[..., None], pixels, 0).astype(np.float32, copy=False)
         if k == 1:
             return pixels.astype(np.float32, copy=False), valid
-        return box_mean(pixels, k), box_mean(valid, k) > 0.5
+        share = box_mean(valid, k)
+        means = box_mean(pixels, k)
+        if self.source.kind != "slide":  # the mean of the data only (invalid pixels are 0 here)
+            np.divide(means, share[..., None], out=means, where=share[..., None] > 0)
+        return means, share >= 0.5  # a block half over the edge still holds data
 
     def _read_warp(self, win: Window, k: int, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Box-reduce by the integer part k, then Gaussian anti-alias and sample by the rest f.

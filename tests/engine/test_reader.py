@@ -80,3 +80,16 @@ def test_what_marks_nodata_never_reaches_the_pixels(mpp: float) -> None:
         tiles.append((pixels, ok))
     np.testing.assert_array_equal(tiles[0][1], tiles[1][1])
     np.testing.assert_array_equal(tiles[0][0], tiles[1][0])
+
+
+@pytest.mark.parametrize("gsd_m", [2.0, 2.5])
+def test_a_working_pixel_half_over_the_edge_keeps_its_data(gsd_m: float) -> None:
+    """717 × 791 px at 2 or 2.5 px per working pixel: the last row/column overhangs the raster.
+    It holds data (at least half of it) and its value is the mean of the data, not of the fill."""
+    data = np.full((717, 791, 1), 100, dtype=np.uint8)
+    src = ArraySource([data], kind="raster", mpp=None, gsd_m=1.0, nodata=0)
+    res = resolve_resolution(src, gsd_m=gsd_m)
+    h, w = res.shape
+    pixels, valid = TileReader(src, res).read(Window(h - 40, w - 40, 40, 40))
+    assert valid.all()
+    np.testing.assert_allclose(pixels, 100, atol=1e-3)
