@@ -179,13 +179,14 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     rng = np.random.default_rng(cfg.seed)
 
     images = load_pairs(cfg, cfg.pairs)
-    if not any((im.labels != IGNORE_LABEL).any() for im in images):
-        raise UsageError("no labelled pixels in the training labels "
-                         f"({', '.join(str(im.label_path) for im in images)}): every pixel is ignore (255) "
-                         "or outside the image")
     val_images = load_pairs(cfg, cfg.val_pairs) if cfg.val_pairs else []
     if not val_images and cfg.val_fraction > 0:
         images, val_images = split_holdout(images, cfg.val_fraction)
+    if not any((im.labels != IGNORE_LABEL).any() for im in images):
+        held_out = f" outside the held-out {cfg.val_fraction:g} of columns" if cfg.val_fraction > 0 else ""
+        raise UsageError(f"no labelled pixels{held_out} in the training labels "
+                         f"({', '.join(str(im.label_path) for im in images)}): every pixel is ignore (255) "
+                         "or outside the image")
     bundle = build_bundle(cfg, images, resumed)
     device = pick_device(cfg.device)
     net = bundle.net.to(device)

@@ -130,6 +130,13 @@ def test_labels_with_no_labelled_pixel_are_one_clear_error(tmp_path: Path) -> No
     with pytest.raises(UsageError, match="no labelled pixels"):
         train(cfg)
     assert not (tmp_path / "model.pt").exists()
+    # Labels only in the held-out right-hand strip leave the training part without any.
+    imsave(tmp_path / "right.png", np.pad(np.full((96, 8), 255, np.uint8), ((0, 0), (88, 0))),
+           check_contrast=False)
+    cfg = tiny_config(tmp_path, pairs=[(image, str(tmp_path / "right.png"))], val_pairs=[],
+                      label_mode="values", value_map={0: 255, 255: 1}, val_fraction=0.5, steps=1)
+    with pytest.raises(UsageError, match=r"no labelled pixels outside the held-out 0\.5"):
+        train(cfg)
 
 
 @pytest.mark.parametrize("option", [{"label_mode": "instances"}, {"sampling": "balance"},
