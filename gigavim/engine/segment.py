@@ -128,7 +128,7 @@ def segment(
         _check_bands(src, bundle)
         res = resolve_resolution(src, mpp=mpp, gsd_m=gsd, level=level,
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
-        grid = TileGrid(res.shape, tile or bundle.meta.tile,
+        grid = TileGrid(res.shape, bundle.meta.tile if tile is None else tile,
                         bundle.meta.overlap if overlap is None else overlap)
         mask = _mask(src, tissue_model, device, allow_untrained, notes)
         t_mask = time.perf_counter()

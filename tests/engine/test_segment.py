@@ -159,6 +159,13 @@ def test_the_input_is_never_overwritten_by_its_own_output(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+@pytest.mark.parametrize("tile", [0, 8])
+def test_a_tile_too_small_is_refused_not_replaced_by_the_default(tmp_path: Path, tile: int) -> None:
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    with pytest.raises(UsageError, match=f"--tile must be at least 16 pixels, got {tile}"):
+        segment(src, [tmp_path / "a.zarr"], model=tiny_bundle(), tile=tile, overlap=0)
+
+
 def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
     src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
     with pytest.raises(ModelError, match=r"untrained.*--allow-untrained"):
