@@ -89,6 +89,8 @@ class VisionMamba(nn.Module):
             raise ValueError(f"pos_embed_mode must be one of {POS_EMBED_MODES}, not {pos_embed_mode!r}")
         if cls_token not in CLS_LAYOUTS:
             raise ValueError(f"cls_token must be one of {CLS_LAYOUTS}, not {cls_token!r}")
+        if "sincos" in pos_embed_mode and embed_dim % 4:
+            raise ValueError(f"sincos position encoding needs embed_dim divisible by 4, got {embed_dim}")
         self.embed_dim = self.num_features = embed_dim
         self.depth = depth
         self.patch_size, self.stride = patch_size, stride

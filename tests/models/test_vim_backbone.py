@@ -109,3 +109,14 @@ def test_official_initialisation(small_kwargs):
     assert mixer.out_proj.weight.abs().max() <= 1 / math.sqrt(64) / 2 + 1e-6
     assert (model.patch_embed.proj.bias == 0).all() and (model.head.bias == 0).all()
     assert model.pos_embed.std().item() == pytest.approx(0.02, rel=0.2)
+
+
+def test_sincos_width_not_divisible_by_4_is_refused_when_building():
+    """Refused as a ModelError at build time, not as a ValueError in the first forward pass."""
+    from gigavim.errors import ModelError
+    from gigavim.models.factory import build_segmenter
+
+    backbone = {"embed_dim": 30, "depth": 1, "patch_size": 4, "stride": 4, "pos_embed_mode": "sincos",
+                "cls_token": "none"}
+    with pytest.raises(ModelError, match="divisible by 4"):
+        build_segmenter(backbone=backbone, num_classes=2)
