@@ -36,6 +36,9 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
              value_map: Mapping[int, int] | None = None, device: str = "cpu",
              on_image: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`)."""
+    from gigavim.train.loop import pick_device
+
+    torch_device = pick_device(device)
     meta = bundle.meta
     k = bundle.num_classes
     mode = "binary" if k == 2 else "values"
@@ -47,7 +50,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
                               class_names=meta.classes)
         check_class_ids(im.labels, meta.classes, mask_path)
         pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
-                              fill=255.0 if im.kind == "slide" else 0.0, device=device)
+                              fill=255.0 if im.kind == "slide" else 0.0, device=torch_device)
         cm = confusion_matrix(im.labels, pred, k)
         total += cm
         row = {"image": str(Path(image_path)), "mask": str(Path(mask_path)), **scores(cm, meta.classes)}

@@ -50,3 +50,11 @@ def test_eval_refuses_mask_values_beyond_the_model_classes(tmp_path: Path) -> No
     imsave(tmp_path / "a_mask.png", mask, check_contrast=False)
     with pytest.raises(UsageError, match=r"a_mask\.png: label value 5 is not a class id of the 3"):
         evaluate(tiny_bundle(classes=3), [(str(tmp_path / "a.png"), str(tmp_path / "a_mask.png"))])
+
+
+def test_an_unavailable_device_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        evaluate(tiny_bundle(), [(str(tmp_path / "a.png"), str(tmp_path / "m.png"))], device="cuda")
+    with pytest.raises(UsageError, match="not a torch device"):
+        evaluate(tiny_bundle(), [(str(tmp_path / "a.png"), str(tmp_path / "m.png"))], device="gpu")
