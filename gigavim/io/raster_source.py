@@ -101,14 +101,25 @@ class RasterSource(ImageSource):
             handle = _open_dataset(self.path, overview_level=None if level == 0 else level - 1)
             handles[level] = handle
             with self._handles_lock:
-                self._open_handles.append(handle)
+                self._close_handles_of_finished_threads()
+                self._open_handles.append((threading.current_thread(), handle))
         return handles[level]
+
+    def _close_handles_of_finished_threads(self) -> None:
+        """Each run reads through new worker threads: drop the handles the dead ones left."""
+        alive = []
+        for thread, handle in self._open_handles:
+            if thread.is_alive():
+                alive.append((thread, handle))
+            else:
+                handle.close()
+        self._open_handles = alive
 
     def close(self) -> None:
         with self._handles_lock:
-            for handle in self._open_handles:
+            for _thread, handle in self._open_handles:
                 handle.close()
-            self._open_handles.clear()
+            self._open_handles = []
         self._local = threading.local()
 
     # Sources travel to dask workers: drop the handles, reopen lazily on the other side.

@@ -167,3 +167,20 @@ def test_valid_fraction_of_a_thin_strip_samples_only_inside_it(tmp_path) -> None
     with open_image(path) as src:
         found = valid_fraction(src)
     assert not found.exact and found.fraction == 1.0
+
+
+def test_handles_of_finished_threads_are_closed(tmp_path) -> None:
+    """Each segment() run reads through fresh worker threads; a source kept open across runs
+    (napari, notebooks) must not keep one GDAL handle per thread that ever read it."""
+    import os
+    import threading
+
+    path = write_geotiff(tmp_path / "small.tif", np.ones((32, 32), dtype=np.uint8))
+    with open_image(path) as src:
+        src.read(0, Window(0, 0, 4, 4))
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(10):
+            reader = threading.Thread(target=src.read, args=(0, Window(0, 0, 4, 4)))
+            reader.start()
+            reader.join()
+        assert len(os.listdir("/proc/self/fd")) - before <= 1
