@@ -46,7 +46,8 @@ def train(
     config: Path = typer.Option(None, "--config", help="JSON/YAML file of training options."),
     name: str = typer.Option(None, help="Model name stored in the bundle."),
     classes: str = typer.Option(None, help="Comma-separated class names, background first."),
-    label_mode: str = typer.Option(None, help="binary (labels > 0 are class 1) or values."),
+    label_mode: str = typer.Option(
+        None, help="binary (labels > 0 are class 1; default for 2 classes) or values (class ids)."),
     value_map: str = typer.Option(None, help="Raw label value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     val: list[str] = typer.Option(None, "--val", help="Validation IMAGE:LABELS pair (repeatable)."),
     val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image."),

@@ -38,7 +38,7 @@ class TrainConfig:
     description: str = ""
     task: str = "semantic-segmentation"
     input_kind: str = "any"
-    label_mode: str = "binary"
+    label_mode: str | None = None  # None: "binary" for two classes, else "values" (as eval)
     value_map: dict[int, int] | None = None
     val_pairs: list[tuple[str, str]] = field(default_factory=list)
     val_fraction: float = 0.0
@@ -86,6 +86,11 @@ class TrainConfig:
             raise UsageError(f"{len(self.classes)} classes but {len(self.colors)} colours")
         if not self.pairs:
             raise UsageError("no training images given (IMAGE:LABELS pairs)")
+        if self.label_mode is None:
+            self.label_mode = "binary" if len(self.classes) == 2 else "values"
+        if self.label_mode == "binary" and len(self.classes) > 2:
+            raise UsageError(f"binary labels only give classes 0 and 1, but {len(self.classes)} classes "
+                             "were given; use label mode 'values' (class ids) for more")
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

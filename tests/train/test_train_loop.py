@@ -156,6 +156,15 @@ def test_sizes_and_intervals_out_of_range_are_usage_errors(tmp_path: Path, optio
         tiny_config(tmp_path, **option)
 
 
+def test_more_than_two_classes_read_labels_as_class_ids(tmp_path: Path) -> None:
+    """Binary labels would fold classes 2.. into 1 and the model would never see them."""
+    three = ["background", "tumour", "stroma"]
+    assert tiny_config(tmp_path, classes=three).label_mode == "values"
+    assert tiny_config(tmp_path).label_mode == "binary"
+    with pytest.raises(UsageError, match="binary labels only give classes 0 and 1"):
+        tiny_config(tmp_path, classes=three, label_mode="binary")
+
+
 def test_a_single_class_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="at least two classes"):
         tiny_config(tmp_path, classes=["tissue"])
