@@ -31,8 +31,7 @@ from gigavim.engine.workdir import WorkDir
 from gigavim.errors import InputError, ModelError, OutputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
-from gigavim.io.writers import output_format, write_outputs
-from gigavim.io.writers.atomic import check_writable
+from gigavim.io.writers import check_outputs, write_outputs
 from gigavim.io.writers.base import LabelMap
 from gigavim.models.bundle import ModelBundle, adapt_bands
 
@@ -253,14 +252,7 @@ def _check_outputs(outputs: str | Path | list[str | Path], *, overwrite: bool) -
     dests = [Path(outputs)] if isinstance(outputs, (str, Path)) else [Path(o) for o in outputs]
     if not dests:
         raise UsageError("give at least one output (-o OUTPUT)")
-    seen: set[Path] = set()
-    for dest in dests:
-        output_format(dest)
-        if dest.resolve() in seen:
-            raise OutputError(f"{dest}: the same output is given twice")
-        seen.add(dest.resolve())
-        check_writable(dest, overwrite=overwrite)
-    return dests
+    return check_outputs(dests, overwrite=overwrite)
 
 
 def _check_not_input(dests: list[Path], src: ImageSource) -> None:
