@@ -176,9 +176,25 @@ def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
         shapes.append((geom, _feature_value(feat, class_names, path)))
     if not shapes:
         return np.zeros((lv.height, lv.width), dtype=np.int64)
+    _check_overlap([g for g, _ in shapes], level_transform(source, level), (lv.height, lv.width), path)
     burnt = rasterize(shapes, out_shape=(lv.height, lv.width), fill=0,
                       transform=level_transform(source, level), dtype="int32")
     return burnt.astype(np.int64)
+
+
+def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], path: Path) -> None:
+    """Annotations that all miss the image are almost always in another CRS (e.g. RFC 7946
+    lon/lat without a ``crs`` member); burning them would silently label everything background."""
+    from shapely.geometry import box
+    from shapely.geometry import shape as to_shape
+
+    (x0, y0), (x1, y1) = transform * (0, 0), transform * (shape[1], shape[0])
+    image = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if not any(box(*to_shape(g).bounds).intersects(image) for g in geoms):  # robust to invalid rings
+        bounds = [round(v, 3) for v in image.bounds]
+        raise InputError(f"{path}: no annotation overlaps the image (its extent is {bounds} in "
+                         "the image's coordinates); give the GeoJSON a 'crs' member if it is in "
+                         "another CRS")
 
 
 def _read_features(path: Path) -> tuple[list[dict[str, Any]], str | None]:

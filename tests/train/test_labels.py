@@ -118,3 +118,18 @@ def test_label_raster_nodata_is_ignore_on_every_path(tmp_path: Path, shifted: bo
         labels = load_label_map(src, tmp_path / "labels.tif", mode="binary")
     assert (labels[0] == IGNORE_LABEL).all()
     np.testing.assert_array_equal(labels[1:], lab[1:])
+
+
+def test_annotations_that_miss_the_image_are_an_error(tmp_path: Path) -> None:
+    """RFC 7946 GeoJSON (lon/lat, no ``crs`` member) on a UTM raster would burn nothing and
+    silently label everything background; say so instead."""
+    raster = tmp_path / "scene.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=40, height=30, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 4200000, 10, 10)) as dst:
+        dst.write(np.zeros((3, 30, 40), np.uint8))
+    lonlat = [[[15.0, 37.9], [15.001, 37.9], [15.001, 37.899], [15.0, 37.899], [15.0, 37.9]]]
+    gj = tmp_path / "fields.geojson"
+    gj.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": lonlat}}]}))
+    with open_image(raster) as src, pytest.raises(InputError, match=r"fields\.geojson: no annotation"):
+        load_label_map(src, gj)
