@@ -64,11 +64,17 @@ class PlainImageSource(ImageSource):
         return read_padded(window, self.levels[level], self.fill_value, (self.bands,), self.dtype, inside)
 
     def read_valid(self, level: int, window: Window) -> np.ndarray:
-        if not self._has_alpha:
+        """Pixels inside the image whose alpha is > 0 and (float images) with no NaN band."""
+        floating = np.issubdtype(self.dtype, np.floating)
+        if not self._has_alpha and not floating:
             return super().read_valid(level, window)
 
         def inside(win: Window) -> np.ndarray:
-            return self._decoded()[win.y : win.y + win.height, win.x : win.x + win.width, -1] > 0
+            crop = self._decoded()[win.y : win.y + win.height, win.x : win.x + win.width]
+            valid = crop[..., -1] > 0 if self._has_alpha else np.ones(crop.shape[:2], dtype=bool)
+            if floating:
+                valid &= np.isfinite(crop[..., : self.bands]).all(axis=-1)
+            return valid
 
         return read_padded(window, self.levels[level], False, (), np.dtype(bool), inside)
 

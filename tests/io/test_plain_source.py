@@ -66,3 +66,15 @@ def test_undecodable_image_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match=r"cut\.png"):
         with open_image(path, kind="image") as src:
             src.read(0, Window(0, 0, 10, 10))
+
+
+def test_nan_pixels_of_a_float_tiff_hold_no_data(tmp_path):
+    """ImageSource.read_valid's contract: NaN is not data, for plain images as for rasters."""
+    data = np.ones((4, 5), dtype=np.float32)
+    data[1, 2] = data[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "float.tif", data)
+    with open_image(tmp_path / "float.tif", kind="image") as src:
+        valid = src.read_valid(0, Window(0, 0, 5, 6))
+    expected = np.zeros((5, 6), dtype=bool)
+    expected[:4, :5] = np.isfinite(data)
+    np.testing.assert_array_equal(valid, expected)
