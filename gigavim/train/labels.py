@@ -110,6 +110,7 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
                 if both_georef and not _same_grid(src, source, level):
                     return _reproject_labels(src, source, level)
                 band = src.read(1).astype(np.int64)
+                _refuse_colour_labels(src, band, label_path)
                 if src.nodata is not None:  # unlabelled, as on the reprojection path
                     band[src.read_masks(1) == 0] = _OUTSIDE
     except rasterio.errors.RasterioError as exc:
@@ -121,6 +122,15 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
     raise InputError(f"{label_path}: label image is {band.shape[1]}×{band.shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
+
+
+def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path) -> None:
+    """Only band 1 is read: a colour-coded mask (classes as RGB colours) would lose classes."""
+    colour = [i for i in range(2, min(src.count, 3) + 1)
+              if src.colorinterp[i - 1] != rasterio.enums.ColorInterp.alpha]
+    if any(not np.array_equal(src.read(i), band) for i in colour):
+        raise InputError(f"{label_path}: label image has differing colour bands; give class ids "
+                         "(or 0/255) in a single-band image")
 
 
 def _same_grid(src: Any, source: ImageSource, level: int) -> bool:

@@ -133,3 +133,17 @@ def test_annotations_that_miss_the_image_are_an_error(tmp_path: Path) -> None:
         {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": lonlat}}]}))
     with open_image(raster) as src, pytest.raises(InputError, match=r"fields\.geojson: no annotation"):
         load_label_map(src, gj)
+
+
+def test_colour_coded_label_images_are_refused_but_grey_rgb_masks_work(tmp_path: Path) -> None:
+    """Band 1 of a green-for-class mask is 0 everywhere: refuse rather than label it background."""
+    imsave(tmp_path / "img.png", np.zeros((10, 12, 3), np.uint8), check_contrast=False)
+    colour = np.zeros((10, 12, 3), np.uint8)
+    colour[2:5, 2:5] = (0, 255, 0)
+    imsave(tmp_path / "colour.png", colour, check_contrast=False)
+    grey = np.repeat((colour[..., 1:2] > 0).astype(np.uint8) * 255, 3, axis=-1)
+    imsave(tmp_path / "grey.png", grey, check_contrast=False)
+    with open_image(tmp_path / "img.png") as src:
+        with pytest.raises(InputError, match=r"colour\.png: label image has differing colour bands"):
+            load_label_map(src, tmp_path / "colour.png")
+        assert load_label_map(src, tmp_path / "grey.png").sum() == 9
