@@ -29,8 +29,12 @@ def resolve_device(device: str) -> torch.device:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise UsageError(f"unknown device {device!r} (use cpu or cuda)") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: unsupported device (use cpu or cuda)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU is available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return dev
 
 

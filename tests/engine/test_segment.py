@@ -166,6 +166,14 @@ def test_a_tile_too_small_is_refused_not_replaced_by_the_default(tmp_path: Path,
         segment(src, [tmp_path / "a.zarr"], model=tiny_bundle(), tile=tile, overlap=0)
 
 
+@pytest.mark.parametrize("device", ["mps", "meta", "nonsense"])
+def test_a_device_other_than_cpu_or_cuda_is_a_usage_error(tmp_path: Path, device: str) -> None:
+    src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
+    with pytest.raises(UsageError, match=device):
+        segment(src, [tmp_path / "a.zarr"], model=tiny_bundle(), device=device)
+    assert src.reads == []
+
+
 def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
     src = ArraySource([_texture(64, 64)], kind="image", mpp=None)
     with pytest.raises(ModelError, match=r"untrained.*--allow-untrained"):
