@@ -36,16 +36,12 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present; an unavailable or unknown device is a UsageError."""
+    """``auto`` → CUDA when present; otherwise the engine's check (unavailable → UsageError)."""
+    from gigavim.engine.runner import resolve_device
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"--device {name!r}: not a torch device (auto, cpu, cuda[:N])") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA GPU is available here (use cpu or auto)")
-    return device
+    return resolve_device(name)
 
 
 def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImage]:

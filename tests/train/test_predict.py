@@ -56,5 +56,5 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(UsageError, match="no CUDA GPU"):
         evaluate(tiny_bundle(), [(str(tmp_path / "a.png"), str(tmp_path / "m.png"))], device="cuda")
-    with pytest.raises(UsageError, match="not a torch device"):
+    with pytest.raises(UsageError, match="unknown device 'gpu'"):
         evaluate(tiny_bundle(), [(str(tmp_path / "a.png"), str(tmp_path / "m.png"))], device="gpu")
