@@ -100,8 +100,8 @@ class TrainConfig:
         if not 0 <= self.overlap < self.tile:
             raise UsageError(f"overlap must be at least 0 and less than the tile ({self.tile}), "
                              f"not {self.overlap!r}")
-        if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
-            raise UsageError(f"device must be auto, cpu, cuda[:N] or mps, not {self.device!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise UsageError(f"device must be auto, cpu or cuda[:N], not {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
