@@ -50,6 +50,7 @@ class InputsProgressBar:
 
 def summary_table(report: BatchReport) -> object:
     """One row per input: status, seconds, outputs or the error line."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"gigavim batch → {report.out_dir}", title_justify="left")
@@ -60,7 +61,9 @@ def summary_table(report: BatchReport) -> object:
         model = (r.summary or {}).get("model", "")
         seconds = f"{r.seconds:.1f}" if r.seconds is not None else ""
         detail = r.error if r.status == "failed" else ", ".join(Path(o).name for o in r.outputs)
-        table.add_row(Path(r.input).name, f"[{style[r.status]}]{r.status}", model, seconds, detail)
+        # File names and error lines are data, not rich markup ("scan [red].svs").
+        table.add_row(escape(Path(r.input).name), f"[{style[r.status]}]{r.status}", escape(model),
+                      seconds, escape(detail or ""))
     return table
 
 

@@ -217,5 +217,7 @@ class ImageSource(ABC):
 
 
 def _json_number(value: float) -> float | str:
-    """NaN is not valid JSON: report it as the string "nan"."""
-    return "nan" if isinstance(value, float) and np.isnan(value) else value
+    """NaN and ±inf are not valid JSON: report them as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value

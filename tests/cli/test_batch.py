@@ -61,3 +61,19 @@ def test_a_missing_input_is_named(tmp_path: Path):
     run = _gigavim(tmp_path / "nope.svs", "-o", tmp_path / "out")
     assert run.returncode != 0
     assert run.stderr.strip() == f"gigavim: error: {tmp_path / 'nope.svs'}: no such file or directory"
+
+
+def test_summary_table_shows_file_names_and_errors_verbatim() -> None:
+    from gigavim.pipelines import BatchReport, InputRecord
+    from rich.console import Console
+
+    from gigavim.cli.batch import summary_table
+
+    failed = InputRecord(input="/data/scan [red].svs", outputs=[], status="failed",
+                         error="scan [red].svs: cannot read [bold]pixels")
+    report = BatchReport(out_dir=Path("/out"), records=[failed], settings={}, model=None)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "scan [red].svs" in text
+    assert "cannot read [bold]pixels" in text

@@ -184,3 +184,14 @@ def test_handles_of_finished_threads_are_closed(tmp_path) -> None:
             reader.start()
             reader.join()
         assert len(os.listdir("/proc/self/fd")) - before <= 1
+
+
+@pytest.mark.parametrize("nodata, shown", [(-math.inf, "-inf"), (math.inf, "inf"), (math.nan, "nan")])
+def test_non_finite_nodata_is_valid_json(tmp_path, nodata, shown) -> None:
+    import json
+
+    path = tmp_path / "inf.tif"
+    write_geotiff(path, np.ones((8, 8, 1), dtype=np.float32), nodata=nodata)
+    with open_image(path) as src:
+        text = json.dumps(src.describe(), allow_nan=False)  # raises on NaN/Infinity literals
+    assert json.loads(text)["nodata"] == shown
