@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gigavim.errors import ModelError
+from gigavim.errors import GigavimError, ModelError
 
 BUNDLE_FORMAT = "gigavim-model"
 InputKind = Literal["slide", "raster", "any"]
@@ -115,12 +115,7 @@ def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu")
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-torch files
-        raise ModelError(f"{path}: not a loadable gigavim model file ({_first_line(exc)})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
-        raise ModelError(f"{path}: not a gigavim model file (no '{BUNDLE_FORMAT}' header)")
+    payload = load_tagged(path, BUNDLE_FORMAT, "gigavim model file", map_location=map_location)
     meta = ModelMeta.from_dict(payload["meta"])
     net = build_segmenter(**meta.arch)
     try:
@@ -130,6 +125,23 @@ def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu")
                          f"({_first_line(exc)})") from exc
     net.eval()
     return ModelBundle(net=net, meta=meta)
+
+
+def load_tagged(path: str | Path, fmt: str, what: str, error: type[GigavimError] = ModelError,
+                map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A ``torch.save`` dict with ``"format": fmt``, loaded safely (``weights_only=True``).
+
+    Shared by model bundles and training-state files: no pickled code runs, and a file that is
+    missing, truncated, not torch, or of another kind is one ``error`` line naming it.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # missing, truncated, not torch, or needs unpickling code
+        raise error(f"{path}: not a readable {what} ({_first_line(exc)})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path}: not a {what} (no '{fmt}' header)")
+    return payload
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from gigavim.errors import GigavimError, ModelError
-from gigavim.models.bundle import BUNDLE_FORMAT, ModelBundle, ModelMeta, load_bundle_file
+from gigavim.errors import ModelError
+from gigavim.models.bundle import BUNDLE_FORMAT, ModelBundle, ModelMeta, load_bundle_file, load_tagged
 
 DEFAULT_MODELS: dict[str, str] = {
     "slide": "tissue",
@@ -66,19 +66,6 @@ def load_model(name_or_path: str | Path | None = None, *, input_kind: str | None
     if name_or_path is None:
         name_or_path = default_model_name(input_kind)
     return load_bundle_file(resolve_model_path(str(name_or_path)), map_location=map_location)
-
-
-def load_tagged(path: str | Path, fmt: str, what: str,
-                error: type[GigavimError] = ModelError) -> dict[str, Any]:
-    """A ``torch.save`` dict with ``"format": fmt``, loaded safely (``weights_only=True``)."""
-    path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # missing, truncated, not torch, or needs unpickling code
-        raise error(f"{path}: not a readable {what} ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
-        raise error(f"{path}: not a {what} (no '{fmt}' header)")
-    return payload
 
 
 def read_meta(path: str | Path) -> ModelMeta:

@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 
 from gigavim.errors import UsageError
-from gigavim.io.base import ImageSource, Window
+from gigavim.io.base import ImageSource, Level, Window
+from gigavim.io.windows import read_padded
 from gigavim.train.labels import LabelMode, load_label_map
 from gigavim.train.metrics import IGNORE_LABEL
 
@@ -173,11 +174,8 @@ class PatchSampler:
 
 
 def crop_padded(arr: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
-    """``arr[y0:y0+size, x0:x0+size]`` with parts outside the array set to ``fill``."""
-    out = np.full((size, size, *arr.shape[2:]), fill, dtype=arr.dtype)
+    """A copy of ``arr[y0:y0+size, x0:x0+size]`` with parts outside the array set to ``fill``."""
     h, w = arr.shape[:2]
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, h), min(x0 + size, w)
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = arr[ys:ye, xs:xe]
-    return out
+    crop = read_padded(Window(y0, x0, size, size), Level(w, h, 1.0), fill, arr.shape[2:], arr.dtype,
+                       lambda win: arr[win.y : win.y + win.height, win.x : win.x + win.width])
+    return np.array(crop, copy=True)

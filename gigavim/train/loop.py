@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from gigavim.errors import OutputError, UsageError
 from gigavim.io.writers.atomic import check_writable
-from gigavim.models.bundle import ModelBundle, ModelMeta
-from gigavim.models.catalog import load_tagged
+from gigavim.models.bundle import ModelBundle, ModelMeta, load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
 from gigavim.train.dataset import PatchSampler, TrainImage, load_train_image, split_holdout
