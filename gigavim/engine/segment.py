@@ -33,7 +33,7 @@ from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import check_outputs, write_outputs
 from gigavim.io.writers.base import LabelMap
-from gigavim.models.bundle import ModelBundle, adapt_bands
+from gigavim.models.bundle import ModelBundle, check_bands
 
 NODATA_LABEL = 255
 """Label written where a raster has no data (nodata value, NaN, alpha 0); models have < 255 classes."""
@@ -124,7 +124,7 @@ def segment(
         _check_not_input(dests, src)
         bundle = _load_model(model, src.kind, device)
         notes = _check_trained(bundle, allow_untrained)
-        _check_bands(src, bundle)
+        check_bands(src.path, src.bands, bundle.meta)  # before any read or work dir
         res = resolve_resolution(src, mpp=mpp, gsd_m=gsd, level=level,
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
         grid = TileGrid(res.shape, bundle.meta.tile if tile is None else tile,
@@ -288,16 +288,6 @@ def _mask(src: ImageSource, tissue_model: str | Path | ModelBundle | None, devic
     bundle = _load_model(tissue_model, src.kind, device)
     notes += _check_trained(bundle, allow_untrained)
     return model_tissue_mask(src, bundle, device)
-
-
-def _check_bands(src: ImageSource, bundle: ModelBundle) -> None:
-    """Refuse, naming the file, an input whose bands the model cannot use (before any read)."""
-    if src.bands == bundle.meta.bands:
-        return
-    try:
-        adapt_bands(np.zeros((1, 1, src.bands), dtype=np.uint8), bundle.meta.bands)
-    except ModelError as err:
-        raise ModelError(f"{src.path}: {err}") from err
 
 
 def _check_trained(bundle: ModelBundle, allow_untrained: bool) -> list[str]:

@@ -142,7 +142,7 @@ def test_existing_output_is_not_overwritten_without_overwrite(tmp_path: Path) ->
 def test_a_band_count_the_model_cannot_use_is_refused_before_any_read(tmp_path: Path) -> None:
     two_bands = np.zeros((64, 64, 2), dtype=np.uint8)
     src = ArraySource([two_bands], kind="raster", mpp=None)
-    with pytest.raises(ModelError, match=r"array-source\.tif: .*3 bands.*has 2"):
+    with pytest.raises(ModelError, match=r"array-source\.tif: has 2 bands but model 'tiny-conv' expects 3"):
         segment(src, [tmp_path / "a.zarr"], model=tiny_bundle())
     assert src.reads == []
     assert not list(tmp_path.iterdir())  # no work dir left behind
@@ -292,3 +292,18 @@ def test_memory_does_not_grow_with_the_image(tmp_path: Path, monkeypatch: pytest
     full_probabilities = 2 * 4 * 2560 * 2560  # one full-size float32 map of 2 classes
     assert large < 1.5 * small + 2**20, (small, large)
     assert large < full_probabilities / 2, (small, large)  # tiles × batch, not H × W
+
+
+def test_a_two_band_raster_is_refused_up_front_naming_file_bands_and_model(tmp_path: Path) -> None:
+    """The bundled raster model on a 2-band GeoTIFF: one line, nothing written, no work dir."""
+    scene = tmp_path / "scene.tif"
+    profile = {"driver": "GTiff", "width": 48, "height": 40, "count": 2, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": Affine(10, 0, 500_000, 0, -10, 5_000_000)}
+    with rasterio.open(scene, "w", **profile) as ds:
+        ds.write(np.full((2, 40, 48), 7, dtype=np.uint8))
+    outputs = [tmp_path / "scene.zarr", tmp_path / "scene_labels.tif", tmp_path / "scene.geojson"]
+    with pytest.raises(ModelError) as err:
+        segment(scene, outputs)
+    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'land-water' expects 3 (RGB)")
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]  # no output, no work dir
