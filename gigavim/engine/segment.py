@@ -273,7 +273,7 @@ def _open(source: str | Path | ImageSource) -> tuple[ImageSource, bool]:
 def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str) -> ModelBundle:
     if isinstance(model, ModelBundle):
         return model
-    from gigavim.models.registry import load_model
+    from gigavim.models.catalog import load_model
 
     return load_model(model, input_kind=kind)
 

@@ -1,7 +1,7 @@
 """Named model bundles: the bundled defaults shipped in the wheel, and paths to checkpoints.
 
-``--model NAME|PATH`` everywhere resolves through :func:`load_model` (re-exported by
-:mod:`gigavim.models.registry`, whose own names are backbone *architectures*). Bundled models are
+``--model NAME|PATH`` everywhere resolves through :func:`load_model` (backbone *architectures*
+by name are a different thing: :mod:`gigavim.models.architectures`). Bundled models are
 plain :class:`~gigavim.models.bundle.ModelBundle` files in ``gigavim/data/models/<name>.pt``, read
 with ``importlib.resources`` so they load offline from an installed wheel.
 """

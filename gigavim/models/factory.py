@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gigavim.errors import ModelError
+from gigavim.models.architectures import create_model
 from gigavim.models.heads import HEADS
-from gigavim.models.registry import create_model
 from gigavim.models.segmenter import VimSegmenter
 from gigavim.models.vim import VisionMamba
 

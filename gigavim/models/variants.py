@@ -6,7 +6,7 @@ layout, a 27×27 position table at 224 px.
 
 from __future__ import annotations
 
-from gigavim.models.registry import register_model
+from gigavim.models.architectures import register_model
 from gigavim.models.vim import VisionMamba
 
 _OFFICIAL_SUFFIX = "bimambav2_final_pool_mean_abs_pos_embed_with_midclstok_div2"

@@ -1,4 +1,7 @@
-"""A name → constructor registry for backbones (timm style), so configs and the CLI name models.
+"""Backbone *architectures* by name (timm style: ``register_model`` / ``create_model``).
+
+Not to be confused with :mod:`gigavim.models.catalog`, the named, trained model *bundles*
+(``tissue``, ``nuclei-he``, …) that ``--model NAME|PATH`` resolves.
 
 Variants register themselves with :func:`register_model`; other names (e.g. the long names the
 official hustvl/Vim code registered) map onto them through ``aliases``.
@@ -50,17 +53,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return _REGISTRY[resolve_name(name)](**kwargs)
 
 
-def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
+def list_architectures(pattern: str = "*", include_aliases: bool = False) -> list[str]:
     """Registered names matching a shell-style ``pattern``, sorted."""
     _ensure_variants()
     names = list(_REGISTRY) + (list(_ALIASES) if include_aliases else [])
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-
-# Model *bundles* by name or path (bundled defaults, checkpoint files) live in
-# gigavim.models.catalog; ``--model NAME|PATH`` resolves through this re-export.
-from gigavim.models.catalog import default_model_name, load_model  # noqa: E402
-
-__all__ = ["create_model", "default_model_name", "list_models", "load_model", "register_model",
-           "resolve_name"]
+__all__ = ["create_model", "list_architectures", "register_model", "resolve_name"]
