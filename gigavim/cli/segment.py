@@ -96,6 +96,10 @@ def segment(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
     ),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also store per-class probabilities."),
+    context: str = typer.Option(
+        "tile", "--context", help="tile: independent overlapping tiles; image: the whole image as one "
+        "Vim sequence (streamed layer by layer, bounded memory)."
+    ),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -122,7 +126,7 @@ def segment(
                 input_path, output, model=model, mpp=mpp, gsd=gsd, level=level, tile=tile,
                 overlap=overlap, batch_size=batch_size, device=device, resume=resume,
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
-                workers=workers, tissue_model=tissue_model, progress=bar,
+                workers=workers, tissue_model=tissue_model, progress=bar, context=context,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

@@ -40,6 +40,9 @@ NODATA_LABEL = 255
 
 WORKDIR_SUFFIX = ".gigavim-work"
 
+CONTEXTS = ("tile", "image")
+"""``tile``: independent overlapping tiles, blended; ``image``: the whole image as one sequence."""
+
 
 @dataclass
 class SegmentResult:
@@ -103,6 +106,7 @@ def segment(
     workers: int = 2,
     tissue_model: str | Path | ModelBundle | None = None,
     progress: ProgressCallback | None = None,
+    context: str = "tile",
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -110,13 +114,16 @@ def segment(
     default the model's training resolution. ``tile``/``overlap`` default to the model's.
     Slides are masked by saturation/Otsu, or by ``tissue_model`` (e.g. ``"tissue"``) if given.
     With ``resume`` a run interrupted at any point continues from its work dir and produces the
-    same output as an uninterrupted run. Raises :class:`gigavim.GigavimError` subclasses for
-    anything the user can fix.
+    same output as an uninterrupted run. ``context="image"`` runs the model over the whole image
+    as one token sequence (:mod:`gigavim.engine.whole_image`) instead of independent tiles.
+    Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
     dests = _check_outputs(outputs, overwrite=overwrite)
     if batch_size < 1 or workers < 1:
         raise UsageError(f"--batch-size and --workers must be at least 1, got {batch_size} and {workers}")
+    if context not in CONTEXTS:
+        raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, not {context!r}")
     resolve_device(device)  # before any work: a missing GPU is a usage error
     return_large_buffers_to_os()
     src, owned = _open(source)
@@ -135,14 +142,19 @@ def segment(
         if not foreground and src.kind != "slide":
             raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
         work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
-        settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask)
+        settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask, context)
         with _disk_errors(work.path):
             if overwrite and not resume:
                 work.discard()
             resumed = work.prepare(settings, resume=resume)
             try:
                 run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
-                done_before, computed = run.execute(device, batch_size, workers, progress, started)
+                if context == "image":
+                    from gigavim.engine.whole_image import execute_whole_image
+
+                    done_before, computed = execute_whole_image(run, device, progress, started)
+                else:
+                    done_before, computed = run.execute(device, batch_size, workers, progress, started)
             except (InputError, ModelError, UsageError):
                 work.discard()  # a corrupt input or unusable model: nothing worth resuming
                 raise
@@ -311,7 +323,8 @@ def _foreground_tiles(grid: TileGrid, res: Resolution, mask: LowResMask) -> set[
 
 
 def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBundle,
-              batch_size: int, probabilities: bool, mask: LowResMask) -> dict[str, Any]:
+              batch_size: int, probabilities: bool, mask: LowResMask, context: str = "tile",
+              ) -> dict[str, Any]:
     """What determines the result; a resume must match it exactly."""
     return {
         "source": {"path": str(Path(src.path).resolve()), "size": [src.height, src.width],
@@ -323,6 +336,7 @@ def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBu
         "batch_size": batch_size,
         "probabilities": probabilities,
         "blend": "cosine",
+        "context": context,
         "foreground_mask": {"shape": list(mask.mask.shape), "fraction": round(mask.fraction, 6),
                             "digest": hashlib.sha256(np.packbits(mask.mask).tobytes()).hexdigest()[:16]},
     }

@@ -1,0 +1,137 @@
+"""``segment(..., context="image")``: the whole working-resolution image as ONE Vim sequence.
+
+Tile mode runs independent overlapping tiles and blends them; here the model sees every token
+of the image in one row-major sequence (:class:`~gigavim.models.streaming.WholeImageStreamer`,
+layer by layer, bands of token rows on disk), so context reaches across the whole slide or scene.
+The input side is tile mode's: the same :class:`TileReader` resampling, the same padding and
+normalisation as :class:`Predictor`. The output side too: per-pixel probabilities and labels are
+made block by block (``upsample_to_image`` of the token logits on a crop with a margin, so block
+edges are exactly the whole-map upsampling) into the run's work-dir arrays, with tile mode's
+background rule (pixels under no foreground tile: background for slides; rasters' nodata pixels:
+the nodata label), so the writers and their metadata work unchanged.
+
+Resume: finished layers are kept in the work dir, so ``--resume`` continues from the last
+finished layer (and skips blocks already written).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from gigavim.engine.progress import Progress, ProgressCallback
+from gigavim.engine.reader import TileReader
+from gigavim.engine.runner import Predictor
+from gigavim.io.base import Window
+from gigavim.models.streaming import DEFAULT_BAND_TOKENS, WholeImageStreamer, upsample_window
+
+if TYPE_CHECKING:
+    from gigavim.engine.segment import _Run
+
+STREAM_DIR = "whole-image"
+
+
+class ImageRows:
+    """Rows of the padded, normalised working image, as the network input of tile mode.
+
+    Pixels are read full-width through :class:`TileReader`, edge-padded to the size multiple the
+    network needs (as :class:`Predictor` pads a tile) and normalised by the bundle. Each read
+    also records the rows' valid mask on disk for the label step.
+    """
+
+    def __init__(self, run: _Run, multiple: int) -> None:
+        self.run = run
+        self.reader = TileReader(run.src, run.res)
+        self.height, self.width = run.res.shape
+        self.padded_hw = (self.height + -self.height % multiple, self.width + -self.width % multiple)
+        path = run.work.path / STREAM_DIR / "valid.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.valid = (np.load(path, mmap_mode="r+") if path.exists() else
+                      np.lib.format.open_memmap(path, mode="w+", dtype=np.bool_, shape=run.res.shape))
+
+    def __call__(self, y0: int, y1: int) -> torch.Tensor:
+        """(bands, y1 − y0, padded width) network input of padded-image rows y0..y1."""
+        rows = np.clip(np.arange(y0, y1), 0, self.height - 1)
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        pixels, valid = self.reader.read(Window(first, 0, last - first, self.width))
+        inside = slice(min(y0, self.height) - first, min(y1, self.height) - first)
+        self.valid[min(y0, self.height):min(y1, self.height)] = valid[inside]
+        pixels = pixels[rows - first]
+        pad_w = self.padded_hw[1] - self.width
+        if pad_w:
+            pixels = np.pad(pixels, ((0, 0), (0, pad_w), (0, 0)), mode="edge")
+        return self.run.bundle.normalize(pixels[None])[0]
+
+
+def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | None, started: float,
+                        band_tokens: int = DEFAULT_BAND_TOKENS) -> tuple[int, int]:
+    """Fill ``run``'s label arrays from one whole-image pass; returns (tiles resumed, computed).
+
+    Tile counts keep tile mode's meaning for the summary: the foreground tiles are all
+    "computed" (as one sequence) unless a resumed run had already written every block.
+    """
+    blocks = [b for b in run.grid.blocks() if b not in run.merger.finalized]
+    n_fg = len(run.foreground)
+    if not blocks:
+        return n_fg, 0
+    predictor = Predictor(run.bundle, device)
+    rows = ImageRows(run, predictor.multiple)
+    logits = None
+    if run.foreground:
+        streamer = WholeImageStreamer(predictor.net, run.work.path / STREAM_DIR, device=predictor.device,
+                                      band_tokens=band_tokens, name=run.bundle.meta.name)
+        pixels = rows.padded_hw[0] * rows.padded_hw[1]
+
+        def report(done: int, total: int) -> None:
+            if progress is not None:
+                progress(Progress(done, total, pixels * done // total, time.perf_counter() - started))
+
+        logits = streamer.logits(rows, rows.padded_hw, report)
+    pe = run.bundle.net.backbone.patch_embed
+    for block in blocks:
+        win = run.grid.block_window(*block)
+        probs = None
+        if logits is not None:
+            block_logits = upsample_window(logits, win, pe.stride, pe.patch_size)
+            probs = predictor._probabilities(block_logits[None].float())[0].numpy()
+        covered = _covered(run, block, win)
+        counts = _write_block(run, win, probs, covered & rows.valid[win.y:win.y + win.height,
+                                                                      win.x:win.x + win.width], covered)
+        run.work.journal({block: counts})
+        run.merger.finalized[block] = counts
+    return 0, n_fg
+
+
+def _covered(run: _Run, block: tuple[int, int], win: Window) -> np.ndarray:
+    """Pixels of the block under a foreground tile: tile mode's background rule, kept as is."""
+    covered = np.zeros(win.shape, dtype=bool)
+    for tile in run.grid.tiles_covering(*block):
+        if tile in run.foreground:
+            t = run.grid.tile_window(*tile)
+            ys = slice(max(t.y - win.y, 0), t.y + t.height - win.y)
+            covered[ys, max(t.x - win.x, 0):t.x + t.width - win.x] = True
+    return covered
+
+
+def _write_block(run: _Run, win: Window, probs: np.ndarray | None, valid: np.ndarray,
+                 covered: np.ndarray) -> tuple[int, int]:
+    """Labels (and uint8 probabilities) of one block; returns (foreground px, px with data)."""
+    fill = run.fill
+    labels = np.full(win.shape, fill.label, dtype=np.uint8)
+    if probs is not None:
+        labels[valid] = np.argmax(probs, axis=0).astype(np.uint8)[valid]
+    if fill.nodata_label is not None:
+        labels[covered & ~valid] = fill.nodata_label
+    region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
+    run.labels[region] = labels
+    if run.probs is not None:
+        out = np.empty((len(fill.probabilities), *win.shape), dtype=np.uint8)
+        out[:] = fill.probabilities[:, None, None]
+        if probs is not None:
+            out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
+        run.probs[(slice(None), *region)] = out
+    has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
+    return int((has_data & (labels != 0)).sum()), int(has_data.sum())
