@@ -1,14 +1,17 @@
 """Training images at the working resolution, and patch sampling from them.
 
-Each (image, labels) pair is read once at the model's training resolution (µm/px for slides and
-microscopy, m/px for rasters): the nearest finer pyramid level, then resized. Training images are
-therefore held in memory at that resolution, which is what slide-level tissue models (4–8 µm/px)
-and annotated tiles need. Patches are then drawn at random, class-balanced or foreground-aware.
+Each (image, labels) pair is put on the model's training grid (µm/px for slides and microscopy,
+m/px for rasters). When that grid is a pyramid level as it is (no ``--mpp``/``--gsd``, or one
+matching a level) the image stays on disk as a :class:`LevelImage` and every patch is one window
+read, so a whole-slide level is never loaded. Otherwise the nearest finer level is read and
+resized in memory, which is what slide-level tissue models (4–8 µm/px) and annotated tiles need.
+Labels are held in memory (one byte per pixel). Patches are then drawn at random,
+class-balanced or foreground-aware.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,6 +22,7 @@ from gigavim.errors import UsageError
 from gigavim.io.base import ImageSource, Level, Window
 from gigavim.io.windows import read_padded
 from gigavim.train.labels import LabelMode, load_label_map
+from gigavim.train.level_image import LevelImage, row_blocks
 from gigavim.train.metrics import IGNORE_LABEL
 
 Sampling = Literal["random", "balanced", "foreground"]
@@ -28,7 +32,7 @@ Sampling = Literal["random", "balanced", "foreground"]
 class TrainImage:
     """One image and its class-id labels on the same grid (labels use :data:`IGNORE_LABEL`)."""
 
-    image: np.ndarray  # (H, W, bands) raw pixel values
+    image: np.ndarray | LevelImage  # (H, W, bands) raw pixel values, in memory or read lazily
     labels: np.ndarray  # (H, W) uint8
     path: Path
     label_path: Path | None = None
@@ -40,9 +44,30 @@ class TrainImage:
         return self.labels.shape  # type: ignore[return-value]
 
     def crop(self, y0: int, y1: int, x0: int, x1: int) -> TrainImage:
-        """A view of rows y0:y1 and columns x0:x1 (used to hold out a region)."""
-        return TrainImage(self.image[y0:y1, x0:x1], self.labels[y0:y1, x0:x1], self.path,
+        """A view of rows y0:y1 and columns x0:x1 (used to hold out a region); reads nothing."""
+        image = (self.image.view(y0, y1, x0, x1) if isinstance(self.image, LevelImage)
+                 else self.image[y0:y1, x0:x1])
+        return TrainImage(image, self.labels[y0:y1, x0:x1], self.path,
                           self.label_path, self.kind, dict(self.pixel_size))
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(pixels, labels) strips covering the image, so statistics never hold it all at once."""
+        h, w = self.shape
+        for y0, y1 in row_blocks(h, w):
+            yield np.asarray(self.image[y0:y1, 0:w]), self.labels[y0:y1]
+
+    def close(self) -> None:
+        """Release the file handle of a lazily read image (in-memory images hold none)."""
+        if isinstance(self.image, LevelImage):
+            self.image.source.close()
+
+
+def image_bands(path: str | Path) -> int:
+    """The band count of an image file (header only), for up-front model checks."""
+    from gigavim import open_image
+
+    with open_image(path) as source:
+        return source.bands
 
 
 def working_downsample(source: ImageSource, mpp: float | None, gsd_m: float | None) -> float:
@@ -64,38 +89,58 @@ def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: flo
                      gsd_m: float | None = None, image_mpp: float | None = None,
                      mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
                      class_names: list[str] | None = None) -> TrainImage:
-    """Read an image and its labels at the working resolution.
+    """Read an image's labels (and, if it must be resized, its pixels) at the working resolution.
 
-    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles).
+    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles). At a level's
+    own resolution the returned image is a :class:`LevelImage` holding the file open; call
+    :meth:`TrainImage.close` when done with it.
     """
-    from skimage.transform import resize
-
     from gigavim import open_image
 
-    with open_image(image_path) as source:
+    source = open_image(image_path)
+    try:
         if image_mpp is not None and not source.mpp:
             source.mpp = image_mpp
         ds = working_downsample(source, mpp, gsd_m)
         level = source.best_level_for_downsample(max(ds, 1.0))
         lv = source.levels[level]
-        window = Window(0, 0, lv.height, lv.width)
-        image = source.read(level, window)
         labels = load_label_map(source, label_path, level=level, mode=mode, value_map=value_map,
                                 class_names=class_names)
-        labels[~source.read_valid(level, window)] = IGNORE_LABEL
+        _ignore_invalid(source, level, labels)
         factor = ds / lv.downsample
+        image: np.ndarray | LevelImage = LevelImage(source, level)
         if abs(factor - 1.0) > 1e-3:
-            shape = (max(1, round(lv.height / factor)), max(1, round(lv.width / factor)))
-            image = resize(image, shape, order=1, preserve_range=True,
-                           anti_aliasing=factor > 1).astype(image.dtype)
-            labels = resize(labels, shape, order=0, preserve_range=True,
-                            anti_aliasing=False).astype(np.uint8)
-        pixel_size = {}
-        if source.mpp:
-            pixel_size["mpp"] = float(source.mpp * ds)
-        if source.gsd_m:
-            pixel_size["gsd_m"] = float(source.gsd_m * ds)
-        return TrainImage(image, labels, Path(image_path), Path(label_path), source.kind, pixel_size)
+            image, labels = _resized(image, labels, factor)
+            source.close()
+    except BaseException:
+        source.close()
+        raise
+    pixel_size = {}
+    if source.mpp:
+        pixel_size["mpp"] = float(source.mpp * ds)
+    if source.gsd_m:
+        pixel_size["gsd_m"] = float(source.gsd_m * ds)
+    return TrainImage(image, labels, Path(image_path), Path(label_path), source.kind, pixel_size)
+
+
+def _ignore_invalid(source: ImageSource, level: int, labels: np.ndarray) -> None:
+    """Mark nodata/NaN/alpha-0 pixels ignore, strip by strip (never a whole-level read)."""
+    h, w = labels.shape
+    for y0, y1 in row_blocks(h, w):
+        labels[y0:y1][~source.read_valid(level, Window(y0, 0, y1 - y0, w))] = IGNORE_LABEL
+
+
+def _resized(image: LevelImage, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The level read whole and resized by ``1 / factor`` (only for resolutions between levels)."""
+    from skimage.transform import resize
+
+    h, w = labels.shape
+    pixels = image[0:h, 0:w]
+    shape = (max(1, round(h / factor)), max(1, round(w / factor)))
+    pixels = resize(pixels, shape, order=1, preserve_range=True,
+                    anti_aliasing=factor > 1).astype(pixels.dtype)
+    labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint8)
+    return pixels, labels
 
 
 def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[TrainImage], list[TrainImage]]:
@@ -133,31 +178,25 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self.weights = np.array([max(1, (im.labels != IGNORE_LABEL).sum()) for im in images], float)
         self.weights /= self.weights.sum()
-        self._class_pixels = [self._index_classes(im) for im in images]
-
-    def _index_classes(self, im: TrainImage) -> dict[int, np.ndarray]:
-        flat = im.labels.ravel()
-        return {c: np.flatnonzero(flat == c) for c in range(self.num_classes) if (flat == c).any()}
+        self._class_rows = [ClassRows(im.labels, num_classes) for im in images]
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (patch, patch, bands) raw image patch and its (patch, patch) labels."""
         i = int(self.rng.choice(len(self.images), p=self.weights))
-        im, by_class = self.images[i], self._class_pixels[i]
+        im, rows = self.images[i], self._class_rows[i]
         h, w = im.shape
-        cls = self._pick_class(by_class)
+        cls = self._pick_class(rows.present)
         if cls is None:
             cy, cx = self.rng.integers(0, h), self.rng.integers(0, w)
         else:
-            flat = by_class[cls][self.rng.integers(0, by_class[cls].size)]
-            cy, cx = divmod(int(flat), w)
+            cy, cx = rows.nth(cls, int(self.rng.integers(0, rows.count(cls))))
         half = self.patch // 2
         jitter = self.rng.integers(-half // 2, half // 2 + 1, size=2) if self.patch > 3 else (0, 0)
         y0, x0 = int(cy - half + jitter[0]), int(cx - half + jitter[1])
         return crop_padded(im.image, y0, x0, self.patch, 0), crop_padded(
             im.labels, y0, x0, self.patch, IGNORE_LABEL)
 
-    def _pick_class(self, by_class: dict[int, np.ndarray]) -> int | None:
-        present = sorted(by_class)
+    def _pick_class(self, present: list[int]) -> int | None:
         if self.sampling == "random" or not present:
             return None
         if self.sampling == "foreground":
@@ -173,7 +212,37 @@ class PatchSampler:
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def crop_padded(arr: np.ndarray, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
+class ClassRows:
+    """Where each class lies in a label map, as cumulative per-row pixel counts.
+
+    ``nth(c, k)`` is the k-th pixel of class ``c`` in row-major order, as a flat index array
+    would give, but at the cost of one count per row and class instead of 8 bytes per pixel.
+    """
+
+    def __init__(self, labels: np.ndarray, num_classes: int) -> None:
+        self.labels = labels
+        h, w = labels.shape
+        counts = np.zeros((h, num_classes), dtype=np.int64)
+        for y0, y1 in row_blocks(h, w):
+            strip = labels[y0:y1]
+            for c in range(num_classes):
+                counts[y0:y1, c] = np.count_nonzero(strip == c, axis=1)
+        cumulative = np.cumsum(counts, axis=0)
+        self.cumulative = {c: cumulative[:, c] for c in range(num_classes) if h and cumulative[-1, c]}
+        self.present = sorted(self.cumulative)
+
+    def count(self, cls: int) -> int:
+        return int(self.cumulative[cls][-1])
+
+    def nth(self, cls: int, k: int) -> tuple[int, int]:
+        """(row, column) of the ``k``-th pixel (0-based, row-major) of class ``cls``."""
+        cumulative = self.cumulative[cls]
+        row = int(np.searchsorted(cumulative, k, side="right"))
+        before = int(cumulative[row - 1]) if row else 0
+        return row, int(np.flatnonzero(self.labels[row] == cls)[k - before])
+
+
+def crop_padded(arr: np.ndarray | LevelImage, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
     """A copy of ``arr[y0:y0+size, x0:x0+size]`` with parts outside the array set to ``fill``."""
     h, w = arr.shape[:2]
     crop = read_padded(Window(y0, x0, size, size), Level(w, h, 1.0), fill, arr.shape[2:], arr.dtype,

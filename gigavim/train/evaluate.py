@@ -1,9 +1,10 @@
 """``gigavim eval``: a model against ground-truth masks, per image and overall.
 
-Each image is read at the model's resolution, predicted with the in-memory tiled predictor and
-compared with its mask put onto the same grid. Overall scores come from the summed confusion
-matrix, so large images weigh by their pixel count. Instance masks (0 = background, 1..N objects)
-count as foreground for binary models.
+Every image's band count is checked against the model first (one line naming the file). Each
+image is then read at the model's resolution (window by window at a level's own resolution),
+predicted with the in-memory tiled predictor and compared with its mask put onto the same grid.
+Overall scores come from the summed confusion matrix, so large images weigh by their pixel count.
+Instance masks (0 = background, 1..N objects) count as foreground for binary models.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from gigavim.errors import UsageError
-from gigavim.models.bundle import ModelBundle
-from gigavim.train.dataset import load_train_image
+from gigavim.models.bundle import ModelBundle, check_bands
+from gigavim.train.dataset import image_bands, load_train_image
 from gigavim.train.labels import check_class_ids
 from gigavim.train.metrics import confusion_matrix, scores
 from gigavim.train.predict import predict_labels
@@ -42,15 +43,20 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
     meta = bundle.meta
     k = bundle.num_classes
     mode = "binary" if k == 2 else "values"
+    for image_path, _ in pairs:  # every image, before any is read
+        check_bands(image_path, image_bands(image_path), meta)
     total = np.zeros((k, k), dtype=np.int64)
     per_image = []
     for image_path, mask_path in pairs:
         im = load_train_image(image_path, mask_path, mpp=meta.mpp, gsd_m=meta.gsd_m,
                               image_mpp=image_mpp, mode=mode, value_map=value_map,
                               class_names=meta.classes)
-        check_class_ids(im.labels, meta.classes, mask_path)
-        pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
-                              fill=255.0 if im.kind == "slide" else 0.0, device=torch_device)
+        try:
+            check_class_ids(im.labels, meta.classes, mask_path)
+            pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
+                                  fill=255.0 if im.kind == "slide" else 0.0, device=torch_device)
+        finally:
+            im.close()
         cm = confusion_matrix(im.labels, pred, k)
         total += cm
         row = {"image": str(Path(image_path)), "mask": str(Path(mask_path)), **scores(cm, meta.classes)}

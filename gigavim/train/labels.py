@@ -7,6 +7,8 @@ Three kinds of label source are accepted, each mapped onto the grid of one level
   1..N objects) that become foreground for binary tasks;
 * a georeferenced label raster on another grid: reprojected onto the image grid with
   ``rasterio.warp.reproject`` (nearest), pixels it does not cover become "ignore";
+* in any label raster, nodata pixels and NaN/±inf (float rasters, tagged or not) are "ignore",
+  never class 0;
 * GeoJSON / QuPath annotations: rasterized with ``rasterio.features.rasterize`` in the image's
   CRS for rasters, in level-0 pixel coordinates (QuPath's convention) for slides and images.
 """
@@ -106,13 +108,10 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(label_path) as src:
+                band = _raw_band(src, label_path)
                 both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
                 if both_georef and not _same_grid(src, source, level):
-                    return _reproject_labels(src, source, level)
-                band = src.read(1).astype(np.int64)
-                _refuse_colour_labels(src, band, label_path)
-                if src.nodata is not None:  # unlabelled, as on the reprojection path
-                    band[src.read_masks(1) == 0] = _OUTSIDE
+                    return _reproject_labels(src, band, source, level)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
     if band.shape == (lv.height, lv.width):
@@ -124,11 +123,24 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
                      "georeference to align them)")
 
 
+def _raw_band(src: Any, label_path: Path) -> np.ndarray:
+    """Band 1 as int64 raw values, ``-1`` where unlabelled: the nodata value (as the mask says)
+    and, in float rasters, NaN/±inf whether or not a nodata tag says so (never class 0)."""
+    band = src.read(1)
+    _refuse_colour_labels(src, band, label_path)
+    missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
+    if src.nodata is not None:
+        missing |= src.read_masks(1) == 0
+    raw = np.where(missing, 0, band).astype(np.int64)  # no NaN left to cast
+    raw[missing] = _OUTSIDE
+    return raw
+
+
 def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path) -> None:
     """Only band 1 is read: a colour-coded mask (classes as RGB colours) would lose classes."""
     colour = [i for i in range(2, min(src.count, 3) + 1)
               if src.colorinterp[i - 1] != rasterio.enums.ColorInterp.alpha]
-    if any(not np.array_equal(src.read(i), band) for i in colour):
+    if any(not np.array_equal(src.read(i), band, equal_nan=band.dtype.kind == "f") for i in colour):
         raise InputError(f"{label_path}: label image has differing colour bands; give class ids "
                          "(or 0/255) in a single-band image")
 
@@ -140,15 +152,16 @@ def _same_grid(src: Any, source: ImageSource, level: int) -> bool:
             and src.transform.almost_equals(level_transform(source, level)))
 
 
-def _reproject_labels(src: Any, source: ImageSource, level: int) -> np.ndarray:
-    """Nearest-neighbour reprojection onto the image grid; uncovered pixels become ``-1``."""
+def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, level: int) -> np.ndarray:
+    """Nearest-neighbour reprojection of raw ``band`` onto the image grid; uncovered and
+    unlabelled pixels become ``-1``."""
     from rasterio.warp import Resampling, reproject
 
     lv = source.levels[level]
     dst = np.full((lv.height, lv.width), _OUTSIDE, dtype=np.int32)
     reproject(
-        source=src.read(1).astype(np.int32), destination=dst,
-        src_transform=src.transform, src_crs=src.crs, src_nodata=src.nodata,
+        source=band.astype(np.int32), destination=dst,
+        src_transform=src.transform, src_crs=src.crs, src_nodata=_OUTSIDE,
         dst_transform=level_transform(source, level), dst_crs=source.crs, dst_nodata=_OUTSIDE,
         resampling=Resampling.nearest,
     )

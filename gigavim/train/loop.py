@@ -20,12 +20,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gigavim.errors import OutputError, UsageError
+from gigavim.errors import InputError, OutputError, UsageError
 from gigavim.io.writers.atomic import check_writable
 from gigavim.models.bundle import ModelBundle, ModelMeta, load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
-from gigavim.train.dataset import PatchSampler, TrainImage, load_train_image, split_holdout
+from gigavim.train.dataset import (
+    PatchSampler,
+    TrainImage,
+    image_bands,
+    load_train_image,
+    split_holdout,
+)
 from gigavim.train.labels import check_class_ids
 from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
 from gigavim.train.predict import predict_labels
@@ -45,12 +51,23 @@ def pick_device(name: str) -> torch.device:
 
 def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImage]:
     """Images and labels at the working resolution; labels must be class ids of ``cfg.classes``."""
-    images = [load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m, image_mpp=cfg.image_mpp,
-                               mode=cfg.label_mode, value_map=cfg.value_map, class_names=cfg.classes)
-              for img, lab in pairs]
-    for im in images:
-        check_class_ids(im.labels, cfg.classes, im.label_path)
+    images: list[TrainImage] = []
+    try:
+        for img, lab in pairs:
+            images.append(load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m,
+                                           image_mpp=cfg.image_mpp, mode=cfg.label_mode,
+                                           value_map=cfg.value_map, class_names=cfg.classes))
+            check_class_ids(images[-1].labels, cfg.classes, images[-1].label_path)
+    except BaseException:
+        close_images(images)
+        raise
     return images
+
+
+def close_images(images: list[TrainImage]) -> None:
+    """Release the files of lazily read images."""
+    for im in images:
+        im.close()
 
 
 def value_range(images: list[TrainImage]) -> float:
@@ -58,15 +75,35 @@ def value_range(images: list[TrainImage]) -> float:
     dtype = images[0].image.dtype
     if dtype == np.uint8:
         return 255.0
-    peak = max(float(np.nanmax(im.image)) for im in images)
+    peak = -np.inf
+    for im in images:
+        for pixels, _ in im.blocks():
+            finite = pixels[~np.isnan(pixels)]
+            if finite.size:
+                peak = max(peak, float(finite.max()))
     return peak if peak > 0 else 1.0
 
 
 def band_statistics(images: list[TrainImage], scale: float) -> tuple[list[float], list[float]]:
-    """Per-band mean and std of the scaled training pixels (labelled pixels only)."""
-    vals = np.concatenate([im.image[im.labels != IGNORE_LABEL].reshape(-1, im.image.shape[-1])
-                           for im in images]).astype(np.float64) * scale
-    return vals.mean(axis=0).tolist(), np.maximum(vals.std(axis=0), 1e-3).tolist()
+    """Per-band mean and std of the scaled training pixels (labelled pixels only).
+
+    Accumulated strip by strip (Chan et al.'s pairwise update), so a large image is never held
+    as float64 all at once; equal to the one-pass ``mean``/``std`` up to rounding.
+    """
+    bands = images[0].image.shape[-1]
+    n, mean, m2 = 0, np.zeros(bands), np.zeros(bands)
+    for im in images:
+        for pixels, labels in im.blocks():
+            vals = pixels[labels != IGNORE_LABEL].reshape(-1, bands).astype(np.float64) * scale
+            if not len(vals):
+                continue
+            block_mean = vals.mean(axis=0)
+            delta, total = block_mean - mean, n + len(vals)
+            m2 += ((vals - block_mean) ** 2).sum(axis=0) + delta**2 * n * len(vals) / total
+            mean += delta * len(vals) / total
+            n = total
+    std = np.sqrt(m2 / max(n, 1))
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -180,8 +217,21 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    images = load_pairs(cfg, cfg.pairs)
-    val_images = load_pairs(cfg, cfg.val_pairs) if cfg.val_pairs else []
+    check_training_bands(cfg, resumed)
+    images: list[TrainImage] = []
+    val_images: list[TrainImage] = []
+    try:
+        images = load_pairs(cfg, cfg.pairs)
+        val_images = load_pairs(cfg, cfg.val_pairs) if cfg.val_pairs else []
+        return _train(cfg, report, t0, out, state_path, resumed, rng, images, val_images)
+    finally:
+        close_images([*images, *val_images])
+
+
+def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path: Path,
+           resumed: dict[str, Any] | None, rng: np.random.Generator, images: list[TrainImage],
+           val_images: list[TrainImage]) -> ModelBundle:
+    """The loop proper, over images already loaded (lazily read ones are closed by the caller)."""
     if not val_images and cfg.val_fraction > 0:
         images, val_images = split_holdout(images, cfg.val_fraction)
     if not any((im.labels != IGNORE_LABEL).any() for im in images):
@@ -242,6 +292,25 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> ModelBundle:
     final.save(out)
     report({"event": "done", "path": str(out), "state": str(state_path), **final.meta.training})
     return final
+
+
+def check_training_bands(cfg: TrainConfig, resumed: dict[str, Any] | None) -> None:
+    """Every training/validation image must have the model's band count; checked before any read.
+
+    The model's bands are the resumed model's, else the first training image's.
+    """
+    paths = [image for image, _ in [*cfg.pairs, *cfg.val_pairs]]
+    if resumed is not None:
+        meta = ModelMeta.from_dict(resumed["meta"])
+        expected, what = meta.bands, f"model {meta.name!r} (resumed) expects {meta.bands}"
+    else:
+        expected = image_bands(paths[0])
+        what = f"the first training image {paths[0]} has {expected}"
+    for path in paths:
+        have = image_bands(path)
+        if have != expected:
+            raise InputError(f"{path}: has {have} band{'s' if have != 1 else ''} but {what}; every "
+                             "training and validation image needs the same bands")
 
 
 def check_output_path(path: Path) -> None:

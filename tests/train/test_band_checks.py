@@ -1,0 +1,95 @@
+"""eval and train refuse images whose band count the model cannot use, before reading any pixels."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from engine.fakes import tiny_bundle
+from rasterio.transform import Affine
+from skimage.io import imsave
+
+from gigavim.cli import main
+from gigavim.errors import InputError, ModelError
+from gigavim.train import TrainConfig, train
+from gigavim.train.evaluate import evaluate
+
+TINY_ARCH = {"backbone": {"embed_dim": 16, "depth": 1, "patch_size": 4, "stride": 4, "img_size": 32,
+                          "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light"}}
+
+
+def two_band_scene(folder: Path) -> tuple[str, str]:
+    """A 2-band GeoTIFF (say red + near-infrared) and a matching 0/1 mask."""
+    scene = folder / "scene.tif"
+    profile = {"driver": "GTiff", "width": 40, "height": 32, "count": 2, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": Affine(10, 0, 500_000, 0, -10, 5_000_000)}
+    with rasterio.open(scene, "w", **profile) as ds:
+        ds.write(np.full((2, 32, 40), 9, dtype=np.uint8))
+    mask = np.zeros((32, 40), np.uint8)
+    mask[4:12, 4:20] = 1
+    imsave(folder / "scene_mask.png", mask, check_contrast=False)
+    return str(scene), str(folder / "scene_mask.png")
+
+
+def rgb_tile(folder: Path, name: str = "rgb") -> tuple[str, str]:
+    imsave(folder / f"{name}.png", np.full((32, 40, 3), 100, np.uint8), check_contrast=False)
+    mask = np.zeros((32, 40), np.uint8)
+    mask[10:20, 10:30] = 1
+    imsave(folder / f"{name}_mask.png", mask, check_contrast=False)
+    return str(folder / f"{name}.png"), str(folder / f"{name}_mask.png")
+
+
+def test_eval_names_the_file_its_bands_and_the_model_before_reading_any_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded: list[str] = []
+    evaluate_module = importlib.import_module("gigavim.train.evaluate")  # the name is shadowed
+    real_load = evaluate_module.load_train_image
+    monkeypatch.setattr(evaluate_module, "load_train_image",
+                        lambda path, *a, **kw: loaded.append(path) or real_load(path, *a, **kw))
+    scene, mask = two_band_scene(tmp_path)
+    with pytest.raises(ModelError) as err:
+        evaluate(tiny_bundle(), [rgb_tile(tmp_path), (scene, mask)])
+    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'tiny-conv' expects 3 (RGB)")
+    assert loaded == []  # the good first image was not even read: the check comes first
+
+
+def test_eval_cli_band_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene, mask = two_band_scene(tmp_path)
+    code = main(["eval", "--model", "land-water", f"{scene}:{mask}"])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert f"{scene}: has 2 bands but model 'land-water' expects 3 (RGB)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_training_images_with_different_bands_are_refused_before_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = importlib.import_module("gigavim.train.loop")
+    monkeypatch.setattr(loop, "load_train_image", lambda *a, **kw: pytest.fail("an image was read"))
+    first = rgb_tile(tmp_path)
+    scene, mask = two_band_scene(tmp_path)
+    out = tmp_path / "model.pt"
+    cfg = TrainConfig(pairs=[first, (scene, mask)], out=str(out), arch=TINY_ARCH, patch=16,
+                      batch_size=2, steps=1)
+    with pytest.raises(InputError) as err:
+        train(cfg)
+    assert str(err.value).startswith(f"{scene}: has 2 bands but the first training image {first[0]} "
+                                      "has 3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["rgb.png", "rgb_mask.png", "scene.tif", "scene_mask.png"])  # no model, no state file
+
+
+def test_a_resumed_model_refuses_images_of_another_band_count(tmp_path: Path) -> None:
+    first = rgb_tile(tmp_path)
+    cfg = TrainConfig(pairs=[first], out=str(tmp_path / "model.pt"), arch=TINY_ARCH, patch=16,
+                      batch_size=2, steps=1, name="rgb-model")
+    train(cfg)
+    scene, mask = two_band_scene(tmp_path)
+    again = TrainConfig(pairs=[(scene, mask)], out=str(tmp_path / "model.pt"), arch=TINY_ARCH,
+                        patch=16, batch_size=2, steps=2, resume=str(tmp_path / "model.state.pt"))
+    with pytest.raises(InputError, match=r"scene\.tif: has 2 bands but model 'rgb-model' \(resumed\) "
+                                         r"expects 3"):
+        train(again)
