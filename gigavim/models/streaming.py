@@ -116,13 +116,14 @@ class WholeImageStreamer:
         try:
             with torch.inference_mode():
                 done = self._stage()
+                finished_layers = range(max(done - 1, 0))
+                skipped = min(done, 1) + sum(2 + int(i in self.taps) for i in finished_layers)
+                steps.skip(len(bands) * skipped)
                 if done == 0:
                     self._embed(read_rows, image_hw, grid_hw, bands, steps)
                     self._mark(1)
-                steps.skip(len(bands) * min(done, 1))
                 for i, block in enumerate(self.backbone.layers[:self.taps[-1] + 1]):
-                    if done >= i + 2:
-                        steps.skip(len(bands) * (2 + int(i in self.taps)))
+                    if i in finished_layers:
                         continue
                     self._block(block, i, bands, steps)
                     if i in self.taps:

@@ -1,0 +1,131 @@
+"""segment(..., context="image"): the whole image as one sequence, through the normal outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import zarr
+
+from gigavim.cli import main
+from gigavim.data import sample_slide
+from gigavim.engine import segment
+from gigavim.engine.plan import resolve_resolution
+from gigavim.engine.reader import TileReader
+from gigavim.errors import UsageError
+from gigavim.io import open_image
+from gigavim.io.base import Window
+from gigavim.models.catalog import load_model
+
+
+def _ome(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    root = zarr.open_group(str(path), mode="r")
+    probs = root["probabilities/0"][:] if "probabilities" in root else None
+    return root["labels/segmentation/0"][:], probs, dict(root.attrs["gigavim"])
+
+
+def _single_pass(path: Path, model: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Logits of the bundle's net on the whole working-resolution image (read as tile mode
+    reads a tile), and which pixels hold data."""
+    bundle = load_model(model)
+    with open_image(path) as src:
+        res = resolve_resolution(src, model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
+        pixels, valid = TileReader(src, res).read(Window(0, 0, *res.shape))
+    with torch.inference_mode():
+        return bundle.net.eval()(bundle.normalize(pixels[None]))[0], valid
+
+
+def _clear(logits: torch.Tensor) -> np.ndarray:
+    """Pixels whose top class wins by a margin (float32 near-ties may go either way)."""
+    top2 = logits.topk(2, dim=0).values
+    return (top2[0] - top2[1] > 1e-3).numpy()
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("whole") / "sample.ome.zarr"
+    result = segment(sample_slide(), [out, out.with_suffix("").with_suffix(".geojson")],
+                     model="tissue", context="image", probabilities=True)
+    return out, result.to_dict()
+
+
+def test_labels_equal_the_single_pass_over_the_whole_slide(sample_run: tuple[Path, dict]) -> None:
+    out, summary = sample_run
+    labels, probs, meta = _ome(out)
+    logits, valid = _single_pass(sample_slide(), "tissue")
+    assert labels.shape == tuple(summary["shape"]) == tuple(logits.shape[1:])
+    assert summary["tiles_foreground"] == summary["tiles_total"]  # no background rule in play here
+    clear = _clear(logits) & valid
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(labels[clear], logits.argmax(0).numpy()[clear])
+    expected_p = torch.softmax(logits, 0).numpy()[:, valid]
+    assert np.abs(probs[:, valid].astype(np.float32) / 255 - expected_p).max() <= 0.5 / 255 + 1e-3
+    assert (labels[~valid] == 0).all()  # off the scanned area: background, as in tile mode
+    assert meta["settings"]["context"] == "image"
+    assert set(np.unique(labels)) == {0, 1}
+
+
+def test_geojson_is_written_from_the_same_labels(sample_run: tuple[Path, dict]) -> None:
+    out, _ = sample_run
+    features = json.loads(out.with_suffix("").with_suffix(".geojson").read_text())["features"]
+    assert features and all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in features)
+
+
+def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_run: tuple[Path, dict]) -> None:
+    out = tmp_path / "resumed.ome.zarr"
+    calls = []
+
+    def interrupt(p) -> None:
+        calls.append(p)
+        if p.tiles_done == p.tiles_total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        segment(sample_slide(), [out], model="tissue", context="image", probabilities=True,
+                progress=interrupt)
+    seen = []
+    segment(sample_slide(), [out], model="tissue", context="image", probabilities=True, resume=True,
+            progress=seen.append)
+    assert seen[0].tiles_done > 1  # finished layers were kept
+    labels, probs, _ = _ome(out)
+    want_labels, want_probs, _ = _ome(sample_run[0])
+    np.testing.assert_array_equal(labels, want_labels)
+    assert np.abs(probs.astype(int) - want_probs.astype(int)).max() <= 1
+
+
+def test_raster_nodata_keeps_the_nodata_label(tmp_path: Path, real_data: Path) -> None:
+    path = real_data / "geo" / "RGB.byte.tif"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    out = tmp_path / "scene.tif"
+    segment(path, [out], context="image")
+    with rasterio.open(out) as ds, rasterio.open(path) as src:
+        labels = ds.read(1)
+        assert ds.nodata == 255 and ds.crs == src.crs and ds.transform == src.transform
+        nodata = (src.read() == 0).all(axis=0)
+    np.testing.assert_array_equal(labels == 255, nodata)
+    assert set(np.unique(labels[~nodata])) <= {0, 1}
+    logits, valid = _single_pass(path, "land-water")
+    np.testing.assert_array_equal(valid, ~nodata)
+    clear = _clear(logits) & valid
+    np.testing.assert_array_equal(labels[clear], logits.argmax(0).numpy()[clear])
+
+
+def test_cli_context_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli.ome.zarr"
+    assert main(["segment", "--sample", "--context", "image", "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["outputs"] == [str(out)]
+    assert _ome(out)[2]["settings"]["context"] == "image"
+
+
+def test_unknown_context_is_a_one_line_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(UsageError, match="--context"):
+        segment(sample_slide(), [tmp_path / "x.ome.zarr"], context="sequence")
+    assert main(["segment", "--sample", "--context", "sequence", "-o", str(tmp_path / "y.ome.zarr")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gigavim: error:") and "--context" in err[0]
