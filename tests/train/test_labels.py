@@ -147,3 +147,45 @@ def test_colour_coded_label_images_are_refused_but_grey_rgb_masks_work(tmp_path:
         with pytest.raises(InputError, match=r"colour\.png: label image has differing colour bands"):
             load_label_map(src, tmp_path / "colour.png")
         assert load_label_map(src, tmp_path / "grey.png").sum() == 9
+
+
+def _float_labels_with_nan(tmp_path: Path, shifted: bool) -> tuple[Path, Path, np.ndarray]:
+    """An RGB scene and a float32 label GeoTIFF with NaN pixels and no nodata tag."""
+    from gigavim.io.synthetic import write_geotiff
+
+    raster = write_geotiff(tmp_path / "scene.tif", np.full((6, 8, 3), 90, np.uint8), crs="EPSG:32633",
+                           transform=from_origin(500000, 4200000, 10, 10))
+    lab = np.zeros((6, 8), np.float32)
+    lab[:, 4:] = 1
+    lab[0, :3] = np.nan  # unlabelled
+    lab[4, 6] = np.nan
+    label_tf = from_origin(500000 - (10 if shifted else 0), 4200000, 10, 10)
+    with rasterio.open(tmp_path / "labels.tif", "w", driver="GTiff", width=8 + shifted, height=6,
+                       count=1, dtype="float32", crs="EPSG:32633", transform=label_tf) as dst:
+        assert dst.nodata is None
+        dst.write(np.pad(lab, ((0, 0), (int(shifted), 0)), constant_values=np.nan)[None])
+    return raster, tmp_path / "labels.tif", lab
+
+
+@pytest.mark.parametrize("mode", ["binary", "values"])
+@pytest.mark.parametrize("shifted", [False, True], ids=["same-grid", "reprojected"])
+def test_nan_in_an_untagged_float_label_raster_is_ignore_not_background(
+        tmp_path: Path, shifted: bool, mode: str) -> None:
+    raster, label_path, lab = _float_labels_with_nan(tmp_path, shifted)
+    with open_image(raster) as src:
+        labels = load_label_map(src, label_path, mode=mode)  # type: ignore[arg-type]
+    nan = np.isnan(lab)
+    assert (labels[nan] == IGNORE_LABEL).all()
+    np.testing.assert_array_equal(labels[~nan], lab[~nan].astype(np.uint8))
+
+
+def test_eval_leaves_nan_mask_pixels_out_of_the_scores(tmp_path: Path) -> None:
+    from engine.fakes import tiny_bundle
+
+    from gigavim.train.evaluate import evaluate
+
+    raster, label_path, lab = _float_labels_with_nan(tmp_path, shifted=False)
+    result = evaluate(tiny_bundle(), [(str(raster), str(label_path))])
+    overall = result["overall"]
+    assert overall["pixels"] == int((~np.isnan(lab)).sum()) == 44
+    assert [c["support"] for c in overall["per_class"]] == [21, 23]  # NaN never counts as class 0
