@@ -174,24 +174,32 @@ def ground_sample_distance_m(ds: Any) -> float | None:
     Projected CRSs use their linear unit; geographic CRSs convert degrees to metres on the
     WGS84 ellipsoid at the scene centre; rasters without a CRS have no ground distance.
     """
-    if ds.crs is None:
+    sizes = pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
+    return None if sizes is None else math.sqrt(sizes[0] * sizes[1])
+
+
+def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> tuple[float, float] | None:
+    """(y, x) metres of one pixel of a ``width`` × ``height`` grid (pixels need not be square).
+
+    ``crs`` is a rasterio ``CRS`` (or anything ``CRS.from_user_input`` takes); geographic CRSs
+    are converted on the WGS84 ellipsoid at the grid centre. ``None`` without a usable CRS.
+    """
+    if not crs:
         return None
-    t = ds.transform
+    crs = rasterio.crs.CRS.from_user_input(crs)
+    t = transform
     size_x, size_y = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    if ds.crs.is_geographic:
-        lat = math.radians((t @ (ds.width / 2, ds.height / 2))[1])
+    if crs.is_geographic:
+        lat = math.radians((t @ (width / 2, height / 2))[1])
         s2 = math.sin(lat) ** 2
         m_per_rad_lat = _WGS84_A * (1 - _WGS84_E2) / (1 - _WGS84_E2 * s2) ** 1.5
         m_per_rad_lon = _WGS84_A * math.cos(lat) / math.sqrt(1 - _WGS84_E2 * s2)
-        size_x *= math.radians(1) * m_per_rad_lon
-        size_y *= math.radians(1) * m_per_rad_lat
-    else:
-        try:
-            factor = ds.crs.linear_units_factor[1]
-        except Exception:
-            return None
-        size_x, size_y = size_x * factor, size_y * factor
-    return math.sqrt(size_x * size_y)
+        return size_y * math.radians(1) * m_per_rad_lat, size_x * math.radians(1) * m_per_rad_lon
+    try:
+        factor = crs.linear_units_factor[1]
+    except Exception:
+        return None
+    return size_y * factor, size_x * factor
 
 
 def _band_name(ds: Any, index: int) -> str:
@@ -207,4 +215,5 @@ def _properties(ds: Any) -> dict[str, str]:
     return props
 
 
-__all__ = ["RasterSource", "crs_string", "data_band_indexes", "ground_sample_distance_m", "is_georeferenced"]
+__all__ = ["RasterSource", "crs_string", "data_band_indexes", "ground_sample_distance_m", "is_georeferenced",
+           "pixel_size_m"]

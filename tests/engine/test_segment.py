@@ -307,3 +307,23 @@ def test_a_two_band_raster_is_refused_up_front_naming_file_bands_and_model(tmp_p
     assert str(err.value).startswith(f"{scene}: has 2 bands but model 'land-water' expects 3 (RGB)")
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]  # no output, no work dir
+
+
+def test_non_square_raster_pixels_reach_the_ome_zarr_scales(tmp_path: Path) -> None:
+    """A 2 m × 3 m (x × y) GeoTIFF: the OME-Zarr scales are the real y and x metres at every
+    level (odd map size included), and the COG keeps the input's grid."""
+    transform = Affine(2, 0, 500_000, 0, -3, 5_000_000)
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=517, height=301, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=transform) as ds:
+        ds.write(_texture(301, 517).transpose(2, 0, 1))
+    result = segment(scene, [tmp_path / "out.zarr", tmp_path / "out.tif"], model=tiny_bundle())
+    assert result.shape == (301, 517)
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")["labels/segmentation"]
+    datasets = group.attrs["multiscales"][0]["datasets"]
+    assert len(datasets) == 3
+    for k, d in enumerate(datasets):
+        assert d["coordinateTransformations"][0]["scale"] == [3.0 * 2**k, 2.0 * 2**k]
+        assert group[d["path"]].shape == (-(-301 // 2**k), -(-517 // 2**k))
+    with rasterio.open(tmp_path / "out.tif") as ds:
+        assert ds.transform.almost_equals(transform) and ds.shape == (301, 517)

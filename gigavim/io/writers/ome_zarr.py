@@ -14,8 +14,12 @@ support is newer and patchier, and ``ome_zarr.reader`` reads both. Layout of ``o
     root attribute ``gigavim``: provenance (model, version, settings), georeference, pixel size
 
 Scales in ``coordinateTransformations`` are physical: µm for slides (``mpp``), metres for rasters
-(``gsd_m``), else pixels. Every level is written chunk by chunk from dask (level ``k+1`` is
-computed from the stored level ``k``), so memory stays bounded whatever the map size.
+(from the working grid's transform, so non-square pixels keep their own y and x sizes), else
+pixels. Level ``k`` is exactly ``2**k`` times coarser on both axes, odd sizes included: the
+pyramid pads odd edges (see :mod:`gigavim.io.writers.pyramid`), so level ``k`` has
+``ceil(n / 2**k)`` pixels of ``2**k`` working pixels each and reaches at most ``2**k - 1``
+working pixels past the map's edge. Every level is written chunk by chunk from dask (level
+``k+1`` is computed from the stored level ``k``), so memory stays bounded whatever the map size.
 """
 
 from __future__ import annotations
@@ -42,13 +46,23 @@ CHUNK = 1024
 _COMPRESSOR = Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
 
 
-def physical_pixel(label_map: LabelMap) -> tuple[str | None, float]:
-    """(NGFF unit, size of one working pixel in it): µm for slides, metres for rasters."""
+def physical_pixel(label_map: LabelMap) -> tuple[str | None, tuple[float, float]]:
+    """(NGFF unit, (y, x) size of one working pixel in it): µm for slides, metres for rasters.
+
+    A georeferenced map takes each axis's size from its transform (``gsd_m`` is the square root
+    of the pixel's area, which is right only for square pixels).
+    """
     if label_map.mpp:
-        return "micrometer", float(label_map.mpp)
+        return "micrometer", (float(label_map.mpp), float(label_map.mpp))
     if label_map.gsd_m:
-        return "meter", float(label_map.gsd_m)
-    return None, 1.0
+        sizes = None
+        if label_map.transform is not None and label_map.crs:
+            from gigavim.io.raster_source import pixel_size_m
+
+            height, width = label_map.shape
+            sizes = pixel_size_m(label_map.crs, label_map.transform, width, height)
+        return "meter", sizes or (float(label_map.gsd_m), float(label_map.gsd_m))
+    return None, (1.0, 1.0)
 
 
 def as_dask(array: Any, chunks: tuple[int, ...]) -> da.Array:
@@ -81,7 +95,8 @@ def _store_level(group: zarr.Group, index: int, level: da.Array) -> zarr.Array:
 
 
 def _datasets(n_levels: int, lead: int, pixel_yx: tuple[float, float]) -> list[dict[str, Any]]:
-    """NGFF ``datasets``: level k is 2**k times coarser, in physical units."""
+    """NGFF ``datasets``: level k is exactly 2**k times coarser (odd edges are padded), in
+    physical units."""
     return [
         {
             "path": str(k),
@@ -137,6 +152,7 @@ def _gigavim_attrs(label_map: LabelMap, has_probabilities: bool) -> dict[str, An
         "probabilities": PROBABILITIES_NAME if has_probabilities else None,
         "mpp": label_map.mpp,
         "gsd_m": label_map.gsd_m,
+        "pixel_size_yx": list(physical_pixel(label_map)[1]),
         "crs": label_map.crs,
         "transform": list(transform)[:6] if transform is not None else None,
         "scale_to_level0": label_map.scale_to_level0,
@@ -153,7 +169,7 @@ def write_ome_zarr(label_map: LabelMap, path: Path) -> None:
 
     labels_group = root.require_group(f"labels/{LABELS_NAME}")
     labels = as_dask(label_map.labels, (CHUNK, CHUNK)).astype(np.uint8)
-    datasets = _write_pyramid(labels_group, labels, halve_labels, n_levels, (pixel, pixel))
+    datasets = _write_pyramid(labels_group, labels, halve_labels, n_levels, pixel)
     write_multiscales_metadata(
         labels_group, datasets, fmt=FORMAT, axes=_axes(unit, False), name=LABELS_NAME
     )
@@ -169,7 +185,7 @@ def write_ome_zarr(label_map: LabelMap, path: Path) -> None:
     if has_probabilities:
         probs_group = root.require_group(PROBABILITIES_NAME)
         probs = as_dask(label_map.probabilities, (1, CHUNK, CHUNK)).astype(np.uint8)
-        datasets = _write_pyramid(probs_group, probs, halve_intensities, n_levels, (pixel, pixel))
+        datasets = _write_pyramid(probs_group, probs, halve_intensities, n_levels, pixel)
         write_multiscales_metadata(
             probs_group, datasets, fmt=FORMAT, axes=_axes(unit, True), name=PROBABILITIES_NAME,
             metadata={"omero": _omero_channels(label_map.classes, label_map.colors)},
@@ -179,19 +195,19 @@ def write_ome_zarr(label_map: LabelMap, path: Path) -> None:
 
 def _write_root_image(
     root: zarr.Group, label_map: LabelMap, labels_group: zarr.Group, n_levels: int,
-    unit: str | None, pixel: float,
+    unit: str | None, pixel: tuple[float, float],
 ) -> None:
     """The parent image of the labels: the engine's image if given, else the class ids."""
     if label_map.image is None:  # copy the stored label levels: no second downsampling
         for index in range(n_levels):
             _store_level(root, index, da.from_zarr(labels_group[str(index)]))
-        datasets = _datasets(n_levels, 0, (pixel, pixel))
+        datasets = _datasets(n_levels, 0, pixel)
         write_multiscales_metadata(root, datasets, fmt=FORMAT, axes=_axes(unit, False), name="classes")
         return
     image = as_dask(label_map.image, (CHUNK, CHUNK, -1)).astype(np.uint8).transpose(2, 0, 1)
     height, width = label_map.shape
     # A lower-resolution image covers the same area: its pixels are proportionally larger.
-    pixel_yx = (pixel * height / image.shape[1], pixel * width / image.shape[2])
+    pixel_yx = (pixel[0] * height / image.shape[1], pixel[1] * width / image.shape[2])
     n_image = level_count(image.shape[1:])
     datasets = _write_pyramid(root, image, halve_intensities, n_image, pixel_yx)
     channels = ["red", "green", "blue"] if image.shape[0] == 3 else None

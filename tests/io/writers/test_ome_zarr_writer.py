@@ -64,14 +64,17 @@ def test_probabilities_and_raster_scale_in_metres(tmp_path, raster_map):
     out = tmp_path / "scene.zarr"
     write_outputs(raster_map(probabilities=probs), [out])
 
+    # RGB.byte.tif's pixels are 300.0418 m tall and 300.0379 m wide (EPSG:32618, metres).
+    t = raster_map().transform
     meta = read_nodes(out)[LABELS_NAME].metadata
     assert [a.get("unit") for a in meta["axes"]] == ["meter", "meter"]
-    assert meta["coordinateTransformations"][0][0]["scale"] == [300.0, 300.0]
+    assert meta["coordinateTransformations"][0][0]["scale"] == pytest.approx([-t.e, t.a], rel=1e-12)
     assert meta["properties"][255] == {"class": "nodata"} and meta["color"][255][3] == 0.0
 
     prob_node = read_nodes(out / "probabilities")["probabilities"]
     np.testing.assert_array_equal(np.asarray(prob_node.data[0]), probs)
-    assert prob_node.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 300.0, 300.0]
+    assert prob_node.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx(
+        [1.0, -t.e, t.a], rel=1e-12)
     assert prob_node.metadata["channel_names"] == ["water", "forest", "urban"]
     attrs = zarr.open_group(str(out), mode="r").attrs["gigavim"]
     assert attrs["crs"] == "EPSG:32618" and attrs["probabilities"] == "probabilities"
@@ -99,3 +102,56 @@ def test_metadata_validates_against_the_ngff_04_models(tmp_path, slide_map):
     assert label.attributes.image_label.source.image == "../../"
     channels = v04.Image.from_zarr(root["probabilities"]).attributes.omero.channels
     assert [c.label for c in channels] == CLASSES
+
+
+def _scales(multiscale: dict) -> list[list[float]]:
+    return [d["coordinateTransformations"][0]["scale"] for d in multiscale["datasets"]]
+
+
+def test_non_square_raster_pixels_keep_their_own_y_and_x_sizes(tmp_path, slide_map):
+    """A 3 m (y) × 2 m (x) grid: every scale is [3·2**k, 2·2**k], not √6 on both axes."""
+    from rasterio.transform import Affine
+
+    height, width = 301, 517
+    checker = ((np.arange(height)[:, None] // 50 + np.arange(width)[None] // 50) % 3).astype(np.uint8)
+    label_map = slide_map(checker, source_kind="raster", mpp=None, gsd_m=6**0.5,
+                          crs="EPSG:32633", transform=Affine(2, 0, 500_000, 0, -3, 5_000_000),
+                          probabilities=np.zeros((3, height, width), np.uint8),
+                          image=np.zeros((100, 150, 3), np.uint8))
+    out = tmp_path / "scene.zarr"
+    write_outputs(label_map, [out])
+    root = zarr.open_group(str(out), mode="r")
+    labels = root[f"labels/{LABELS_NAME}"].attrs["multiscales"][0]
+    assert [a["unit"] for a in labels["axes"]] == ["meter", "meter"]
+    assert _scales(labels) == [[3.0 * 2**k, 2.0 * 2**k] for k in range(3)]
+    probs = root["probabilities"].attrs["multiscales"][0]
+    assert _scales(probs) == [[1.0, 3.0 * 2**k, 2.0 * 2**k] for k in range(3)]
+    # The parent image covers the same ground with 100 × 150 pixels: its own y and x factors.
+    image = root.attrs["multiscales"][0]
+    assert _scales(image)[0] == pytest.approx([1.0, 3.0 * height / 100, 2.0 * width / 150], rel=1e-12)
+    assert root.attrs["gigavim"]["pixel_size_yx"] == [3.0, 2.0]
+
+
+def test_odd_sized_levels_have_exact_power_of_two_scales(tmp_path, slide_map):
+    """Level k of a 301 × 517 map: ceil(n / 2**k) pixels of exactly 2**k working pixels each, so
+    the last (odd) row and column land where they are in level 0, not stretched to fit."""
+    height, width, mpp = 301, 517, 0.5
+    labels = np.zeros((height, width), np.uint8)
+    labels[-1, :] = 2  # the odd last row
+    labels[:, -1] = 1  # the odd last column
+    out = tmp_path / "odd.zarr"
+    write_outputs(slide_map(labels, mpp=mpp), [out])
+    group = zarr.open_group(str(out), mode="r")[f"labels/{LABELS_NAME}"]
+    multiscale = group.attrs["multiscales"][0]
+    for k, scale in enumerate(_scales(multiscale)):
+        level = group[str(k)][:]
+        assert scale == [mpp * 2**k, mpp * 2**k]
+        assert level.shape == (-(-height // 2**k), -(-width // 2**k))
+        # Physical extent: the map's, plus less than one level-k pixel of edge padding.
+        for n, size, step in zip(level.shape, (height, width), scale, strict=True):
+            assert size * mpp <= n * step < size * mpp + step
+        # The last working row (y = 300·mpp) is in level k's last row, at the same place.
+        last_row = level.shape[0] - 1
+        assert last_row * scale[0] <= (height - 1) * mpp < (last_row + 1) * scale[0]
+        assert (level[last_row, :-1] == 2).all() and (level[:-1, -1] == 1).all()
+        assert (level[:-1, :-1] == 0).all()
