@@ -93,3 +93,18 @@ def test_a_resumed_model_refuses_images_of_another_band_count(tmp_path: Path) ->
     with pytest.raises(InputError, match=r"scene\.tif: has 2 bands but model 'rgb-model' \(resumed\) "
                                          r"expects 3"):
         train(again)
+
+
+def test_train_cli_band_mismatch_is_one_line_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    first = rgb_tile(tmp_path)
+    scene, mask = two_band_scene(tmp_path)
+    out = tmp_path / "cli.pt"
+    code = main(["train", ":".join(first), f"{scene}:{mask}", "-o", str(out), "--steps", "1",
+                 "--arch", json.dumps({"backbone": TINY_ARCH["backbone"]})])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{scene}: has 2 bands but the first training image {first[0]} has 3" in err
+    assert not out.exists() and not out.with_suffix(".state.pt").exists()
