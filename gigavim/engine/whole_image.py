@@ -26,7 +26,7 @@ from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
 from gigavim.engine.runner import Predictor
 from gigavim.io.base import Window
-from gigavim.models.streaming import DEFAULT_BAND_TOKENS, WholeImageStreamer, upsample_window
+from gigavim.models.streaming import DEFAULT_BAND_TOKENS, RowArray, WholeImageStreamer, upsample_window
 
 if TYPE_CHECKING:
     from gigavim.engine.segment import _Run
@@ -49,8 +49,7 @@ class ImageRows:
         self.padded_hw = (self.height + -self.height % multiple, self.width + -self.width % multiple)
         path = run.work.path / STREAM_DIR / "valid.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.valid = (np.load(path, mmap_mode="r+") if path.exists() else
-                      np.lib.format.open_memmap(path, mode="w+", dtype=np.bool_, shape=run.res.shape))
+        self.valid = RowArray(path) if path.exists() else RowArray(path, run.res.shape, np.dtype(np.bool_))
 
     def __call__(self, y0: int, y1: int) -> torch.Tensor:
         """(bands, y1 − y0, padded width) network input of padded-image rows y0..y1."""
@@ -91,15 +90,18 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
 
         logits = streamer.logits(rows, rows.padded_hw, report)
     pe = run.bundle.net.backbone.patch_embed
-    for block in blocks:
+    valid_rows: tuple[int, np.ndarray] = (-1, np.zeros(0))
+    for block in blocks:  # row-major: the valid rows of a block row are read once
         win = run.grid.block_window(*block)
+        if valid_rows[0] != win.y:
+            valid_rows = (win.y, rows.valid[win.y:win.y + win.height])
         probs = None
         if logits is not None:
             block_logits = upsample_window(logits, win, pe.stride, pe.patch_size)
             probs = predictor._probabilities(block_logits[None].float())[0].numpy()
         covered = _covered(run, block, win)
-        counts = _write_block(run, win, probs, covered & rows.valid[win.y:win.y + win.height,
-                                                                      win.x:win.x + win.width], covered)
+        valid = covered & valid_rows[1][:, win.x:win.x + win.width]
+        counts = _write_block(run, win, probs, valid, covered)
         run.work.journal({block: counts})
         run.merger.finalized[block] = counts
     return 0, n_fg

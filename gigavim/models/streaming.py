@@ -17,7 +17,8 @@ layer, with every per-token array on disk (numpy ``.npy`` memmaps in a caller-gi
   not the statistics of the tiles the model was trained on.
 
 RAM is O(band × width); disk holds two residual streams, one directional output and the small
-head maps. Scans and convs go through :mod:`gigavim.kernels`, so CUDA tensors use Triton.
+head maps, read and written by explicit row ranges (:class:`RowArray`). Scans and convs go
+through :mod:`gigavim.kernels`, so CUDA tensors use Triton.
 """
 
 from __future__ import annotations
@@ -137,18 +138,15 @@ class WholeImageStreamer:
 
     # ------------------------------------------------------------------ disk arrays
     def _array(self, name: str, shape: tuple[int, ...] | None = None,
-               dtype: torch.dtype | None = None) -> np.ndarray:
-        """Create (with ``shape``) or reopen the ``.npy`` memmap ``name`` in the work dir."""
-        path = self.workdir / f"{name}.npy"
-        if shape is None:
-            return np.load(path, mmap_mode="r+")
-        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
+               dtype: torch.dtype | None = None) -> RowArray:
+        """Create (with ``shape``) or reopen the on-disk array ``name`` in the work dir."""
+        np_dtype = None if dtype is None else torch.empty(0, dtype=dtype).numpy().dtype
+        return RowArray(self.workdir / f"{name}.npy", shape, np_dtype)
 
     def _drop(self, name: str) -> None:
         (self.workdir / f"{name}.npy").unlink(missing_ok=True)
 
-    def _residual(self, layer: int, create: bool = False, length: int = 0) -> np.ndarray:
+    def _residual(self, layer: int, create: bool = False, length: int = 0) -> RowArray:
         """The residual stream entering block ``layer`` (two files, used in turn)."""
         name = f"residual_{layer % 2}"
         return (self._array(name, (length, self.backbone.embed_dim), self.residual_dtype) if create
@@ -165,8 +163,8 @@ class WholeImageStreamer:
         tmp.write_text(json.dumps({"stages_done": stages_done}))
         os.replace(tmp, state)
 
-    def _load(self, arr: np.ndarray, start: int, stop: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(arr[start:stop])).to(self.device)
+    def _load(self, arr: RowArray, start: int, stop: int) -> torch.Tensor:
+        return torch.from_numpy(arr[start:stop]).to(self.device)
 
     # ------------------------------------------------------------------ embedding
     def _embed(self, read_rows: PixelRows, image_hw: tuple[int, int], grid_hw: tuple[int, int],
@@ -258,7 +256,9 @@ class WholeImageStreamer:
         gw = grid_hw[1]
         hidden = self.head.hidden if isinstance(self.head.hidden, nn.Sequential) else None
         stats = _group_stats(head_in, hidden[1], bands, gw, steps) if hidden is not None else None
-        logits = self._array("logits", (self.head.classifier.out_channels, *grid_hw), self.head_dtype)
+        np_dtype = torch.empty(0, dtype=self.head_dtype).numpy().dtype
+        logits = np.lib.format.open_memmap(self.workdir / "logits.npy", mode="w+", dtype=np_dtype,
+                                           shape=(self.head.classifier.out_channels, *grid_hw))
         for r0, r1 in bands:
             x = self._load(head_in, r0 * gw, r1 * gw)  # (tokens, C)
             if hidden is not None:
@@ -268,6 +268,59 @@ class WholeImageStreamer:
             steps.advance()
         logits.flush()
         return logits
+
+
+class RowArray:
+    """An (n, ...) array in a ``.npy`` file, read and written by ranges of whole rows.
+
+    Not a memmap on purpose: pages touched through a memmap count as the process's resident
+    memory until it is unmapped, so streaming a whole image through memmaps would look (and be
+    accounted) as if the whole sequence were in RAM. Explicit ``pread``/``pwrite`` of contiguous
+    row ranges leave caching to the kernel's page cache.
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...] | None = None,
+                 dtype: np.dtype | None = None) -> None:
+        self.path, self._fd = Path(path), -1
+        if shape is not None:  # a standard .npy header, then a sparse file of the data's size
+            fmt = np.lib.format
+            with open(self.path, "wb") as fh:
+                fmt.write_array_header_2_0(fh, {"descr": fmt.dtype_to_descr(np.dtype(dtype)),
+                                                "fortran_order": False, "shape": tuple(shape)})
+                fh.truncate(fh.tell() + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            self.shape, _, self.dtype = read_header(fh)
+            self.offset = fh.tell()
+        self.row_shape = tuple(self.shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDWR)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        data = os.pread(self._fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.row_shape).copy()
+
+    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
+        start, stop, _ = rows.indices(self.shape[0])
+        data = np.ascontiguousarray(value, dtype=self.dtype)
+        if data.shape != (stop - start, *self.row_shape):
+            raise ValueError(f"rows {start}:{stop} of {self.path} need shape "
+                             f"{(stop - start, *self.row_shape)}, got {data.shape}")
+        os.pwrite(self._fd, data.tobytes(), self.offset + start * self.row_bytes)
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class _Steps:
@@ -315,7 +368,7 @@ def _direction_scan(mixer: BiMambaMixer, x: torch.Tensor,
     return y, (conv_state, scan_state)
 
 
-def _group_stats(head_in: np.ndarray, norm: nn.GroupNorm, bands: list[tuple[int, int]], gw: int,
+def _group_stats(head_in: RowArray, norm: nn.GroupNorm, bands: list[tuple[int, int]], gw: int,
                  steps: _Steps) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-group mean and variance over the whole map, merged from per-band (n, mean, M2).
 
@@ -325,7 +378,7 @@ def _group_stats(head_in: np.ndarray, norm: nn.GroupNorm, bands: list[tuple[int,
     groups = norm.num_groups
     count, mean, m2 = 0, torch.zeros(groups, dtype=torch.float64), torch.zeros(groups, dtype=torch.float64)
     for r0, r1 in bands:
-        x = torch.from_numpy(np.array(head_in[r0 * gw:r1 * gw])).double()
+        x = torch.from_numpy(head_in[r0 * gw:r1 * gw]).double()
         x = x.reshape(x.shape[0], groups, -1).transpose(0, 1).reshape(groups, -1)
         n_b, mean_b = x.shape[1], x.mean(dim=1)
         m2_b = (x - mean_b[:, None]).square().sum(dim=1)
