@@ -28,6 +28,7 @@ from rasterio.transform import Affine
 
 from gigavim.errors import InputError, UsageError
 from gigavim.io.base import ImageSource
+from gigavim.train.level_image import row_blocks
 from gigavim.train.metrics import IGNORE_LABEL
 
 LabelMode = Literal["binary", "values"]
@@ -66,8 +67,23 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, level: int = 
 
 def to_class_ids(raw: np.ndarray, *, mode: LabelMode = "binary",
                  value_map: Mapping[int, int] | None = None, path: Path | None = None) -> np.ndarray:
-    """Raw label values (``-1`` = not covered) → uint8 class ids with ignore."""
-    raw = np.asarray(raw).astype(np.int64)
+    """Raw label values (``-1`` = not covered) → uint8 class ids with ignore.
+
+    Converted strip by strip, so a whole-slide label map needs one byte per pixel plus one strip
+    of int64 temporaries, not several full-size int64 copies.
+    """
+    raw = np.asarray(raw)
+    if raw.ndim != 2:
+        return _class_ids(raw, mode, value_map, path)
+    out = np.empty(raw.shape, dtype=np.uint8)
+    for y0, y1 in row_blocks(*raw.shape):
+        out[y0:y1] = _class_ids(raw[y0:y1], mode, value_map, path)
+    return out
+
+
+def _class_ids(raw: np.ndarray, mode: LabelMode, value_map: Mapping[int, int] | None,
+               path: Path | None) -> np.ndarray:
+    raw = raw.astype(np.int64)
     out = np.full(raw.shape, IGNORE_LABEL, dtype=np.uint8)
     covered = raw != _OUTSIDE
     values = raw.copy()
@@ -102,7 +118,7 @@ def check_class_ids(labels: np.ndarray, classes: list[str], path: Path | str | N
 
 
 def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) -> np.ndarray:
-    """A label image/raster on the level's grid, as raw int64 values (``-1`` = not covered)."""
+    """A label image/raster on the level's grid, as raw signed integers (``-1`` = not covered)."""
     lv = source.levels[level]
     try:
         with warnings.catch_warnings():
@@ -124,16 +140,23 @@ def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) 
 
 
 def _raw_band(src: Any, label_path: Path) -> np.ndarray:
-    """Band 1 as int64 raw values, ``-1`` where unlabelled: the nodata value (as the mask says)
+    """Band 1 as raw signed integers, ``-1`` where unlabelled: the nodata value (as the mask says)
     and, in float rasters, NaN/±inf whether or not a nodata tag says so (never class 0)."""
     band = src.read(1)
     _refuse_colour_labels(src, band, label_path)
     missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
     if src.nodata is not None:
         missing |= src.read_masks(1) == 0
-    raw = np.where(missing, 0, band).astype(np.int64)  # no NaN left to cast
+    band[missing] = 0  # no NaN left to cast
+    raw = band.astype(_signed(band.dtype))
     raw[missing] = _OUTSIDE
     return raw
+
+
+def _signed(dtype: np.dtype) -> np.dtype:
+    """The smallest signed integer type holding ``dtype``'s values and ``-1`` (int64 for floats)."""
+    wider = np.promote_types(dtype, np.int8)
+    return wider if wider.kind == "i" else np.dtype(np.int64)
 
 
 def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path) -> None:
@@ -165,7 +188,7 @@ def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, level: in
         dst_transform=level_transform(source, level), dst_crs=source.crs, dst_nodata=_OUTSIDE,
         resampling=Resampling.nearest,
     )
-    return dst.astype(np.int64)
+    return dst
 
 
 def _nearest_resize(band: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -176,7 +199,7 @@ def _nearest_resize(band: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
                           class_names: list[str] | None = None) -> np.ndarray:
-    """GeoJSON / QuPath features burnt onto the level's grid (raw values, 0 = background).
+    """GeoJSON / QuPath features burnt onto the level's grid (raw int32 values, 0 = background).
 
     A feature's value is its QuPath ``classification.name`` (or ``class``/``label`` property)
     looked up in ``class_names``, else 1. Geometries in a GeoJSON with a ``crs`` member are
@@ -198,11 +221,10 @@ def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
             geom = transform_geom(crs, source.crs, geom)
         shapes.append((geom, _feature_value(feat, class_names, path)))
     if not shapes:
-        return np.zeros((lv.height, lv.width), dtype=np.int64)
+        return np.zeros((lv.height, lv.width), dtype=np.int32)
     _check_overlap([g for g, _ in shapes], level_transform(source, level), (lv.height, lv.width), path)
-    burnt = rasterize(shapes, out_shape=(lv.height, lv.width), fill=0,
-                      transform=level_transform(source, level), dtype="int32")
-    return burnt.astype(np.int64)
+    return rasterize(shapes, out_shape=(lv.height, lv.width), fill=0,
+                     transform=level_transform(source, level), dtype="int32")
 
 
 def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], path: Path) -> None:

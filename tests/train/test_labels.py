@@ -189,3 +189,18 @@ def test_eval_leaves_nan_mask_pixels_out_of_the_scores(tmp_path: Path) -> None:
     overall = result["overall"]
     assert overall["pixels"] == int((~np.isnan(lab)).sum()) == 44
     assert [c["support"] for c in overall["per_class"]] == [21, 23]  # NaN never counts as class 0
+
+
+def test_class_ids_converted_strip_by_strip_match_a_whole_map_conversion(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("gigavim.train.level_image"), "STRIP_PIXELS", 64)
+    raw = np.random.default_rng(0).integers(-1, 5, (50, 30)).astype(np.int16)  # strips of 2 rows
+    ids = to_class_ids(raw, mode="values", value_map={4: IGNORE_LABEL, 3: 1})
+    expected = np.where(raw == -1, IGNORE_LABEL, np.where(raw == 4, IGNORE_LABEL,
+                                                          np.where(raw == 3, 1, raw)))
+    np.testing.assert_array_equal(ids, expected)
+    raw[45, 2], raw[40, 5] = 400, 300
+    with pytest.raises(InputError, match="label value 300 is not a class id"):  # the first one
+        to_class_ids(raw, mode="values")
