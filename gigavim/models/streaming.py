@@ -82,7 +82,8 @@ class WholeImageStreamer:
     ``band_tokens`` bounds the tokens per band (RAM ∝ band_tokens × model width); a band is at
     least one token row. ``pos_offset`` is the (row, col) of the image's first token in the
     sincos position grid (as ``VimSegmenter.forward``). A run interrupted after a finished
-    layer resumes from the next one when called again on the same ``workdir``.
+    layer resumes from the next one when called again on the same ``workdir`` — which belongs
+    to one model and image (the engine's work dir checks both; here only the size is checked).
     """
 
     def __init__(self, net: nn.Module, workdir: str | Path, *, device: str | torch.device = "cpu",
@@ -116,20 +117,20 @@ class WholeImageStreamer:
         steps = _Steps(len(bands) * (1 + 2 * (self.taps[-1] + 1) + len(self.taps) + head_passes), progress)
         try:
             with torch.inference_mode():
-                done = self._stage()
+                done = self._stage(image_hw)
                 finished_layers = range(max(done - 1, 0))
                 skipped = min(done, 1) + sum(2 + int(i in self.taps) for i in finished_layers)
                 steps.skip(len(bands) * skipped)
                 if done == 0:
                     self._embed(read_rows, image_hw, grid_hw, bands, steps)
-                    self._mark(1)
+                    self._mark(1, image_hw)
                 for i, block in enumerate(self.backbone.layers[:self.taps[-1] + 1]):
                     if i in finished_layers:
                         continue
                     self._block(block, i, bands, steps)
                     if i in self.taps:
                         self._tap(i, bands, steps)
-                    self._mark(i + 2)
+                    self._mark(i + 2, image_hw)
                     if i in self.taps[1:]:  # only now: a resumed tap re-reads the previous sum
                         self._drop(f"head_in_{self.taps.index(i) - 1}")
                 return self._head(grid_hw, bands, steps)
@@ -152,15 +153,18 @@ class WholeImageStreamer:
         return (self._array(name, (length, self.backbone.embed_dim), self.residual_dtype) if create
                 else self._array(name))
 
-    def _stage(self) -> int:
-        """Stages finished by an earlier call: 0 none, 1 embedded, i + 2 block i done."""
+    def _stage(self, image_hw: tuple[int, int]) -> int:
+        """Stages an earlier call finished for this image size: 0 none, 1 embedded, i + 2 block i."""
         state = self.workdir / "stream.json"
-        return int(json.loads(state.read_text())["stages_done"]) if state.exists() else 0
+        if not state.exists():
+            return 0
+        stored = json.loads(state.read_text())
+        return int(stored["stages_done"]) if stored.get("image_hw") == list(image_hw) else 0
 
-    def _mark(self, stages_done: int) -> None:
+    def _mark(self, stages_done: int, image_hw: tuple[int, int]) -> None:
         state = self.workdir / "stream.json"
         tmp = state.with_name(state.name + ".partial")
-        tmp.write_text(json.dumps({"stages_done": stages_done}))
+        tmp.write_text(json.dumps({"stages_done": stages_done, "image_hw": list(image_hw)}))
         os.replace(tmp, state)
 
     def _load(self, arr: RowArray, start: int, stop: int) -> torch.Tensor:

@@ -150,3 +150,12 @@ def test_unstreamable_models_are_refused_in_one_line(tmp_path: Path, arch: dict,
 def test_every_bundled_model_can_stream() -> None:
     for name in ("tissue", "nuclei-he", "land-water"):
         check_streamable(load_model(name).net, name)
+
+
+def test_a_work_dir_left_by_another_image_size_is_not_resumed(tmp_path: Path) -> None:
+    net = _random_segmenter()
+    _streamed(net, torch.randn(1, 3, *IMAGE_HW, dtype=torch.float64), tmp_path, 24)
+    other = torch.randn(1, 3, 21, 30, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(other)
+    torch.testing.assert_close(_streamed(net, other, tmp_path, 24), expected, atol=1e-10, rtol=0)
