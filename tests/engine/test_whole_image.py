@@ -16,10 +16,12 @@ from gigavim.data import sample_slide
 from gigavim.engine import segment
 from gigavim.engine.plan import resolve_resolution
 from gigavim.engine.reader import TileReader
-from gigavim.errors import UsageError
+from gigavim.errors import ModelError, UsageError
 from gigavim.io import open_image
 from gigavim.io.base import Window
 from gigavim.models.catalog import load_model
+
+from .fakes import tiny_bundle
 
 
 def _ome(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
@@ -129,3 +131,11 @@ def test_unknown_context_is_a_one_line_usage_error(tmp_path: Path, capsys: pytes
     assert main(["segment", "--sample", "--context", "sequence", "-o", str(tmp_path / "y.ome.zarr")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("gigavim: error:") and "--context" in err[0]
+
+
+def test_a_model_that_cannot_stream_is_refused_and_leaves_no_work_dir(tmp_path: Path) -> None:
+    out = tmp_path / "conv.ome.zarr"
+    with pytest.raises(ModelError, match="cannot run with whole-image context") as err:
+        segment(sample_slide(), [out], model=tiny_bundle(mpp=8.0), context="image")
+    assert "\n" not in str(err.value) and "'tiny-conv'" in str(err.value)
+    assert not out.exists() and not list(tmp_path.iterdir())
