@@ -15,6 +15,7 @@ from gigavim.cli._app import app, state
 
 # Sub-commands register themselves on import (one module each).
 from gigavim.cli import info as _info  # noqa: F401  isort: skip
+from gigavim.cli import bench as _bench  # noqa: F401  isort: skip
 from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
 from gigavim.cli import train as _train  # noqa: F401  isort: skip
 from gigavim.cli import eval as _eval  # noqa: F401  isort: skip

@@ -1,0 +1,103 @@
+"""``gigavim bench``: speed and memory benchmarks (a thin shell over :mod:`gigavim.benchmarks`)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+import typer
+
+from gigavim.cli._app import app
+
+
+class Benchmark(str, Enum):
+    scan = "scan"
+    model = "model"
+    segment = "segment"
+    readers = "readers"
+    writers = "writers"
+    all = "all"
+
+
+@app.command()
+def bench(
+    name: Benchmark = typer.Argument(..., help="Which benchmark (all: every one in turn)."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]; for scan, model and segment."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Tiny sizes that finish in seconds (checks an install)."
+    ),
+    write_docs: bool = typer.Option(
+        False,
+        "--write-docs/--no-write-docs",
+        help="Rewrite the benchmark's section of docs/benchmarks.md (source checkout only).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per benchmark (JSON Lines)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads for scan and model."),
+) -> None:
+    """Measure speed and memory: print a table (or JSON), optionally update docs/benchmarks.md.
+
+    \b
+    scan     selective scan: loop reference, chunked, unfused, fused Triton, SDPA;
+             on a GPU it first checks the Triton kernels against the reference
+    model    Vim backbone forward at 224², 512², 1024²: images/s, peak memory
+    segment  gigavim.segment on synthetic slides: throughput, peak RSS vs size
+    readers  slide/raster reads: random windows, whole level through dask
+    writers  OME-Zarr, COG GeoTIFF, GeoJSON: seconds, MP/s, peak RSS vs size
+    """
+    from rich.console import Console
+
+    from gigavim.benchmarks import DEVICE_AWARE, NAMES, module
+    from gigavim.benchmarks.report import bench_device, publish, source_checkout_doc
+
+    err = Console(stderr=True, highlight=False)
+    resolved = bench_device(device)  # before any work: no GPU → one line, non-zero exit
+    doc = source_checkout_doc() if write_docs else None
+    if write_docs and doc is None:
+        err.print(
+            "docs/benchmarks.md not found (gigavim is not running from a source checkout): printing only",
+            markup=False,
+        )
+    failed = []
+    for each in NAMES if name is Benchmark.all else (name.value,):
+        kwargs: dict[str, Any] = {
+            "quick": quick,
+            "progress": lambda line: err.print(line, style="dim", markup=False),
+        }
+        if each in DEVICE_AWARE:
+            kwargs["device"] = resolved
+        if each in ("scan", "model"):
+            kwargs["threads"] = threads
+        report = module(each).run(**kwargs)
+        if doc is not None:
+            err.print(f"updated section {report.section} of {publish(report, doc)}", markup=False)
+        if json_out:
+            typer.echo(json.dumps(report.to_dict()))
+        else:
+            _render(report)
+        failed += [c for c in report.checks if not c.passed]
+    if failed:
+        names = "; ".join(c.name for c in failed)
+        typer.echo(f"gigavim: error: {len(failed)} kernel check(s) failed: {names}", err=True)
+        raise typer.Exit(1)
+
+
+def _render(report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    title = report.title + (" (--quick)" if report.quick else "")
+    if out.is_terminal:
+        table = Table(title=title, title_justify="left")
+        for c in report.columns:
+            table.add_column(c.header)
+        for cells in report.cells():
+            table.add_row(*cells)
+        out.print(table)
+    else:  # piped or redirected: a markdown table, whatever the width
+        out.print(f"{title}\n\n{report.table()}\n", markup=False, soft_wrap=True)
+    for check in report.checks:
+        out.print(check.line(), markup=False, style="green" if check.passed else "bold red")

@@ -1,0 +1,97 @@
+"""``gigavim bench``: quick runs report real measurements; a missing GPU is one clear line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from gigavim.benchmarks import report as report_mod
+from gigavim.cli import main
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def gigavim(capsys):
+    """Run the command line in this process (the console script's own entry point)."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def docs_untouched():
+    """The repository's docs/benchmarks.md must not change when --no-write-docs is given."""
+    doc = report_mod.DOC
+    before = doc.read_bytes() if doc.exists() else None
+    yield
+    assert (doc.read_bytes() if doc.exists() else None) == before
+
+
+def test_quick_scan_on_cpu_reports_measured_rows_and_no_fake_triton(gigavim, docs_untouched):
+    result = gigavim("bench", "scan", "--device", "cpu", "--quick", "--no-write-docs", "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1  # one JSON object per benchmark
+    data = json.loads(lines[0])
+    assert (data["benchmark"], data["device"], data["quick"], data["ok"]) == ("scan", "cpu", True, True)
+    rows = data["rows"]
+    for row in rows:
+        assert {"backend", "batch", "length", "tokens", "mode", "ms", "tokens_per_s", "note"} <= row.keys()
+        assert row["tokens"] == row["batch"] * row["length"]
+    measured = {(r["backend"], r["mode"]) for r in rows if r["tokens_per_s"]}
+    assert {
+        ("loop reference", "fwd"),
+        ("chunked torch", "fwd"),
+        ("chunked torch", "fwd+bwd"),
+        ("sdpa", "fwd"),
+    } <= measured
+    for r in rows:
+        if r["tokens_per_s"]:
+            assert r["tokens_per_s"] == pytest.approx(r["tokens"] / (r["ms"] / 1e3))
+    triton = [r for r in rows if r["backend"] == "fused triton"]
+    assert triton, "the Triton rows say why they have no number"
+    assert all(
+        r["tokens_per_s"] is None and r["ms"] is None and r["note"] == "skipped (no GPU)" for r in triton
+    )
+    assert all(r["floor_pct"] is None for r in rows)  # the H100 floor only means something on a GPU
+
+
+@NO_GPU
+def test_cuda_without_a_gpu_is_one_line_and_a_failure(gigavim, docs_untouched):
+    result = gigavim("bench", "scan", "--device", "cuda", "--quick")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "gigavim: error: --device cuda: no CUDA GPU is available on this machine"
+    ]
+
+
+def test_quick_model_bench_measures_throughput_and_says_when_docs_cannot_be_written(
+    gigavim, monkeypatch, docs_untouched
+):
+    monkeypatch.setattr(report_mod, "source_checkout_doc", lambda: None)  # as from an installed wheel
+    result = gigavim("bench", "model", "--device", "cpu", "--quick", "--write-docs", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "docs/benchmarks.md not found" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["section"] == "model-cpu"
+    (row,) = data["rows"]
+    assert row["size"] == 224 and row["tokens"] == 197  # 14×14 patches + the class token
+    assert row["images_per_s"] > 0 and row["tokens_per_s"] == pytest.approx(197 * row["images_per_s"])
+    assert 0 < row["forward_extra_mib"] < row["peak_mib"]
