@@ -95,3 +95,55 @@ def test_quick_model_bench_measures_throughput_and_says_when_docs_cannot_be_writ
     assert row["size"] == 224 and row["tokens"] == 197  # 14×14 patches + the class token
     assert row["images_per_s"] > 0 and row["tokens_per_s"] == pytest.approx(197 * row["images_per_s"])
     assert 0 < row["forward_extra_mib"] < row["peak_mib"]
+
+
+def _fake_scan(failed_check: bool):
+    """A scan run that returns at once (what the CLI does with a report, not the timings)."""
+    from gigavim.benchmarks.report import BenchReport, Check, Column
+
+    def run(device: str, quick: bool, threads: int, progress) -> BenchReport:
+        checks = [Check.within("triton-fwd-vs-loop-reference", 0.5 if failed_check else 1e-7, 1e-3, "fwd")]
+        return BenchReport(
+            name="scan",
+            section="scan",
+            title="Scan",
+            columns=[Column("backend", "backend")],
+            rows=[{"backend": "fused triton"}],
+            checks=checks,
+            device=device,
+            quick=quick,
+            machine={"cpu": "test"},
+        )
+
+    return run
+
+
+def test_write_docs_rewrites_only_this_benchmarks_section(gigavim, monkeypatch, tmp_path):
+    from gigavim.benchmarks import scan
+
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    doc.write_text(
+        "# Benchmarks\n\n<!-- BEGIN scan -->\nold\n<!-- END scan -->\n\n"
+        "<!-- BEGIN model-cpu -->\nkept\n<!-- END model-cpu -->\n"
+    )
+    monkeypatch.setattr(scan, "run", _fake_scan(failed_check=False))
+    monkeypatch.setattr(report_mod, "source_checkout_doc", lambda: doc)
+    result = gigavim("bench", "scan", "--device", "cpu", "--write-docs")
+    assert result.returncode == 0, result.stderr
+    text = doc.read_text()
+    assert "\nold\n" not in text and "<!-- BEGIN model-cpu -->\nkept\n<!-- END model-cpu -->" in text
+    assert "`gigavim bench scan --write-docs`" in text and "| fused triton |" in text
+    assert "fwd: max rel. error 1.00e-07 → PASS" in result.stdout
+
+
+def test_a_failed_kernel_check_fails_the_command(gigavim, monkeypatch, docs_untouched):
+    from gigavim.benchmarks import scan
+
+    monkeypatch.setattr(scan, "run", _fake_scan(failed_check=True))
+    result = gigavim("bench", "scan", "--device", "cpu", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["ok"] is False  # the numbers still come out, marked
+    assert result.stderr.strip().splitlines()[-1] == (
+        "gigavim: error: 1 kernel check(s) failed: triton-fwd-vs-loop-reference"
+    )
