@@ -26,6 +26,11 @@ from gigavim.cli import view as _view  # noqa: F401  isort: skip
 __all__ = ["app", "main"]
 
 
+#: The exceptions module of the click that typer runs on: ``click.exceptions``, or the copy
+#: bundled inside typer ≥ 0.29 (whose classes the standalone ``click`` package does not match).
+_CLICK_EXCEPTIONS = sys.modules[typer.BadParameter.__module__]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turning user errors into one line."""
     from gigavim.errors import GigavimError
@@ -43,18 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("gigavim: interrupted", err=True)
         return 130
-    except SystemExit as exc:  # typer.Exit inside commands
+    except SystemExit as exc:  # raised by commands that must set the exit code themselves
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException) and not state.debug:
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("gigavim: aborted", err=True)
-            return 1
-        raise
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
+        typer.echo("gigavim: aborted", err=True)
+        return 1
+    except _CLICK_EXCEPTIONS.ClickException as exc:  # usage errors: bad option, missing argument
+        if state.debug:
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"gigavim: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
     return rc if isinstance(rc, int) else 0

@@ -49,3 +49,24 @@ def test_debug_shows_the_traceback(real_data):
     result = gigavim("--debug", "info", str(real_data / "bad_input/unreadable.svs"))
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "InputError" in result.stderr
+
+
+def test_command_line_mistakes_are_one_line_with_a_pointer_to_help():
+    """Unknown options and commands, unparsable values: click's error as one line, exit 2.
+
+    typer ≥ 0.29 raises its own bundled click's exceptions, which the standalone click package's
+    classes do not match; this runs the real entry point so either kind is caught.
+    """
+    cases = {
+        ("models", "--bogus"): "No such option: --bogus (see 'gigavim models --help')",
+        ("segment", "--tile", "abc", "x.svs", "-o", "y.zarr"): "Invalid value for '--tile'",
+        ("nosuchcommand",): "No such command 'nosuchcommand'",
+    }
+    for args, message in cases.items():
+        result = gigavim(*args)
+        assert result.returncode == 2 and result.stdout == "", (args, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gigavim: error: "), (args, result.stderr)
+        assert message in lines[0]
+    debug = gigavim("--debug", "models", "--bogus")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
