@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         "disk) against the default tile mode, bundled `tissue` model (D32, 3 blocks, patch 8) at "
         "4 µm/px on synthetic Aperio slides at 1 µm/px (JPEG, pyramid ×4). Each case in a fresh "
         "process; peak RSS is its `ru_maxrss`. 'inference s' is the model stage (image mode: "
-        "streaming + per-block upsampling; tile mode: tiles + blending). "
+        "streaming + per-block upsampling; tile mode: tiles + blending). Seconds on a shared "
+        "2-core host swing by tens of percent between runs; the point is the RSS column, flat "
+        "while the token count grows 16×. "
         f"Load average at the end: {load:.1f} (shared host).",
         "",
         machine_line(),
