@@ -159,3 +159,18 @@ def test_a_work_dir_left_by_another_image_size_is_not_resumed(tmp_path: Path) ->
     with torch.no_grad():
         expected = net(other)
     torch.testing.assert_close(_streamed(net, other, tmp_path, 24), expected, atol=1e-10, rtol=0)
+
+
+def test_streamed_through_the_triton_kernels_equals_the_torch_single_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path: Triton conv and scans with carried states (interpreted on CPU-only hosts)."""
+    pytest.importorskip("triton")
+    net = _random_segmenter().float()
+    image = torch.randn(1, 3, 23, 21)
+    with torch.no_grad():
+        expected = net(image)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        monkeypatch.setenv("GIGAVIM_SCAN_BACKEND", "triton")
+    got = _streamed(net.to(device), image, tmp_path, 12, device=device)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
