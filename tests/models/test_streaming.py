@@ -20,12 +20,12 @@ IMAGE_HW = (37, 29)  # patch 4 → a 10 × 8 token grid, with bottom/right paddi
 
 
 def _random_segmenter(patch: int = 4, stride: int = 4, hidden: int = 8, indices: list[int] | None = None,
-                      norm_features: bool = True) -> VimSegmenter:
+                      norm_features: bool = True, pos_embed_mode: str = "sincos") -> VimSegmenter:
     """Depth 3, sincos, light head; every weight perturbed so no branch is an identity."""
     torch.manual_seed(0)
     head = {"kind": "light", "hidden": hidden, "indices": indices or [0, 2], "norm_features": norm_features}
     net = build_segmenter(backbone={"embed_dim": 16, "depth": 3, "patch_size": patch, "stride": stride,
-                                    "img_size": 32, "cls_token": "none", "pos_embed_mode": "sincos",
+                                    "img_size": 32, "cls_token": "none", "pos_embed_mode": pos_embed_mode,
                                     "d_state": 4},
                           num_classes=3, head=head).double().eval()
     with torch.no_grad():
@@ -61,6 +61,7 @@ def test_streamed_equals_single_pass_float64(tmp_path: Path, band_tokens: int) -
     {"patch": 6, "stride": 4},  # overlapping patches: bands read extra pixel rows
     {"hidden": 0, "indices": [1]},  # no hidden layer: the classifier is the head's first conv
     {"norm_features": False, "indices": [2]},  # raw residual stream as the tapped feature
+    {"pos_embed_mode": "none"},
 ])
 def test_streamed_equals_single_pass_other_architectures(tmp_path: Path, variant: dict) -> None:
     net = _random_segmenter(**variant)
