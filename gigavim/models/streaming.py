@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -425,10 +425,3 @@ def upsample_window(logits: np.ndarray | torch.Tensor, window: Window, stride: i
     up = F.interpolate(crop, size=((t1 - t0) * stride, (c1 - c0) * stride), mode="bilinear",
                        align_corners=False)[0]
     return up[:, torch.from_numpy(rows - t0 * stride)][:, :, torch.from_numpy(cols - c0 * stride)]
-
-
-def iter_blocks(shape: tuple[int, int], block: int) -> Iterator[Window]:
-    """Windows of ``block`` pixels on a side tiling an image of ``shape`` (row-major)."""
-    for y in range(0, shape[0], block):
-        for x in range(0, shape[1], block):
-            yield Window(y, x, min(block, shape[0] - y), min(block, shape[1] - x))
