@@ -64,10 +64,16 @@ class Predictor:
                     else nullcontext())
         with torch.inference_mode(), autocast:
             logits = self.net(x)
-        probs = self._probabilities(logits.float())[:, :, :h, :w]
+        probs = self.probabilities(logits.float())[:, :, :h, :w]
         return probs.to(torch.float16).cpu().numpy()
 
-    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K', h, w) logits → (B, K, h, w) class probabilities, as the engine stores them.
+
+        Public because tile mode is not the only producer of logits: whole-image context
+        (:mod:`gigavim.engine.whole_image`) upsamples streamed logits itself and must turn them
+        into probabilities exactly as tiles are (softmax over K classes, or a single binary logit
+        through a sigmoid). Raises ``ModelError`` when the head's channels match neither."""
         k = logits.shape[1]
         if k == self.classes:
             return torch.softmax(logits, dim=1)

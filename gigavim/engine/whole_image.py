@@ -98,7 +98,7 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
         probs = None
         if logits is not None:
             block_logits = upsample_window(logits, win, pe.stride, pe.patch_size)
-            probs = predictor._probabilities(block_logits[None].float())[0].numpy()
+            probs = predictor.probabilities(block_logits[None].float())[0].numpy()
         covered = _covered(run, block, win)
         valid = covered & valid_rows[1][:, win.x:win.x + win.width]
         counts = _write_block(run, win, probs, valid, covered)
