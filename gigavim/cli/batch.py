@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import nullcontext
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,13 @@ from gigavim.cli._app import app
 
 if TYPE_CHECKING:
     from gigavim.pipelines import BatchReport, InputRecord
+
+
+class Context(str, Enum):
+    """``--context``: checked when the options are parsed, not once per input on the workers."""
+
+    tile = "tile"
+    image = "image"
 
 
 class InputsProgressBar:
@@ -87,6 +95,10 @@ def batch(
     tile: int | None = typer.Option(None, "--tile", help="Tile size in working pixels (model default)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
+    context: Context = typer.Option(
+        Context.tile, "--context", help="tile: independent overlapping tiles; image: each input's whole "
+        "image as one Vim sequence (streamed layer by layer, bounded memory)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
@@ -99,7 +111,8 @@ def batch(
 
     options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap}
     segment_kwargs = {k: v for k, v in options.items() if v is not None}
-    segment_kwargs.update(batch_size=batch_size, device=device, allow_untrained=allow_untrained)
+    segment_kwargs.update(batch_size=batch_size, device=device, allow_untrained=allow_untrained,
+                          context=context.value)
     bar = InputsProgressBar() if not quiet and not json_out and sys.stderr.isatty() else None
     with bar or nullcontext():
         report = run_batch(inputs, out_dir, formats=formats, model=model, address=address,
