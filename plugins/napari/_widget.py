@@ -2,9 +2,10 @@
 
 The image must have come from a file (napari's ``layer.source.path``, or the ``path`` this
 plugin's readers put in the layer metadata): gigavim segments the file at full fidelity, not
-the pixels on screen. The run happens in a napari ``thread_worker`` so the viewer stays live; its
-progress (tiles done of total) drives a napari progress bar, and the finished OME-Zarr's
-segmentation is added as a labels layer over the image. User errors are shown as one line.
+the pixels on screen. ``context`` chooses tile mode or the whole image as one Vim sequence. The
+run happens in a napari ``thread_worker`` so the viewer stays live; its progress (steps done of
+total: tiles, or band passes in whole-image mode) drives a napari progress bar, and the finished
+OME-Zarr's segmentation is added as a labels layer over the image. User errors are one line.
 """
 
 # No ``from __future__ import annotations``: magicgui reads the real annotation objects.
@@ -24,6 +25,10 @@ _RUNNING: set[Any] = set()
 
 #: The model choice that lets gigavim pick by input kind (tissue for slides, land-water for rasters).
 DEFAULT_MODEL = ""
+
+#: ``gigavim.segment``'s ``context``: (label, value). Whole image = ONE Vim sequence over the image,
+#: streamed layer by layer (memory stays bounded; see docs/segment.md, "Whole-image context").
+CONTEXT_CHOICES = [("tile", "tile"), ("whole image", "image")]
 
 
 def model_choices(_widget: Any = None) -> list[tuple[str, str]]:
@@ -58,6 +63,7 @@ def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, An
     model={"choices": model_choices},
     resolution={"min": 0.0, "max": 1e6, "step": 0.25,
                 "label": "resolution (µm/px, m/px; 0 = model's)"},
+    context={"choices": CONTEXT_CHOICES, "label": "context"},
     output={"mode": "w", "filter": "*.zarr"},
 )
 def segment_widget(
@@ -65,6 +71,7 @@ def segment_widget(
     image: napari.layers.Image,
     model: str = DEFAULT_MODEL,
     resolution: float = 0.0,
+    context: str = "tile",
     output: Path = Path("segmentation.ome.zarr"),
     overwrite: bool = False,
 ) -> None:
@@ -80,7 +87,8 @@ def segment_widget(
         return
     bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
     worker = thread_worker(segment_steps)(
-        source, output, model=model or None, resolution=resolution or None, overwrite=overwrite
+        source, output, model=model or None, resolution=resolution or None, overwrite=overwrite,
+        context=context,
     )
 
     def on_progress(p: Any) -> None:

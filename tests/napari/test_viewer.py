@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 
 from gigavim.data import sample_slide
 
@@ -56,12 +57,16 @@ def test_widget_segments_the_open_slide_and_the_overlay_shows(tmp_path: Path) ->
         widget.image.value = viewer.layers["CMU-1-Small-Region.svs"]
         widget.model.value = "tissue"
         widget.resolution.value = 8.0
+        assert widget.context.value == "tile"  # the default; the choice reaches gigavim.segment
+        assert list(widget.context.choices) == ["tile", "image"]
+        widget.context.value = "image"
         widget.output.value = tmp_path / "seg.ome.zarr"
         widget()
         _wait_for(lambda: any(isinstance(layer, napari.layers.Labels) for layer in viewer.layers))
         labels = next(layer for layer in viewer.layers if isinstance(layer, napari.layers.Labels))
         assert labels.scale[-2:] == pytest.approx((8.0, 8.0))
-        assert (tmp_path / "seg.ome.zarr").is_dir()
+        assert zarr.open_group(tmp_path / "seg.ome.zarr", mode="r").attrs["gigavim"]["settings"][
+            "context"] == "image"
         # napari's own File > Open route finds the plugin's reader through the npe2 manifest
         opened = viewer.open(tmp_path / "seg.ome.zarr", plugin="gigavim")
         assert [type(layer).__name__ for layer in opened] == ["Image", "Labels"]
