@@ -13,14 +13,14 @@ import typer
 
 from gigavim.cli._app import app, state
 
-# Sub-commands register themselves on import (one module each).
-from gigavim.cli import info as _info  # noqa: F401  isort: skip
-from gigavim.cli import bench as _bench  # noqa: F401  isort: skip
+# Sub-commands register themselves on import (one module each); this order is --help's.
 from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
+from gigavim.cli import batch as _batch  # noqa: F401  isort: skip
+from gigavim.cli import info as _info  # noqa: F401  isort: skip
 from gigavim.cli import train as _train  # noqa: F401  isort: skip
 from gigavim.cli import eval as _eval  # noqa: F401  isort: skip
 from gigavim.cli import models as _models  # noqa: F401  isort: skip
-from gigavim.cli import batch as _batch  # noqa: F401  isort: skip
+from gigavim.cli import bench as _bench  # noqa: F401  isort: skip
 from gigavim.cli import view as _view  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
