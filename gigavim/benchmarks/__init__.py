@@ -12,12 +12,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("scan", "model", "segment", "readers", "writers")
-DEVICE_AWARE = frozenset({"scan", "model", "segment"})  # readers/writers are CPU/IO benchmarks
+NAMES = ("scan", "model", "segment", "whole-image", "readers", "writers")
+DEVICE_AWARE = frozenset({"scan", "model", "segment", "whole-image"})  # readers/writers: CPU/IO
 
 
 def module(name: str) -> ModuleType:
-    """The benchmark module ``gigavim.benchmarks.<name>``."""
+    """The benchmark module behind a CLI name: ``whole-image`` → ``gigavim.benchmarks.whole_image``."""
     if name not in NAMES:
         raise ValueError(f"unknown benchmark {name!r} (one of {', '.join(NAMES)})")
-    return importlib.import_module(f"gigavim.benchmarks.{name}")
+    return importlib.import_module(f"gigavim.benchmarks.{name.replace('-', '_')}")

@@ -26,8 +26,8 @@ from typing import Any
 _CHECKOUT = Path(__file__).resolve().parents[2]
 DOC = _CHECKOUT / "docs" / "benchmarks.md"
 _HEADER = (
-    "# Benchmarks\n\nWritten by `gigavim bench <name> --write-docs` (scan, model, segment, readers, "
-    "writers; `all` runs every one); each section says how to re-run it.\n"
+    "# Benchmarks\n\nWritten by `gigavim bench <name> --write-docs` (scan, model, segment, whole-image, "
+    "readers, writers; `all` runs every one); each section says how to re-run it.\n"
 )
 
 Progress = Callable[[str], None]

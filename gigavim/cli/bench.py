@@ -15,6 +15,7 @@ class Benchmark(str, Enum):
     scan = "scan"
     model = "model"
     segment = "segment"
+    whole_image = "whole-image"
     readers = "readers"
     writers = "writers"
     all = "all"
@@ -24,7 +25,7 @@ class Benchmark(str, Enum):
 def bench(
     name: Benchmark = typer.Argument(..., help="Which benchmark (all: every one in turn)."),
     device: str = typer.Option(
-        "auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]; for scan, model and segment."
+        "auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]; for all but readers, writers."
     ),
     quick: bool = typer.Option(
         False, "--quick", help="Tiny sizes that finish in seconds (checks an install)."
@@ -40,12 +41,13 @@ def bench(
     """Measure speed and memory: print a table (or JSON), optionally update docs/benchmarks.md.
 
     \b
-    scan     selective scan: loop reference, chunked, unfused, fused Triton, SDPA;
-             on a GPU it first checks the Triton kernels against the reference
-    model    Vim backbone forward at 224², 512², 1024²: images/s, peak memory
-    segment  gigavim.segment on synthetic slides: throughput, peak RSS vs size
-    readers  slide/raster reads: random windows, whole level through dask
-    writers  OME-Zarr, COG GeoTIFF, GeoJSON: seconds, MP/s, peak RSS vs size
+    scan         selective scan: loop reference, chunked, unfused, fused Triton, SDPA;
+                 on a GPU it first checks the Triton kernels against the reference
+    model        Vim backbone forward at 224², 512², 1024²: images/s, peak memory
+    segment      gigavim.segment on synthetic slides: throughput, peak RSS vs size
+    whole-image  segment --context image vs tile: seconds, peak RSS vs token count
+    readers      slide/raster reads: random windows, whole level through dask
+    writers      OME-Zarr, COG GeoTIFF, GeoJSON: seconds, MP/s, peak RSS vs size
     """
     from rich.console import Console
 

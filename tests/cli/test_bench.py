@@ -125,3 +125,22 @@ def test_a_failed_kernel_check_fails_the_command(gigavim, monkeypatch, docs_unto
     assert result.stderr.strip().splitlines()[-1] == (
         "gigavim: error: 1 kernel check(s) failed: triton-fwd-vs-loop-reference"
     )
+
+
+def test_quick_whole_image_bench_measures_both_contexts_in_their_own_processes(gigavim, docs_untouched):
+    from gigavim.models.catalog import load_model
+
+    result = gigavim("bench", "whole-image", "--device", "cpu", "--quick", "--no-write-docs", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["benchmark"], data["section"], data["ok"]) == ("whole-image", "whole-image-cpu", True)
+    assert data["command"] == "gigavim bench whole-image --quick --write-docs"
+    tile, image = data["rows"]
+    assert (tile["context"], image["context"]) == ("tile", "image")
+    for key in ("side", "mpp", "shape", "tokens", "tiles"):
+        assert tile[key] == image[key]  # the same slide and working image, only the context differs
+    rows, cols = load_model("tissue").net.backbone.grid(*tile["shape"])
+    assert tile["tokens"] == rows * cols  # the sequence whole-image mode streams
+    for row in (tile, image):
+        assert 0 < row["inference_s"] < row["seconds"]
+        assert 0 < row["rss_imports_mib"] < row["peak_rss_mib"]  # each child's own VmHWM, not the parent's
