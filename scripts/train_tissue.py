@@ -11,6 +11,10 @@
 2. `gigavim train` (the command is printed and run exactly as shown).
 3. `gigavim eval` on the held-out synthetic scenes and on the held-out part of the slide.
 
+Every downsampled picture here (the slide and the texture tiles at 4 µm/px) is read through the
+engine's resampling (:class:`gigavim.train.working_image.WorkingImage`, i.e. ``TileReader``), as
+`gigavim train` and `gigavim segment` read pixels, so pseudo-labels line up with what they see.
+
 Usage: python scripts/train_tissue.py [--minutes 10]
 """
 
@@ -25,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 from skimage.io import imsave
-from skimage.transform import resize
 
 from gigavim import open_image
-from gigavim.io.base import Window
+from gigavim.engine.plan import resolve_resolution
 from gigavim.train.synthetic_slides import make_scene, pseudo_tissue_mask
+from gigavim.train.working_image import WorkingImage
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GIGAVIM_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
@@ -41,11 +45,20 @@ HELD_OUT_ROWS = "0:0,1:1,2:255,3:255"
 
 
 def read_at_mpp(path: Path, image_mpp: float | None = None) -> np.ndarray:
+    """The whole image at 4 µm/px, resampled exactly as `segment` and `train` read it (uint8 RGB)."""
     with open_image(path) as src:
-        img = src.read(0, Window(0, 0, src.height, src.width))[..., :3]
-        factor = (src.mpp or image_mpp) / MPP
-    shape = (round(img.shape[0] * factor), round(img.shape[1] * factor))
-    return resize(img, shape, preserve_range=True, anti_aliasing=True).astype(np.uint8)
+        src.mpp = src.mpp or image_mpp
+        img = WorkingImage(src, resolve_resolution(src, mpp=MPP))
+        pixels = img[0 : img.shape[0], 0 : img.shape[1]][..., :3]
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def level0_labels(mask: np.ndarray, shape: tuple[int, int], downsample: float) -> np.ndarray:
+    """A working-grid mask drawn at level 0: each level-0 pixel takes the working pixel covering it
+    (so sampling it back at working-pixel centres, as training does, gives ``mask`` exactly)."""
+    rows = np.minimum((np.arange(shape[0]) / downsample).astype(np.int64), mask.shape[0] - 1)
+    cols = np.minimum((np.arange(shape[1]) / downsample).astype(np.int64), mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)].astype(np.uint8)
 
 
 def write_pair(folder: Path, name: str, img: np.ndarray, lab: np.ndarray) -> str:
@@ -62,8 +75,8 @@ def build_data() -> tuple[list[str], list[str], str]:
     slide = read_at_mpp(slide_path)
     slide_mask = pseudo_tissue_mask(slide)
     with open_image(slide_path) as src:  # label image at the slide's level-0 size
-        full = resize(slide_mask.astype(np.uint8), (src.height, src.width), order=0,
-                      preserve_range=True, anti_aliasing=False).astype(np.uint8)
+        full = level0_labels(slide_mask, (src.height, src.width),
+                             resolve_resolution(src, mpp=MPP).downsample)
     full[: int(full.shape[0] * (1 - HOLDOUT))] += 2  # training rows: 2/3; held-out rows: 0/1
     keep = slide_mask[: int(slide_mask.shape[0] * (1 - HOLDOUT))]
     imsave(data / "cmu1_heldout_pseudo_label.png", full, check_contrast=False)

@@ -26,13 +26,15 @@ class AugmentConfig:
 
 
 def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
-                  rng: np.random.Generator, value_max: float = 255.0) -> tuple[np.ndarray, np.ndarray]:
+                  rng: np.random.Generator, value_max: float = 255.0,
+                  clip: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Augment every sample independently; returns float32 images in the input's value range.
 
     Unsigned-integer images are clipped to [0, value_max]; float and signed images (dB,
-    elevation, indices: possibly negative) are not clipped, and NaN stays where it was.
+    elevation, indices: possibly negative) are not clipped, and NaN stays where it was. ``clip``
+    overrides that choice (resampled uint8 pixels arrive as float32 but are still 0..255).
     """
-    bounded = np.issubdtype(images.dtype, np.unsignedinteger)
+    bounded = np.issubdtype(images.dtype, np.unsignedinteger) if clip is None else clip
     out_img = np.empty(images.shape, dtype=np.float32)
     out_lab = np.empty_like(labels)
     for i in range(images.shape[0]):

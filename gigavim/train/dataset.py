@@ -1,12 +1,13 @@
 """Training images at the working resolution, and patch sampling from them.
 
 Each (image, labels) pair is put on the model's training grid (µm/px for slides and microscopy,
-m/px for rasters). When that grid is a pyramid level as it is (no ``--mpp``/``--gsd``, or one
-matching a level) the image stays on disk as a :class:`LevelImage` and every patch is one window
-read, so a whole-slide level is never loaded. Otherwise the nearest finer level is read and
-resized in memory, which is what slide-level tissue models (4–8 µm/px) and annotated tiles need.
-Labels are held in memory (one byte per pixel). Patches are then drawn at random,
-class-balanced or foreground-aware.
+m/px for rasters) — the very grid ``gigavim segment`` would work on
+(:func:`gigavim.engine.plan.resolve_resolution`). The image stays on disk as a
+:class:`WorkingImage`: every patch, validation tile or statistics strip is one
+:class:`~gigavim.engine.reader.TileReader` read, so a model is trained and scored on exactly the
+resampled pixels inference feeds it, and a whole-slide level is never loaded. Labels are held in
+memory (one byte per working pixel). Patches are then drawn at random, class-balanced or
+foreground-aware.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import Literal
 
 import numpy as np
 
+from gigavim.engine.plan import Resolution, resolve_resolution
 from gigavim.errors import UsageError
 from gigavim.io.base import ImageSource, Level, Window
 from gigavim.io.windows import read_padded
 from gigavim.train.labels import LabelMode, load_label_map
-from gigavim.train.level_image import LevelImage, row_blocks
 from gigavim.train.metrics import IGNORE_LABEL
+from gigavim.train.working_image import WorkingImage, row_blocks
 
 Sampling = Literal["random", "balanced", "foreground"]
 
@@ -32,7 +34,7 @@ Sampling = Literal["random", "balanced", "foreground"]
 class TrainImage:
     """One image and its class-id labels on the same grid (labels use :data:`IGNORE_LABEL`)."""
 
-    image: np.ndarray | LevelImage  # (H, W, bands) raw pixel values, in memory or read lazily
+    image: np.ndarray | WorkingImage  # (H, W, bands) pixel values, in memory or read lazily
     labels: np.ndarray  # (H, W) uint8
     path: Path
     label_path: Path | None = None
@@ -43,9 +45,16 @@ class TrainImage:
     def shape(self) -> tuple[int, int]:
         return self.labels.shape  # type: ignore[return-value]
 
+    @property
+    def value_dtype(self) -> np.dtype:
+        """The dtype whose range the pixel values span: the file's, even when read as float32."""
+        if isinstance(self.image, WorkingImage):
+            return self.image.source_dtype
+        return self.image.dtype
+
     def crop(self, y0: int, y1: int, x0: int, x1: int) -> TrainImage:
         """A view of rows y0:y1 and columns x0:x1 (used to hold out a region); reads nothing."""
-        image = (self.image.view(y0, y1, x0, x1) if isinstance(self.image, LevelImage)
+        image = (self.image.view(y0, y1, x0, x1) if isinstance(self.image, WorkingImage)
                  else self.image[y0:y1, x0:x1])
         return TrainImage(image, self.labels[y0:y1, x0:x1], self.path,
                           self.label_path, self.kind, dict(self.pixel_size))
@@ -53,12 +62,13 @@ class TrainImage:
     def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(pixels, labels) strips covering the image, so statistics never hold it all at once."""
         h, w = self.shape
-        for y0, y1 in row_blocks(h, w):
+        strips = self.image.strips() if isinstance(self.image, WorkingImage) else row_blocks(h, w)
+        for y0, y1 in strips:
             yield np.asarray(self.image[y0:y1, 0:w]), self.labels[y0:y1]
 
     def close(self) -> None:
         """Release the file handle of a lazily read image (in-memory images hold none)."""
-        if isinstance(self.image, LevelImage):
+        if isinstance(self.image, WorkingImage):
             self.image.source.close()
 
 
@@ -70,30 +80,29 @@ def image_bands(path: str | Path) -> int:
         return source.bands
 
 
-def working_downsample(source: ImageSource, mpp: float | None, gsd_m: float | None) -> float:
-    """Level-0 pixels per working pixel for a requested µm/px or m/px (1 if none given)."""
-    if mpp is not None:
-        if not source.mpp:
-            raise UsageError(f"{source.path}: the image has no µm/px; give its pixel size "
-                             "(--image-mpp) or train at its native resolution (no --mpp)")
-        return mpp / source.mpp
-    if gsd_m is not None:
-        if not source.gsd_m:
-            raise UsageError(f"{source.path}: the image has no ground sample distance; "
-                             "train at its native resolution (no --gsd)")
-        return gsd_m / source.gsd_m
-    return 1.0
+def training_resolution(source: ImageSource, mpp: float | None, gsd_m: float | None) -> Resolution:
+    """The working grid ``segment`` uses for a requested µm/px or m/px (level 0 if none given).
+
+    A request within 2 % of a pyramid level snaps to that level, as in the engine.
+    """
+    if mpp is not None and not source.mpp:
+        raise UsageError(f"{source.path}: the image has no µm/px; give its pixel size "
+                         "(--image-mpp) or train at its native resolution (no --mpp)")
+    if gsd_m is not None and not source.gsd_m:
+        raise UsageError(f"{source.path}: the image has no ground sample distance; "
+                         "train at its native resolution (no --gsd)")
+    return resolve_resolution(source, mpp=mpp, gsd_m=gsd_m)
 
 
 def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: float | None = None,
                      gsd_m: float | None = None, image_mpp: float | None = None,
                      mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
                      class_names: list[str] | None = None) -> TrainImage:
-    """Read an image's labels (and, if it must be resized, its pixels) at the working resolution.
+    """An image (read lazily) and its labels on the working grid ``segment`` would use.
 
-    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles). At a level's
-    own resolution the returned image is a :class:`LevelImage` holding the file open; call
-    :meth:`TrainImage.close` when done with it.
+    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles). The returned
+    image is a :class:`WorkingImage` holding the file open; call :meth:`TrainImage.close` when
+    done with it.
     """
     from gigavim import open_image
 
@@ -101,46 +110,32 @@ def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: flo
     try:
         if image_mpp is not None and not source.mpp:
             source.mpp = image_mpp
-        ds = working_downsample(source, mpp, gsd_m)
-        level = source.best_level_for_downsample(max(ds, 1.0))
-        lv = source.levels[level]
-        labels = load_label_map(source, label_path, level=level, mode=mode, value_map=value_map,
+        res = training_resolution(source, mpp, gsd_m)
+        labels = load_label_map(source, label_path, resolution=res, mode=mode, value_map=value_map,
                                 class_names=class_names)
-        _ignore_invalid(source, level, labels)
-        factor = ds / lv.downsample
-        image: np.ndarray | LevelImage = LevelImage(source, level)
-        if abs(factor - 1.0) > 1e-3:
-            image, labels = _resized(image, labels, factor)
-            source.close()
+        image = WorkingImage(source, res)
+        _ignore_invalid(image, labels)
     except BaseException:
         source.close()
         raise
     pixel_size = {}
     if source.mpp:
-        pixel_size["mpp"] = float(source.mpp * ds)
+        pixel_size["mpp"] = float(source.mpp * res.downsample)
     if source.gsd_m:
-        pixel_size["gsd_m"] = float(source.gsd_m * ds)
+        pixel_size["gsd_m"] = float(source.gsd_m * res.downsample)
     return TrainImage(image, labels, Path(image_path), Path(label_path), source.kind, pixel_size)
 
 
-def _ignore_invalid(source: ImageSource, level: int, labels: np.ndarray) -> None:
-    """Mark nodata/NaN/alpha-0 pixels ignore, strip by strip (never a whole-level read)."""
-    h, w = labels.shape
-    for y0, y1 in row_blocks(h, w):
-        labels[y0:y1][~source.read_valid(level, Window(y0, 0, y1 - y0, w))] = IGNORE_LABEL
+def _ignore_invalid(image: WorkingImage, labels: np.ndarray) -> None:
+    """Mark the pixels the engine reads as no data (nodata, NaN, alpha 0) ignore, strip by strip.
 
-
-def _resized(image: LevelImage, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """The level read whole and resized by ``1 / factor`` (only for resolutions between levels)."""
-    from skimage.transform import resize
-
-    h, w = labels.shape
-    pixels = image[0:h, 0:w]
-    shape = (max(1, round(h / factor)), max(1, round(w / factor)))
-    pixels = resize(pixels, shape, order=1, preserve_range=True,
-                    anti_aliasing=factor > 1).astype(pixels.dtype)
-    labels = resize(labels, shape, order=0, preserve_range=True, anti_aliasing=False).astype(np.uint8)
-    return pixels, labels
+    Slides have no such pixels for the engine (the unscanned area is composited on white and
+    segmented like glass), so for them nothing is read here.
+    """
+    if image.source.kind == "slide":
+        return
+    for y0, y1 in image.strips():
+        labels[y0:y1][~image.read(y0, y1, 0, labels.shape[1])[1]] = IGNORE_LABEL
 
 
 def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[TrainImage], list[TrainImage]]:
@@ -242,7 +237,7 @@ class ClassRows:
         return row, int(np.flatnonzero(self.labels[row] == cls)[k - before])
 
 
-def crop_padded(arr: np.ndarray | LevelImage, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
+def crop_padded(arr: np.ndarray | WorkingImage, y0: int, x0: int, size: int, fill: float) -> np.ndarray:
     """A copy of ``arr[y0:y0+size, x0:x0+size]`` with parts outside the array set to ``fill``."""
     h, w = arr.shape[:2]
     crop = read_padded(Window(y0, x0, size, size), Level(w, h, 1.0), fill, arr.shape[2:], arr.dtype,

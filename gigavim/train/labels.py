@@ -1,16 +1,20 @@
 """Ground truth for training and evaluation, put onto an image's pixel grid.
 
-Three kinds of label source are accepted, each mapped onto the grid of one level of an
-:class:`~gigavim.io.base.ImageSource`:
+Three kinds of label source are accepted, each mapped onto the *working grid* of an
+:class:`~gigavim.io.base.ImageSource` (a :class:`~gigavim.engine.plan.Resolution`: a pyramid
+level, or level 0 scaled to the model's µm/px or m/px, exactly as ``segment`` lays out its
+output), so label pixel (y, x) is the ground truth of working pixel (y, x):
 
-* a label image (PNG/TIFF) with the image's size: class ids, or instance ids (0 = background,
-  1..N objects) that become foreground for binary tasks;
+* a label image (PNG/TIFF) with the image's level-0 size, sampled at each working pixel's centre
+  (nearest neighbour), or already at the working grid's size: class ids, or instance ids
+  (0 = background, 1..N objects) that become foreground for binary tasks;
 * a georeferenced label raster on another grid: reprojected onto the image grid with
   ``rasterio.warp.reproject`` (nearest), pixels it does not cover become "ignore";
 * in any label raster, nodata pixels and NaN/±inf (float rasters, tagged or not) are "ignore",
   never class 0;
-* GeoJSON / QuPath annotations: rasterized with ``rasterio.features.rasterize`` in the image's
-  CRS for rasters, in level-0 pixel coordinates (QuPath's convention) for slides and images.
+* GeoJSON / QuPath annotations: rasterized with ``rasterio.features.rasterize`` (pixel centres)
+  in the image's CRS for rasters, in level-0 pixel coordinates (QuPath's convention) for slides
+  and images.
 """
 
 from __future__ import annotations
@@ -26,30 +30,37 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
+from gigavim.engine.plan import Resolution, resolve_resolution
 from gigavim.errors import InputError, UsageError
 from gigavim.io.base import ImageSource
-from gigavim.train.level_image import row_blocks
 from gigavim.train.metrics import IGNORE_LABEL
+from gigavim.train.working_image import row_blocks
 
 LabelMode = Literal["binary", "values"]
 VECTOR_SUFFIXES = (".geojson", ".json")
 _OUTSIDE = -1  # raw value for "no label here" before class mapping
 
 
-def level_transform(source: ImageSource, level: int) -> Affine:
-    """Affine from a level's pixel grid to the source's coordinates.
+def grid_transform(source: ImageSource, resolution: Resolution) -> Affine:
+    """Affine from the working grid's pixels to the source's coordinates, as ``segment`` writes it.
 
-    For georeferenced rasters that is the CRS; otherwise level-0 pixel coordinates.
+    For georeferenced rasters that is the CRS (a level read as-is keeps GDAL's own x and y
+    factors); otherwise level-0 pixel coordinates.
     """
-    ds = source.levels[level].downsample
-    base = source.transform if (source.transform is not None and source.crs) else Affine.identity()
-    return base @ Affine.scale(ds, ds)
+    georeferenced = source.transform is not None and bool(source.crs)
+    sx = sy = resolution.downsample
+    if georeferenced and resolution.read_factor == 1:
+        lv = source.levels[resolution.level]
+        sx, sy = source.width / lv.width, source.height / lv.height
+    base = source.transform if georeferenced else Affine.identity()
+    return base @ Affine.scale(sx, sy)
 
 
-def load_label_map(source: ImageSource, label_path: str | Path, *, level: int = 0,
+def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: Resolution | None = None,
                    mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
                    class_names: list[str] | None = None) -> np.ndarray:
-    """(H, W) uint8 class ids on ``level``'s grid; :data:`IGNORE_LABEL` where unlabelled.
+    """(H, W) uint8 class ids on the working grid ``resolution`` (default: level 0);
+    :data:`IGNORE_LABEL` where unlabelled.
 
     ``mode="binary"`` turns every value > 0 into class 1; ``"values"`` keeps values as class
     ids. ``value_map`` (raw value → class id, or :data:`IGNORE_LABEL`) is applied first.
@@ -58,10 +69,11 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, level: int = 
     label_path = Path(label_path)
     if not label_path.is_file():
         raise InputError(f"{label_path}: label file not found")
+    res = resolution if resolution is not None else resolve_resolution(source)
     if label_path.suffix.lower() in VECTOR_SUFFIXES:
-        raw = rasterize_annotations(source, label_path, level=level, class_names=class_names)
+        raw = rasterize_annotations(source, label_path, resolution=res, class_names=class_names)
     else:
-        raw = read_label_raster(source, label_path, level=level)
+        raw = read_label_raster(source, label_path, resolution=res)
     return to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
 
 
@@ -117,26 +129,41 @@ def check_class_ids(labels: np.ndarray, classes: list[str], path: Path | str | N
                          "(RAW:CLASS, 255 = ignore), or use binary labels")
 
 
-def read_label_raster(source: ImageSource, label_path: Path, *, level: int = 0) -> np.ndarray:
-    """A label image/raster on the level's grid, as raw signed integers (``-1`` = not covered)."""
-    lv = source.levels[level]
+def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Resolution) -> np.ndarray:
+    """A label image/raster on the working grid, as raw signed integers (``-1`` = not covered)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(label_path) as src:
                 band = _raw_band(src, label_path)
                 both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
-                if both_georef and not _same_grid(src, source, level):
-                    return _reproject_labels(src, band, source, level)
+                if both_georef and not _same_grid(src, source, resolution):
+                    return _reproject_labels(src, band, source, resolution)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
-    if band.shape == (lv.height, lv.width):
+    if band.shape == resolution.shape:
         return band
     if band.shape == (source.height, source.width):
-        return _nearest_resize(band, (lv.height, lv.width))
+        return sample_at_centres(band, resolution)
     raise InputError(f"{label_path}: label image is {band.shape[1]}×{band.shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
+
+
+def sample_at_centres(band: np.ndarray, resolution: Resolution) -> np.ndarray:
+    """A level-0 label image at the working grid: the label under each working pixel's centre.
+
+    Working pixel (r, c) covers level-0 [r·ds, (r+1)·ds) × [c·ds, (c+1)·ds) — the area whose
+    pixels :class:`~gigavim.engine.reader.TileReader` averages into it — so its label is the one
+    at level-0 pixel (⌊(r+½)·ds⌋, ⌊(c+½)·ds⌋); centres past the image edge are unlabelled (-1).
+    """
+    ds = resolution.downsample
+    rows = np.floor((np.arange(resolution.shape[0]) + 0.5) * ds).astype(np.int64)
+    cols = np.floor((np.arange(resolution.shape[1]) + 0.5) * ds).astype(np.int64)
+    inside_y, inside_x = rows < band.shape[0], cols < band.shape[1]
+    out = np.full(resolution.shape, _OUTSIDE, dtype=band.dtype)
+    out[np.ix_(inside_y, inside_x)] = band[np.ix_(rows[inside_y], cols[inside_x])]
+    return out
 
 
 def _raw_band(src: Any, label_path: Path) -> np.ndarray:
@@ -168,38 +195,30 @@ def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path) -> None:
                          "(or 0/255) in a single-band image")
 
 
-def _same_grid(src: Any, source: ImageSource, level: int) -> bool:
-    lv = source.levels[level]
+def _same_grid(src: Any, source: ImageSource, resolution: Resolution) -> bool:
     same_crs = rasterio.crs.CRS.from_user_input(source.crs) == src.crs
-    return (same_crs and (src.height, src.width) == (lv.height, lv.width)
-            and src.transform.almost_equals(level_transform(source, level)))
+    return (same_crs and (src.height, src.width) == resolution.shape
+            and src.transform.almost_equals(grid_transform(source, resolution)))
 
 
-def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, level: int) -> np.ndarray:
-    """Nearest-neighbour reprojection of raw ``band`` onto the image grid; uncovered and
+def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, resolution: Resolution) -> np.ndarray:
+    """Nearest-neighbour reprojection of raw ``band`` onto the working grid; uncovered and
     unlabelled pixels become ``-1``."""
     from rasterio.warp import Resampling, reproject
 
-    lv = source.levels[level]
-    dst = np.full((lv.height, lv.width), _OUTSIDE, dtype=np.int32)
+    dst = np.full(resolution.shape, _OUTSIDE, dtype=np.int32)
     reproject(
         source=band.astype(np.int32), destination=dst,
         src_transform=src.transform, src_crs=src.crs, src_nodata=_OUTSIDE,
-        dst_transform=level_transform(source, level), dst_crs=source.crs, dst_nodata=_OUTSIDE,
+        dst_transform=grid_transform(source, resolution), dst_crs=source.crs, dst_nodata=_OUTSIDE,
         resampling=Resampling.nearest,
     )
     return dst
 
 
-def _nearest_resize(band: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    rows = (np.arange(shape[0]) + 0.5) * band.shape[0] / shape[0]
-    cols = (np.arange(shape[1]) + 0.5) * band.shape[1] / shape[1]
-    return band[rows.astype(np.int64)[:, None], cols.astype(np.int64)[None, :]]
-
-
-def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
+def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolution | None = None,
                           class_names: list[str] | None = None) -> np.ndarray:
-    """GeoJSON / QuPath features burnt onto the level's grid (raw int32 values, 0 = background).
+    """GeoJSON / QuPath features burnt onto the working grid (raw int32 values, 0 = background).
 
     A feature's value is its QuPath ``classification.name`` (or ``class``/``label`` property)
     looked up in ``class_names``, else 1. Geometries in a GeoJSON with a ``crs`` member are
@@ -208,7 +227,7 @@ def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
     """
     from rasterio.features import rasterize
 
-    lv = source.levels[level]
+    res = resolution if resolution is not None else resolve_resolution(source)
     features, crs = _read_features(path)
     shapes = []
     for feat in features:
@@ -221,10 +240,10 @@ def rasterize_annotations(source: ImageSource, path: Path, *, level: int = 0,
             geom = transform_geom(crs, source.crs, geom)
         shapes.append((geom, _feature_value(feat, class_names, path)))
     if not shapes:
-        return np.zeros((lv.height, lv.width), dtype=np.int32)
-    _check_overlap([g for g, _ in shapes], level_transform(source, level), (lv.height, lv.width), path)
-    return rasterize(shapes, out_shape=(lv.height, lv.width), fill=0,
-                     transform=level_transform(source, level), dtype="int32")
+        return np.zeros(res.shape, dtype=np.int32)
+    transform = grid_transform(source, res)
+    _check_overlap([g for g, _ in shapes], transform, res.shape, path)
+    return rasterize(shapes, out_shape=res.shape, fill=0, transform=transform, dtype="int32")
 
 
 def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], path: Path) -> None:

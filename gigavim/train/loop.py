@@ -72,7 +72,7 @@ def close_images(images: list[TrainImage]) -> None:
 
 def value_range(images: list[TrainImage]) -> float:
     """The full-scale value of the images' dtype (255 for uint8; data maximum for others)."""
-    dtype = images[0].image.dtype
+    dtype = images[0].value_dtype
     if dtype == np.uint8:
         return 255.0
     peak = -np.inf
@@ -260,7 +260,8 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
     while step < cfg.steps and not _out_of_time(cfg, t0):
         net.train()
         raw, labels = sampler.batch(cfg.batch_size)
-        raw, labels = augment_batch(raw, labels, cfg.augment, rng, value_max)
+        raw, labels = augment_batch(raw, labels, cfg.augment, rng, value_max,
+                                    clip=np.issubdtype(images[0].value_dtype, np.unsignedinteger))
         x = bundle.normalize(raw).to(device)
         y = torch.from_numpy(labels.astype(np.int64)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):

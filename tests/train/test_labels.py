@@ -195,7 +195,7 @@ def test_class_ids_converted_strip_by_strip_match_a_whole_map_conversion(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("gigavim.train.level_image"), "STRIP_PIXELS", 64)
+    monkeypatch.setattr(importlib.import_module("gigavim.train.working_image"), "STRIP_PIXELS", 64)
     raw = np.random.default_rng(0).integers(-1, 5, (50, 30)).astype(np.int16)  # strips of 2 rows
     ids = to_class_ids(raw, mode="values", value_map={4: IGNORE_LABEL, 3: 1})
     expected = np.where(raw == -1, IGNORE_LABEL, np.where(raw == 4, IGNORE_LABEL,
