@@ -67,6 +67,7 @@ class SegmentResult:
     tiles_computed: int
     tiles_resumed: int
     resumed: bool
+    context: str = "tile"  # "image": the whole image ran as one sequence
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # mask_s, tiles_s, write_s
 
@@ -178,6 +179,7 @@ def segment(
         megapixels_level0=src.width * src.height / 1e6,
         foreground_fraction=fg / data if data else 0.0,
         tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
+        context=context,
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
         timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask, "write_s": t_write - t_infer},
     )

@@ -121,7 +121,7 @@ def test_cli_context_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     out = tmp_path / "cli.ome.zarr"
     assert main(["segment", "--sample", "--context", "image", "-o", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["outputs"] == [str(out)]
+    assert summary["outputs"] == [str(out)] and summary["context"] == "image"
     assert _ome(out)[2]["settings"]["context"] == "image"
 
 
