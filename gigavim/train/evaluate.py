@@ -1,8 +1,9 @@
 """``gigavim eval``: a model against ground-truth masks, per image and overall.
 
 Every image's band count is checked against the model first (one line naming the file). Each
-image is then read at the model's resolution (window by window at a level's own resolution),
-predicted with the in-memory tiled predictor and compared with its mask put onto the same grid.
+image is then read on the working grid ``segment`` uses for the model's resolution (window by
+window, resampled by the engine's ``TileReader``), predicted with the in-memory tiled predictor
+and compared with its mask put onto the same grid.
 Overall scores come from the summed confusion matrix, so large images weigh by their pixel count.
 Instance masks (0 = background, 1..N objects) count as foreground for binary models.
 """

@@ -1,7 +1,8 @@
 """A small in-memory tiled predictor: class probabilities for an image array.
 
-Used by validation during training and by ``gigavim eval``, which work on images already read
-at the model's resolution. (Whole-slide, disk-backed inference is the engine's job:
+Used by validation during training and by ``gigavim eval``, on images at the model's resolution
+(a :class:`~gigavim.train.working_image.WorkingImage` reads each tile through the engine's
+``TileReader``, or an in-memory array). (Whole-slide, disk-backed inference is the engine's job:
 ``gigavim.segment``.) Overlapping tiles are blended with the engine's cosine ramp
 (:func:`gigavim.engine.blend.cosine_ramp`), so evaluation scores what ``segment`` produces.
 """
@@ -14,6 +15,7 @@ import torch
 from gigavim.engine.blend import cosine_ramp
 from gigavim.models.bundle import ModelBundle
 from gigavim.train.dataset import crop_padded
+from gigavim.train.working_image import WorkingImage
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -25,7 +27,7 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 
 @torch.inference_mode()
-def predict_probabilities(bundle: ModelBundle, image: np.ndarray, *, tile: int = 256,
+def predict_probabilities(bundle: ModelBundle, image: np.ndarray | WorkingImage, *, tile: int = 256,
                           overlap: int = 32, batch_size: int = 4, fill: float = 0.0,
                           device: str | torch.device = "cpu") -> np.ndarray:
     """(K, H, W) float32 class probabilities for a raw (H, W, bands) image."""
@@ -55,7 +57,7 @@ def predict_probabilities(bundle: ModelBundle, image: np.ndarray, *, tile: int =
     return probs / np.maximum(weights, 1e-12)[None]
 
 
-def predict_labels(bundle: ModelBundle, image: np.ndarray, **kwargs: object) -> np.ndarray:
+def predict_labels(bundle: ModelBundle, image: np.ndarray | WorkingImage, **kwargs: object) -> np.ndarray:
     """(H, W) uint8 class ids (argmax of :func:`predict_probabilities`)."""
     return predict_probabilities(bundle, image, **kwargs).argmax(axis=0).astype(np.uint8)
 
