@@ -97,8 +97,8 @@ class TrainConfig:
         for name in ("patch", "batch_size", "val_every", "log_every", "tile"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        if not 0 <= self.overlap < self.tile:
-            raise UsageError(f"overlap must be at least 0 and less than the tile ({self.tile}), "
+        if not 0 <= 2 * self.overlap <= self.tile:  # the engine's rule: the bundle's default tiling
+            raise UsageError(f"overlap must be between 0 and half the tile ({self.tile // 2}), "
                              f"not {self.overlap!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UsageError(f"device must be auto, cpu or cuda[:N], not {self.device!r}")

@@ -55,7 +55,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
         try:
             check_class_ids(im.labels, meta.classes, mask_path)
             pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
-                                  fill=255.0 if im.kind == "slide" else 0.0, device=torch_device)
+                                  device=torch_device)
         finally:
             im.close()
         cm = confusion_matrix(im.labels, pred, k)

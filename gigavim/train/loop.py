@@ -179,7 +179,7 @@ def evaluate_images(bundle: ModelBundle, images: list[TrainImage], cfg: TrainCon
     cm = np.zeros((k, k), dtype=np.int64)
     for im in images:
         pred = predict_labels(bundle, im.image, tile=cfg.tile, overlap=cfg.overlap,
-                              fill=255.0 if im.kind == "slide" else 0.0, device=device)
+                              device=device)
         cm += confusion_matrix(im.labels, pred, k)
     return scores(cm, bundle.meta.classes)
 
