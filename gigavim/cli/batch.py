@@ -10,23 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import nullcontext
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from gigavim.cli._app import app
+from gigavim.cli._options import Context, context_option
 
 if TYPE_CHECKING:
     from gigavim.pipelines import BatchReport, InputRecord
-
-
-class Context(str, Enum):
-    """``--context``: checked when the options are parsed, not once per input on the workers."""
-
-    tile = "tile"
-    image = "image"
 
 
 class InputsProgressBar:
@@ -95,10 +88,7 @@ def batch(
     tile: int | None = typer.Option(None, "--tile", help="Tile size in working pixels (model default)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
-    context: Context = typer.Option(
-        Context.tile, "--context", help="tile: independent overlapping tiles; image: each input's whole "
-        "image as one Vim sequence (streamed layer by layer, bounded memory)."
-    ),
+    context: Context = context_option("each input's whole image"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."

@@ -7,6 +7,7 @@ import json
 import typer
 
 from gigavim.cli._app import app
+from gigavim.cli._options import Context, context_option
 
 
 @app.command("eval")
@@ -16,6 +17,7 @@ def eval_cmd(
     image_mpp: float = typer.Option(None, help="µm/px of images that do not record one (PNG tiles)."),
     value_map: str = typer.Option(None, help="Raw mask value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
+    context: Context = context_option(),
     json_out: bool = typer.Option(False, "--json", help="Print all numbers as JSON."),
 ) -> None:
     """Evaluate a model on images with ground-truth masks, per image and overall."""
@@ -33,14 +35,14 @@ def eval_cmd(
     else:
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
-                      device=device)
+                      device=device, context=context.value)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']}: per-class IoU / Dice")
+    table = Table(title=f"{result['model']} ({result['context']} context): per-class IoU / Dice")
     table.add_column("image")
     for c in result["classes"]:
         table.add_column(f"{c} IoU", justify="right")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
+from gigavim.cli._options import Context, context_option
 from gigavim.errors import UsageError
 
 if TYPE_CHECKING:  # the engine imports torch: keep `gigavim --help`/`info` fast
@@ -96,10 +97,7 @@ def segment(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
     ),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also store per-class probabilities."),
-    context: str = typer.Option(
-        "tile", "--context", help="tile: independent overlapping tiles; image: the whole image as one "
-        "Vim sequence (streamed layer by layer, bounded memory)."
-    ),
+    context: Context = context_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -126,7 +124,7 @@ def segment(
                 input_path, output, model=model, mpp=mpp, gsd=gsd, level=level, tile=tile,
                 overlap=overlap, batch_size=batch_size, device=device, resume=resume,
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
-                workers=workers, tissue_model=tissue_model, progress=bar, context=context,
+                workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

@@ -17,6 +17,8 @@ finished layer (and skips blocks already written).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +28,13 @@ from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
 from gigavim.engine.runner import Predictor
 from gigavim.io.base import Window
-from gigavim.models.streaming import DEFAULT_BAND_TOKENS, RowArray, WholeImageStreamer, upsample_window
+from gigavim.models.streaming import (
+    DEFAULT_BAND_TOKENS,
+    RowArray,
+    StepCallback,
+    WholeImageStreamer,
+    upsample_window,
+)
 
 if TYPE_CHECKING:
     from gigavim.engine.segment import _Run
@@ -34,35 +42,65 @@ if TYPE_CHECKING:
 STREAM_DIR = "whole-image"
 
 
-class ImageRows:
-    """Rows of the padded, normalised working image, as the network input of tile mode.
+RowsRead = Callable[[int, int], np.ndarray]
+"""(first row, end row) → (rows, width, bands) raw pixels of the unpadded working image."""
 
-    Pixels are read full-width through :class:`TileReader`, edge-padded to the size multiple the
-    network needs (as :class:`Predictor` pads a tile) and normalised by the bundle. Each read
-    also records the rows' valid mask on disk for the label step.
+
+class ImageRows:
+    """Rows of the padded, normalised working image: the network input tile mode would build.
+
+    ``read`` gives raw rows of the (height, width) image; rows past the bottom repeat the last
+    one and columns are edge-padded to ``padded_hw`` (as :class:`Predictor` pads a tile), then
+    ``normalize`` (the bundle's) makes the network input.
     """
 
-    def __init__(self, run: _Run, multiple: int) -> None:
-        self.run = run
-        self.reader = TileReader(run.src, run.res)
-        self.height, self.width = run.res.shape
+    def __init__(self, read: RowsRead, shape: tuple[int, int], multiple: int,
+                 normalize: Callable[[np.ndarray], torch.Tensor]) -> None:
+        self.read, self.normalize = read, normalize
+        self.height, self.width = shape
         self.padded_hw = (self.height + -self.height % multiple, self.width + -self.width % multiple)
-        path = run.work.path / STREAM_DIR / "valid.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.valid = RowArray(path) if path.exists() else RowArray(path, run.res.shape, np.dtype(np.bool_))
 
     def __call__(self, y0: int, y1: int) -> torch.Tensor:
         """(bands, y1 − y0, padded width) network input of padded-image rows y0..y1."""
         rows = np.clip(np.arange(y0, y1), 0, self.height - 1)
-        first, last = int(rows[0]), int(rows[-1]) + 1
-        pixels, valid = self.reader.read(Window(first, 0, last - first, self.width))
-        inside = slice(min(y0, self.height) - first, min(y1, self.height) - first)
-        self.valid[min(y0, self.height):min(y1, self.height)] = valid[inside]
-        pixels = pixels[rows - first]
+        first = int(rows[0])
+        pixels = self.read(first, int(rows[-1]) + 1)[rows - first]
         pad_w = self.padded_hw[1] - self.width
         if pad_w:
             pixels = np.pad(pixels, ((0, 0), (0, pad_w), (0, 0)), mode="edge")
-        return self.run.bundle.normalize(pixels[None])[0]
+        return self.normalize(pixels[None])[0]
+
+
+def stream_logits(predictor: Predictor, rows: ImageRows, workdir: Path,
+                  progress: StepCallback | None = None, band_tokens: int = DEFAULT_BAND_TOKENS,
+                  ) -> np.ndarray:
+    """Token-grid logits (K, gh, gw) of the whole padded image, streamed through ``workdir``."""
+    streamer = WholeImageStreamer(predictor.net, workdir, device=predictor.device,
+                                  band_tokens=band_tokens, name=predictor.bundle.meta.name)
+    return streamer.logits(rows, rows.padded_hw, progress)
+
+
+def window_probabilities(predictor: Predictor, logits: np.ndarray, window: Window) -> np.ndarray:
+    """(K, h, w) class probabilities of one pixel window, as tile mode computes them."""
+    pe = predictor.net.backbone.patch_embed
+    block_logits = upsample_window(logits, window, pe.stride, pe.patch_size)
+    return predictor.probabilities(block_logits[None].float())[0].numpy()
+
+
+class _RunRows:
+    """A run's raw rows through its :class:`TileReader`, recording their valid mask on disk."""
+
+    def __init__(self, run: _Run) -> None:
+        self.reader = TileReader(run.src, run.res)
+        self.width = run.res.shape[1]
+        path = run.work.path / STREAM_DIR / "valid.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.valid = RowArray(path) if path.exists() else RowArray(path, run.res.shape, np.dtype(np.bool_))
+
+    def __call__(self, first: int, last: int) -> np.ndarray:
+        pixels, valid = self.reader.read(Window(first, 0, last - first, self.width))
+        self.valid[first:last] = valid
+        return pixels
 
 
 def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | None, started: float,
@@ -77,28 +115,23 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
     if not blocks:
         return n_fg, 0
     predictor = Predictor(run.bundle, device)
-    rows = ImageRows(run, predictor.multiple)
+    raw = _RunRows(run)
+    rows = ImageRows(raw, run.res.shape, predictor.multiple, run.bundle.normalize)
     logits = None
     if run.foreground:
-        streamer = WholeImageStreamer(predictor.net, run.work.path / STREAM_DIR, device=predictor.device,
-                                      band_tokens=band_tokens, name=run.bundle.meta.name)
         pixels = rows.padded_hw[0] * rows.padded_hw[1]
 
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(Progress(done, total, pixels * done // total, time.perf_counter() - started))
 
-        logits = streamer.logits(rows, rows.padded_hw, report)
-    pe = run.bundle.net.backbone.patch_embed
+        logits = stream_logits(predictor, rows, run.work.path / STREAM_DIR, report, band_tokens)
     valid_rows: tuple[int, np.ndarray] = (-1, np.zeros(0))
     for block in blocks:  # row-major: the valid rows of a block row are read once
         win = run.grid.block_window(*block)
         if valid_rows[0] != win.y:
-            valid_rows = (win.y, rows.valid[win.y:win.y + win.height])
-        probs = None
-        if logits is not None:
-            block_logits = upsample_window(logits, win, pe.stride, pe.patch_size)
-            probs = predictor.probabilities(block_logits[None].float())[0].numpy()
+            valid_rows = (win.y, raw.valid[win.y:win.y + win.height])
+        probs = None if logits is None else window_probabilities(predictor, logits, win)
         covered = _covered(run, block, win)
         valid = covered & valid_rows[1][:, win.x:win.x + win.width]
         counts = _write_block(run, win, probs, valid, covered)

@@ -18,6 +18,7 @@ import numpy as np
 
 from gigavim.errors import UsageError
 from gigavim.models.bundle import ModelBundle, check_bands
+from gigavim.models.streaming import check_streamable
 from gigavim.train.dataset import image_bands, load_train_image
 from gigavim.train.labels import check_class_ids
 from gigavim.train.metrics import confusion_matrix, scores
@@ -35,15 +36,21 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 
 def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: float | None = None,
-             value_map: Mapping[int, int] | None = None, device: str = "cpu",
+             value_map: Mapping[int, int] | None = None, device: str = "cpu", context: str = "tile",
              on_image: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`)."""
+    """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`).
+
+    ``context`` as in ``segment``: "tile" (the bundle's tile/overlap) or "image" (each image as
+    one sequence; a model that cannot stream is refused before any image is read).
+    """
     from gigavim.train.loop import pick_device
 
     torch_device = pick_device(device)
     meta = bundle.meta
     k = bundle.num_classes
     mode = "binary" if k == 2 else "values"
+    if context == "image":
+        check_streamable(bundle.net, meta.name)
     for image_path, _ in pairs:  # every image, before any is read
         check_bands(image_path, image_bands(image_path), meta)
     total = np.zeros((k, k), dtype=np.int64)
@@ -55,7 +62,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
         try:
             check_class_ids(im.labels, meta.classes, mask_path)
             pred = predict_labels(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
-                                  device=torch_device)
+                                  device=torch_device, context=context)
         finally:
             im.close()
         cm = confusion_matrix(im.labels, pred, k)
@@ -64,5 +71,5 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, str]], *, image_mpp: fl
         per_image.append(row)
         if on_image:
             on_image(row)
-    return {"model": meta.name, "classes": list(meta.classes), "images": per_image,
+    return {"model": meta.name, "context": context, "classes": list(meta.classes), "images": per_image,
             "overall": scores(total, meta.classes)}

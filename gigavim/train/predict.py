@@ -4,13 +4,19 @@ Used by validation during training and by ``gigavim eval``, on images at the mod
 (a :class:`~gigavim.train.working_image.WorkingImage` reads each tile through the engine's
 ``TileReader``, or an in-memory array). It tiles and blends exactly as ``gigavim.segment``'s tile
 mode does — the engine's :class:`~gigavim.engine.plan.TileGrid` (same tile origins, last tile
-flush with the image end), :class:`~gigavim.engine.runner.Predictor` (edge padding to the patch
-multiple, float16 probabilities) and :func:`~gigavim.engine.blend.tile_weight` (cosine ramps on
+flush with the image end), :class:`~gigavim.engine.runner.Predictor` (its padding,
+float16 probabilities) and :func:`~gigavim.engine.blend.tile_weight` (cosine ramps on
 shared edges) — so evaluation scores what ``segment`` produces; only the accumulation differs
-(in memory here, block by block on disk there). Whole-slide inference is the engine's job.
+(in memory here, block by block on disk there). ``context="image"`` runs the image as ONE
+sequence through the engine's whole-image path instead (streamed through a temporary folder),
+so ``gigavim eval --context image`` measures what ``segment --context image`` writes.
+Whole-slide inference is the engine's job.
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +24,9 @@ import torch
 from gigavim.engine.blend import tile_weight
 from gigavim.engine.plan import TileGrid
 from gigavim.engine.runner import Predictor
+from gigavim.engine.whole_image import ImageRows, stream_logits, window_probabilities
+from gigavim.errors import UsageError
+from gigavim.io.base import Window
 from gigavim.models.bundle import ModelBundle
 from gigavim.train.working_image import WorkingImage
 
@@ -25,11 +34,15 @@ from gigavim.train.working_image import WorkingImage
 @torch.inference_mode()
 def predict_probabilities(bundle: ModelBundle, image: np.ndarray | WorkingImage, *, tile: int = 256,
                           overlap: int = 32, batch_size: int = 4,
-                          device: str | torch.device = "cpu") -> np.ndarray:
-    """(K, H, W) float32 class probabilities for a raw (H, W, bands) image, tiled as segment does."""
+                          device: str | torch.device = "cpu", context: str = "tile") -> np.ndarray:
+    """(K, H, W) float32 class probabilities for a raw (H, W, bands) image, as segment makes them."""
     h, w = image.shape[:2]
-    grid = TileGrid((h, w), tile, overlap)
     predictor = Predictor(bundle, str(device))
+    if context == "image":
+        return _whole_image(predictor, image)
+    if context != "tile":
+        raise UsageError(f"context must be 'tile' or 'image', not {context!r}")
+    grid = TileGrid((h, w), tile, overlap)
     probs = np.zeros((bundle.num_classes, h, w), dtype=np.float32)
     weights = np.zeros((h, w), dtype=np.float32)
     tiles = grid.tiles()
@@ -44,6 +57,19 @@ def predict_probabilities(bundle: ModelBundle, image: np.ndarray | WorkingImage,
             probs[(slice(None), *region)] += p.astype(np.float32) * wt
             weights[region] += wt
     return probs / weights[None]
+
+
+def _whole_image(predictor: Predictor, image: np.ndarray | WorkingImage) -> np.ndarray:
+    """The whole image as one Vim sequence (the engine's ``context="image"`` path), in memory."""
+    h, w = image.shape[:2]
+
+    def read(first: int, last: int) -> np.ndarray:
+        return np.asarray(image[first:last, 0:w], dtype=np.float32)
+
+    rows = ImageRows(read, (h, w), predictor.multiple, predictor.bundle.normalize)
+    with tempfile.TemporaryDirectory(prefix="gigavim-eval-") as tmp:
+        logits = stream_logits(predictor, rows, Path(tmp))
+        return window_probabilities(predictor, logits, Window(0, 0, h, w))
 
 
 def predict_labels(bundle: ModelBundle, image: np.ndarray | WorkingImage, **kwargs: object) -> np.ndarray:

@@ -72,6 +72,21 @@ def test_eval_numbers_are_exact(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert overall["pixel_accuracy"] == pytest.approx(41 / 1200)
 
 
+def test_eval_whole_image_context(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--context image` scores each image as one sequence; the result says which context ran."""
+    tiles = real_data / "nuclei_miccai2015"
+    pair = f"{tiles / 'image06.png'}:{tiles / 'image06_label.png'}"
+    scores = {}
+    for context in ("tile", "image"):
+        code, out, err = run(capsys, "eval", "--model", "nuclei-he", "--image-mpp", "0.5", "--json",
+                             "--context", context, pair)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["context"] == context
+        scores[context] = result["overall"]["per_class"][1]["dice"]
+    assert scores["tile"] != scores["image"] and min(scores.values()) > 0.6
+
+
 def test_eval_bad_pair_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = always_foreground(tmp_path / "fg.pt")
     imsave(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8), check_contrast=False)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 from engine.fakes import ArraySource, tiny_bundle
+from skimage.io import imread as imread_rgb
 from skimage.io import imsave
 
 from gigavim.engine import segment
@@ -80,3 +81,27 @@ def test_training_refuses_an_overlap_segment_would_refuse(tmp_path: Path) -> Non
     with pytest.raises(UsageError, match=r"overlap must be between 0 and half the tile \(32\)"):
         TrainConfig(pairs=[("a.png", "m.png")], out=str(tmp_path / "m.pt"), tile=64, overlap=40)
     assert TrainConfig(pairs=[("a.png", "m.png")], out=str(tmp_path / "m.pt"), tile=64, overlap=32)
+
+
+def test_image_context_equals_the_model_on_the_whole_image(real_data: Path) -> None:
+    """`eval --context image` scores the single pass over the whole image (segment's image mode)."""
+    import torch
+
+    from gigavim.models.catalog import load_model
+
+    bundle = load_model("nuclei-he")
+    image = np.asarray(imread_rgb(real_data / "nuclei_miccai2015/image06.png"), dtype=np.float32)
+    got = predict_probabilities(bundle, image, context="image")
+    with torch.inference_mode():  # 459 px wide: the network pads to its patch grid itself
+        want = torch.softmax(bundle.net(bundle.normalize(image[None])).float(), 1)[0].numpy()
+    assert np.abs(got - want).max() < 1e-3
+    tiled = predict_probabilities(bundle, image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+    assert np.abs(tiled - want).max() > 0.05  # tiles see less context: the two modes differ
+
+
+def test_image_context_refuses_a_model_that_cannot_stream_before_reading(tmp_path: Path) -> None:
+    from gigavim.errors import ModelError
+
+    with pytest.raises(ModelError, match="cannot run with whole-image context") as err:
+        evaluate(tiny_bundle(), [(str(tmp_path / "missing.png"), str(tmp_path / "m.png"))], context="image")
+    assert "\n" not in str(err.value)
