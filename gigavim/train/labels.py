@@ -41,17 +41,26 @@ VECTOR_SUFFIXES = (".geojson", ".json")
 _OUTSIDE = -1  # raw value for "no label here" before class mapping
 
 
+def level0_scale_yx(source: ImageSource, resolution: Resolution) -> tuple[float, float]:
+    """(y, x) level-0 pixels per working pixel, as ``segment`` places its outputs.
+
+    A level read as-is keeps its own y and x factors (GDAL's and OpenSlide's grids: a 62-row
+    level of 250 rows is 4.032 in y even when its one downsample says 4.016), so labels are
+    put where that level's pixels really lie; a resampled grid has one factor.
+    """
+    if resolution.read_factor == 1:
+        lv = source.levels[resolution.level]
+        return source.height / lv.height, source.width / lv.width
+    return resolution.downsample, resolution.downsample
+
+
 def grid_transform(source: ImageSource, resolution: Resolution) -> Affine:
     """Affine from the working grid's pixels to the source's coordinates, as ``segment`` writes it.
 
-    For georeferenced rasters that is the CRS (a level read as-is keeps GDAL's own x and y
-    factors); otherwise level-0 pixel coordinates.
+    For georeferenced rasters that is the CRS; otherwise level-0 pixel coordinates.
     """
     georeferenced = source.transform is not None and bool(source.crs)
-    sx = sy = resolution.downsample
-    if georeferenced and resolution.read_factor == 1:
-        lv = source.levels[resolution.level]
-        sx, sy = source.width / lv.width, source.height / lv.height
+    sy, sx = level0_scale_yx(source, resolution)
     base = source.transform if georeferenced else Affine.identity()
     return base @ Affine.scale(sx, sy)
 
@@ -144,22 +153,23 @@ def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Reso
     if band.shape == resolution.shape:
         return band
     if band.shape == (source.height, source.width):
-        return sample_at_centres(band, resolution)
+        return sample_at_centres(band, source, resolution)
     raise InputError(f"{label_path}: label image is {band.shape[1]}×{band.shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
 
 
-def sample_at_centres(band: np.ndarray, resolution: Resolution) -> np.ndarray:
+def sample_at_centres(band: np.ndarray, source: ImageSource, resolution: Resolution) -> np.ndarray:
     """A level-0 label image at the working grid: the label under each working pixel's centre.
 
-    Working pixel (r, c) covers level-0 [r·ds, (r+1)·ds) × [c·ds, (c+1)·ds) — the area whose
-    pixels :class:`~gigavim.engine.reader.TileReader` averages into it — so its label is the one
-    at level-0 pixel (⌊(r+½)·ds⌋, ⌊(c+½)·ds⌋); centres past the image edge are unlabelled (-1).
+    Working pixel (r, c) covers level-0 [r·sy, (r+1)·sy) × [c·sx, (c+1)·sx) — the area whose
+    pixels :class:`~gigavim.engine.reader.TileReader` averages into it, with the factors of
+    :func:`level0_scale_yx` — so its label is the one at level-0 pixel (⌊(r+½)·sy⌋, ⌊(c+½)·sx⌋);
+    centres past the image edge are unlabelled (-1).
     """
-    ds = resolution.downsample
-    rows = np.floor((np.arange(resolution.shape[0]) + 0.5) * ds).astype(np.int64)
-    cols = np.floor((np.arange(resolution.shape[1]) + 0.5) * ds).astype(np.int64)
+    sy, sx = level0_scale_yx(source, resolution)
+    rows = np.floor((np.arange(resolution.shape[0]) + 0.5) * sy).astype(np.int64)
+    cols = np.floor((np.arange(resolution.shape[1]) + 0.5) * sx).astype(np.int64)
     inside_y, inside_x = rows < band.shape[0], cols < band.shape[1]
     out = np.full(resolution.shape, _OUTSIDE, dtype=band.dtype)
     out[np.ix_(inside_y, inside_x)] = band[np.ix_(rows[inside_y], cols[inside_x])]

@@ -204,3 +204,31 @@ def test_class_ids_converted_strip_by_strip_match_a_whole_map_conversion(
     raw[45, 2], raw[40, 5] = 400, 300
     with pytest.raises(InputError, match="label value 300 is not a class id"):  # the first one
         to_class_ids(raw, mode="values")
+
+
+def test_labels_at_a_level_of_inexact_size_follow_its_own_y_and_x_factors(
+        real_data: Path, tmp_path: Path) -> None:
+    """boxes.tiff level 2 is 75×62 of 300×250 (x 4.0, y 4.032; OpenSlide's mean 4.016): working
+    pixel (r, c) is level-0 ((r+½)·250/62, (c+½)·300/75), as segment's outputs place it, so a
+    level-0 label image and level-0 GeoJSON must be put there, not on the mean factor."""
+    from gigavim.engine.plan import resolve_resolution
+
+    rows0, cols0 = np.mgrid[0:250, 0:300]
+    by_row, by_col = tmp_path / "rows.png", tmp_path / "cols.png"
+    imsave(by_row, rows0.astype(np.uint8), check_contrast=False)
+    imsave(by_col, (cols0 % 250).astype(np.uint8), check_contrast=False)
+    box = [[[0, 0], [298.5, 0], [298.5, 243.5], [0, 243.5], [0, 0]]]  # level-0 pixels
+    gj = tmp_path / "box.json"
+    gj.write_text(json.dumps([{"type": "Feature", "properties": {},
+                               "geometry": {"type": "Polygon", "coordinates": box}}]))
+    centre_y = (np.arange(62) + 0.5) * 250 / 62
+    centre_x = (np.arange(75) + 0.5) * 300 / 75
+    with open_image(real_data / "wsi" / "boxes.tiff") as src:
+        res = resolve_resolution(src, level=2)
+        got_rows = load_label_map(src, by_row, resolution=res, mode="values")
+        got_cols = load_label_map(src, by_col, resolution=res, mode="values")
+        burnt = load_label_map(src, gj, resolution=res)
+    np.testing.assert_array_equal(got_rows[:, 0], np.floor(centre_y).astype(int))
+    np.testing.assert_array_equal(got_cols[0], np.floor(centre_x).astype(int) % 250)
+    inside = (centre_y[:, None] < 243.5) & (centre_x[None, :] < 298.5)
+    np.testing.assert_array_equal(burnt, inside.astype(np.uint8))
