@@ -236,15 +236,15 @@ class _Run:
 
     def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle) -> LabelMap:
         src, res, meta = self.src, self.res, bundle.meta
+        scale_yx = (res.downsample, res.downsample)
+        if res.read_factor == 1:  # a level read as-is: its own y and x factors (GDAL's, OpenSlide's grid)
+            lv = src.levels[res.level]
+            scale_yx = (src.height / lv.height, src.width / lv.width)
         transform = None
         if src.transform is not None:
             from rasterio.transform import Affine
 
-            scale_xy = (res.downsample, res.downsample)
-            if res.read_factor == 1:  # a level read as-is: its own x and y factors (GDAL's grid)
-                lv = src.levels[res.level]
-                scale_xy = (src.width / lv.width, src.height / lv.height)
-            transform = src.transform * Affine.scale(*scale_xy)
+            transform = src.transform * Affine.scale(scale_yx[1], scale_yx[0])
         image = None
         if mask.overview is not None and np.dtype(src.dtype) == np.uint8:
             image = np.clip(np.round(mask.overview[..., :3]), 0, 255).astype(np.uint8)
@@ -252,7 +252,7 @@ class _Run:
             labels=self.labels, classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
             source_path=src.path, source_kind=src.kind, probabilities=self.probs,
             mpp=res.mpp, gsd_m=res.gsd_m, crs=src.crs, transform=transform,
-            scale_to_level0=res.downsample, nodata_label=self.fill.nodata_label,
+            scale_to_level0=scale_yx, nodata_label=self.fill.nodata_label,
             model={"name": meta.name, "version": meta.version, "trained": bool(meta.trained),
                    "digest": settings["model"]["digest"]},
             settings={k: v for k, v in settings.items() if k not in ("model", "source")},

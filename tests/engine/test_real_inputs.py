@@ -54,3 +54,15 @@ def test_pyramid_level_of_a_generic_tiff_slide(real_data: Path, tmp_path: Path) 
     assert result.shape == (62, 75) and result.downsample == pytest.approx(4.016, abs=1e-3)
     assert attrs["scale_to_level0"] == pytest.approx(result.downsample)
     assert attrs["mpp"] == pytest.approx(352.78 * result.downsample, rel=1e-3)
+
+
+def test_a_level_read_as_is_keeps_its_own_x_and_y_factors(real_data: Path, tmp_path: Path) -> None:
+    """boxes.tiff level 3 is 37×31 for 300×250: 8.108 in x, 8.065 in y (OpenSlide's downsample,
+    8.086, is their mean); outputs place the map with each axis's own factor."""
+    out = tmp_path / "boxes.zarr"
+    result = segment(real_data / "wsi" / "boxes.tiff", [out], model=tiny_bundle(tile=32, overlap=8),
+                     level=3)
+    attrs = zarr.open_group(str(out), mode="r").attrs["gigavim"]
+    assert result.shape == (31, 37)
+    assert attrs["scale_to_level0_yx"] == pytest.approx([250 / 31, 300 / 37])
+    assert attrs["pixel_size_yx"] == pytest.approx([352.7778 * 250 / 31, 352.7778 * 300 / 37], rel=1e-5)

@@ -20,8 +20,10 @@ class LabelMap:
     ``nodata_label`` where the input had no data), ``probabilities`` an optional (K, H, W) uint8
     array-like (probability × 255 per class). ``scale_to_level0`` converts working pixels to
     level-0 pixels of the input (GeoJSON for slides uses level-0 coordinates, QuPath's
-    convention). For rasters ``crs`` and ``transform`` (rasterio ``Affine``) georeference the
-    working grid exactly; for slides ``mpp`` is the working µm/px. ``image`` is an optional
+    convention): one factor, or (y, x) factors when they differ (a pyramid level read as-is
+    whose size is not an exact division of level 0). For rasters ``crs`` and ``transform``
+    (rasterio ``Affine``) georeference the working grid exactly; for slides ``mpp`` is the
+    working µm/px (mean over the axes, see :attr:`mpp_yx`). ``image`` is an optional
     (h, w, C) uint8 array-like of the input covering the same area (any resolution, usually a
     low-resolution copy): OME-Zarr then uses it as the parent image of the labels.
     """
@@ -36,11 +38,28 @@ class LabelMap:
     gsd_m: float | None = None
     crs: str | None = None
     transform: Any = None
-    scale_to_level0: float = 1.0
+    scale_to_level0: float | tuple[float, float] = 1.0
     nodata_label: int | None = None
     model: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     image: Any = None
+
+    @property
+    def scale_to_level0_yx(self) -> tuple[float, float]:
+        """(y, x) level-0 pixels per working pixel."""
+        s = self.scale_to_level0
+        return (float(s), float(s)) if isinstance(s, (int, float)) else (float(s[0]), float(s[1]))
+
+    @property
+    def mpp_yx(self) -> tuple[float, float] | None:
+        """(y, x) µm per working pixel of a slide. ``mpp`` is the mean over the axes (as
+        OpenSlide's level downsample is the mean of its x and y factors), so each axis is
+        level-0 µm/px times its own factor."""
+        if not self.mpp:
+            return None
+        sy, sx = self.scale_to_level0_yx
+        level0 = float(self.mpp) / ((sy + sx) / 2)
+        return (level0 * sy, level0 * sx)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -57,7 +57,8 @@ def output_transform(label_map: LabelMap) -> Affine:
     """Working pixel (x, y) → output coordinates: level-0 pixels for slides, CRS for rasters."""
     if label_map.source_kind != "slide" and label_map.transform is not None:
         return Affine(*list(label_map.transform)[:6])
-    return Affine.scale(label_map.scale_to_level0)
+    sy, sx = label_map.scale_to_level0_yx
+    return Affine.scale(sx, sy)
 
 
 def _crs_member(crs: str | None) -> dict[str, Any] | None:

@@ -35,12 +35,11 @@ GDAL_CACHE_MB = 128  # GDAL's block cache defaults to 5 % of RAM; keep the write
 COMPRESSION = "DEFLATE"
 
 
-def _resolution_tags(mpp: float) -> dict[str, str]:
-    """TIFF resolution tags for a µm/px pixel size, plus an explicit ``MPP`` tag."""
-    pixels_per_cm = 10_000.0 / mpp
+def _resolution_tags(mpp: float, mpp_yx: tuple[float, float]) -> dict[str, str]:
+    """TIFF resolution tags (pixels per cm, per axis) for µm/px sizes, plus an explicit ``MPP`` tag."""
     return {
-        "TIFFTAG_XRESOLUTION": repr(pixels_per_cm),
-        "TIFFTAG_YRESOLUTION": repr(pixels_per_cm),
+        "TIFFTAG_XRESOLUTION": repr(10_000.0 / mpp_yx[1]),
+        "TIFFTAG_YRESOLUTION": repr(10_000.0 / mpp_yx[0]),
         "TIFFTAG_RESOLUTIONUNIT": "3",
         "MPP": repr(float(mpp)),
     }
@@ -78,7 +77,7 @@ def _write_scratch(label_map: LabelMap, path: Path) -> None:
         dst.update_tags(1, **{f"CLASS_{i}": name for i, name in enumerate(label_map.classes)})
         tags = {"GIGAVIM_PROVENANCE": json.dumps(label_map.provenance())}
         if label_map.crs is None and label_map.mpp:
-            tags.update(_resolution_tags(label_map.mpp))
+            tags.update(_resolution_tags(label_map.mpp, label_map.mpp_yx))
         dst.update_tags(**tags)
 
 

@@ -52,8 +52,8 @@ def physical_pixel(label_map: LabelMap) -> tuple[str | None, tuple[float, float]
     A georeferenced map takes each axis's size from its transform (``gsd_m`` is the square root
     of the pixel's area, which is right only for square pixels).
     """
-    if label_map.mpp:
-        return "micrometer", (float(label_map.mpp), float(label_map.mpp))
+    if label_map.mpp_yx:
+        return "micrometer", label_map.mpp_yx
     if label_map.gsd_m:
         sizes = None
         if label_map.transform is not None and label_map.crs:
@@ -155,7 +155,8 @@ def _gigavim_attrs(label_map: LabelMap, has_probabilities: bool) -> dict[str, An
         "pixel_size_yx": list(physical_pixel(label_map)[1]),
         "crs": label_map.crs,
         "transform": list(transform)[:6] if transform is not None else None,
-        "scale_to_level0": label_map.scale_to_level0,
+        "scale_to_level0": sum(label_map.scale_to_level0_yx) / 2,
+        "scale_to_level0_yx": list(label_map.scale_to_level0_yx),
         "nodata_label": label_map.nodata_label,
     }
 

@@ -222,3 +222,30 @@ def test_geotiff_scratch_of_a_killed_run_is_removed(tmp_path):
     scratch.write_bytes(b"half a tiff")
     check_outputs([tmp_path / "s.tif"])
     assert not scratch.exists()
+
+
+def test_per_axis_level0_scale_reaches_every_format(tmp_path, slide_map):
+    """A pyramid level read as-is whose size is no exact division of level 0 (boxes.tiff level 3:
+    300×250 px → 37×31, i.e. 8.108 in x and 8.065 in y) keeps each axis's own factor: GeoJSON
+    polygons end exactly on the slide's edges, OME-Zarr and TIFF pixel sizes differ per axis."""
+    import json
+
+    import rasterio
+    import zarr
+    from shapely.geometry import shape
+
+    sy, sx = 250 / 31, 300 / 37
+    mpp = 0.25 * (sy + sx) / 2  # what the engine records: level-0 µm/px × the mean factor
+    label_map = slide_map(np.ones((31, 37), np.uint8), mpp=mpp, scale_to_level0=(sy, sx))
+    out = [tmp_path / "m.geojson", tmp_path / "m.ome.zarr", tmp_path / "m.tif"]
+    write_outputs(label_map, out)
+    (feature,) = json.loads(out[0].read_text())["features"]
+    assert shape(feature["geometry"]).bounds == pytest.approx((0, 0, 300, 250))
+    root = zarr.open_group(str(out[1]), mode="r")
+    scale = root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale[-2:] == pytest.approx([0.25 * sy, 0.25 * sx])
+    assert root.attrs["gigavim"]["scale_to_level0_yx"] == pytest.approx([sy, sx])
+    with rasterio.open(out[2]) as tif:
+        tags = tif.tags()
+    assert float(tags["TIFFTAG_XRESOLUTION"]) == pytest.approx(1e4 / (0.25 * sx))
+    assert float(tags["TIFFTAG_YRESOLUTION"]) == pytest.approx(1e4 / (0.25 * sy))
