@@ -157,10 +157,12 @@ def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[Train
 class PatchSampler:
     """Draws (patch, labels) pairs of a fixed size from training images.
 
-    ``random``: uniform positions. ``balanced``: pick a class uniformly among those present,
-    then centre the patch on a random pixel of it (rare classes are seen as often as common
-    ones). ``foreground``: like balanced with probability ``foreground_p`` for non-background
-    classes, otherwise uniform. Patches reaching past an edge are padded and marked ignore.
+    ``random``: an image in proportion to its labelled pixels, then a uniform position.
+    ``balanced``: pick a class uniformly among those present in any image, then centre the patch
+    on a random pixel of it over all images (rare classes are seen as often as common ones, even
+    one found in a single small image). ``foreground``: like balanced with probability
+    ``foreground_p`` for non-background classes, otherwise random. Patches reaching past an edge
+    are padded and marked ignore.
     """
 
     def __init__(self, images: list[TrainImage], patch: int, num_classes: int,
@@ -174,17 +176,20 @@ class PatchSampler:
         self.weights = np.array([max(1, (im.labels != IGNORE_LABEL).sum()) for im in images], float)
         self.weights /= self.weights.sum()
         self._class_rows = [ClassRows(im.labels, num_classes) for im in images]
+        self.present = sorted({c for rows in self._class_rows for c in rows.present})
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """One (patch, patch, bands) raw image patch and its (patch, patch) labels."""
-        i = int(self.rng.choice(len(self.images), p=self.weights))
-        im, rows = self.images[i], self._class_rows[i]
-        h, w = im.shape
-        cls = self._pick_class(rows.present)
+        cls = self._pick_class(self.present)
         if cls is None:
+            i = int(self.rng.choice(len(self.images), p=self.weights))
+            h, w = self.images[i].shape
             cy, cx = self.rng.integers(0, h), self.rng.integers(0, w)
-        else:
-            cy, cx = rows.nth(cls, int(self.rng.integers(0, rows.count(cls))))
+        else:  # every pixel of the class equally likely, whichever image holds it
+            counts = np.array([rows.count(cls) for rows in self._class_rows], float)
+            i = int(self.rng.choice(len(self.images), p=counts / counts.sum()))
+            cy, cx = self._class_rows[i].nth(cls, int(self.rng.integers(0, int(counts[i]))))
+        im = self.images[i]
         half = self.patch // 2
         jitter = self.rng.integers(-half // 2, half // 2 + 1, size=2) if self.patch > 3 else (0, 0)
         y0, x0 = int(cy - half + jitter[0]), int(cx - half + jitter[1])
@@ -227,7 +232,7 @@ class ClassRows:
         self.present = sorted(self.cumulative)
 
     def count(self, cls: int) -> int:
-        return int(self.cumulative[cls][-1])
+        return int(self.cumulative[cls][-1]) if cls in self.cumulative else 0
 
     def nth(self, cls: int, k: int) -> tuple[int, int]:
         """(row, column) of the ``k``-th pixel (0-based, row-major) of class ``cls``."""

@@ -91,3 +91,17 @@ def test_colour_jitter_keeps_uint8_in_range() -> None:
     out, _ = augment_batch(images, np.zeros((3, 8, 8), np.uint8),
                            AugmentConfig(brightness=0.5, contrast=0.5), rng)
     assert out.min() >= 0 and out.max() <= 255
+
+
+def test_balanced_sampling_balances_a_class_present_in_only_one_small_image() -> None:
+    """Class 2 lies only in a small image: balanced sampling must still centre on it about a
+    third of the time (3 classes), not only when that image's pixel share picks it (~1 %)."""
+    big = np.zeros((400, 400), np.uint8)
+    big[:, 200:] = 1
+    small = np.zeros((40, 40), np.uint8)
+    small[10:30, 10:30] = 2
+    images = [TrainImage(np.repeat(lab[..., None], 3, axis=-1), lab, Path(name))
+              for lab, name in ((big, "big.png"), (small, "small.png"))]
+    sampler = PatchSampler(images, 8, 3, "balanced", seed=0)
+    hits = sum((sampler.sample()[1] == 2).any() for _ in range(300))
+    assert 60 < hits < 140
