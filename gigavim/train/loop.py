@@ -115,11 +115,18 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
-    """Cross-entropy plus soft Dice over non-background classes, both ignoring unlabelled pixels."""
-    ce = F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL)
+    """Cross-entropy plus soft Dice over non-background classes, both ignoring unlabelled pixels.
+
+    The cross-entropy is summed over labelled pixels and divided by their count (at least 1):
+    torch's mean is 0/0 = NaN for a batch with no labelled pixel, which would poison every
+    weight at the next step; here such a batch gives 0 and no gradient (and no GPU sync).
+    """
+    labelled = target != IGNORE_LABEL
+    ce = (F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL, reduction="sum")
+          / labelled.sum().clamp_min(1))
     if dice_weight <= 0:
         return ce
-    valid = (target != IGNORE_LABEL).unsqueeze(1)
+    valid = labelled.unsqueeze(1)
     probs = torch.softmax(logits.float(), dim=1) * valid
     onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2)
     onehot = onehot.float() * valid

@@ -188,3 +188,20 @@ def test_unwritable_output_fails_before_training(tmp_path: Path) -> None:
     (tmp_path / "folder.pt").mkdir()
     with pytest.raises(OutputError, match=r"folder\.pt: .*directory"):
         train(tiny_config(tmp_path, out=str(tmp_path / "folder.pt"), steps=1))
+
+
+@pytest.mark.parametrize("dice_weight", [0.0, 0.5])
+def test_a_batch_without_labelled_pixels_adds_no_loss_and_no_gradient(dice_weight: float) -> None:
+    """Random patches can all fall in ignore areas (nodata collars, unlabelled regions); a NaN
+    loss there would turn every weight into NaN at the next optimizer step."""
+    from gigavim.train.loop import segmentation_loss
+
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    loss = segmentation_loss(logits, torch.full((2, 8, 8), 255), dice_weight)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert loss.item() == 0 and torch.equal(grad, torch.zeros_like(grad))
+    # With labelled pixels it is still the mean cross-entropy over them.
+    target = torch.full((2, 8, 8), 255)
+    target[0, :4] = 1
+    want = torch.nn.functional.cross_entropy(logits, target, ignore_index=255)
+    torch.testing.assert_close(segmentation_loss(logits, target, 0.0), want)
