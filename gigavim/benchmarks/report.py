@@ -198,7 +198,7 @@ def publish(report: BenchReport, doc: Path = DOC) -> Path:
     """Write the report's figure (if any) beside ``doc`` and replace its section there."""
     doc.parent.mkdir(parents=True, exist_ok=True)
     if report.plot is not None:
-        png = report.plot(report, doc.parent / f"bench_{report.name}.png")
+        png = report.plot(report, doc.parent / f"bench_{report.section}.png")  # one per section
         if png is not None and png not in report.images:
             report.images.append(png)
     return update_section(report.section, report.markdown(), doc)

@@ -1,4 +1,4 @@
-"""Benchmark the bidirectional selective scan at Vim-Ti shapes (section ``scan``).
+"""Benchmark the bidirectional selective scan at Vim-Ti shapes (section ``scan-cpu`` / ``scan-cuda``).
 
 Paths timed, each computing Vim's ((scan_f + D u) + (scan_b + D_b u_b))/2 · silu(z) at
 dim 384, d_state 16 (Δ bias + softplus, D, z):
@@ -42,6 +42,7 @@ from gigavim.benchmarks.report import (
     Progress,
     bench_device,
     cpu_threads,
+    device_kind,
     load_average,
     show_row,
 )
@@ -260,8 +261,9 @@ def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
 
 
 def _sync(device: str) -> None:
+    """Wait for ``device`` itself (``cuda:1``), not the current device, before reading the clock."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def _free(device: str) -> None:
@@ -499,7 +501,7 @@ def _run(device: str, quick: bool, threads: int, plan: Plan, progress: Progress 
     device_name = torch.cuda.get_device_name(device) if cuda else "CPU"
     return BenchReport(
         name="scan",
-        section="scan",
+        section=f"scan-{device_kind(device)}",  # a GPU run keeps the CPU table, and back
         title=f"Bidirectional selective scan — {device_name}",
         columns=COLUMNS,
         rows=runner.rows,

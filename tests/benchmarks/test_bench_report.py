@@ -96,5 +96,5 @@ def test_publish_writes_the_figure_beside_the_doc_and_links_it(tmp_path):
     report.plot = plot
     publish(report, doc)
     text = doc.read_text()
-    assert (tmp_path / "docs" / "bench_demo.png").read_bytes() == b"png"
-    assert "<!-- BEGIN demo-cpu -->" in text and "![demo](bench_demo.png)" in text
+    assert (tmp_path / "docs" / "bench_demo-cpu.png").read_bytes() == b"png"
+    assert "<!-- BEGIN demo-cpu -->" in text and "![demo](bench_demo-cpu.png)" in text
