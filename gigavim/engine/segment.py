@@ -133,6 +133,10 @@ def segment(
         bundle = _load_model(model, src.kind, device)
         notes = _check_trained(bundle, allow_untrained)
         check_bands(src.path, src.bands, bundle.meta)  # before any read or work dir
+        if context == "image":  # likewise: even a run with no tile to compute must refuse it
+            from gigavim.models.streaming import check_streamable
+
+            check_streamable(bundle.net, bundle.meta.name)
         res = resolve_resolution(src, mpp=mpp, gsd_m=gsd, level=level,
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
         grid = TileGrid(res.shape, bundle.meta.tile if tile is None else tile,

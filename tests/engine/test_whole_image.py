@@ -21,7 +21,7 @@ from gigavim.io import open_image
 from gigavim.io.base import Window
 from gigavim.models.catalog import load_model
 
-from .fakes import tiny_bundle
+from .fakes import ArraySource, tiny_bundle
 
 
 def _ome(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
@@ -139,3 +139,12 @@ def test_a_model_that_cannot_stream_is_refused_and_leaves_no_work_dir(tmp_path: 
         segment(sample_slide(), [out], model=tiny_bundle(mpp=8.0), context="image")
     assert "\n" not in str(err.value) and "'tiny-conv'" in str(err.value)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_model_that_cannot_stream_is_refused_before_any_pixel_is_read(tmp_path: Path) -> None:
+    """Even on blank glass (no tile to compute) image mode with such a model must not 'succeed'."""
+    glass = ArraySource([np.full((256, 256, 3), 245, dtype=np.uint8)], mpp=8.0)
+    out = tmp_path / "glass.ome.zarr"
+    with pytest.raises(ModelError, match="'tiny-conv' cannot run with whole-image context"):
+        segment(glass, [out], model=tiny_bundle(mpp=8.0), context="image")
+    assert glass.reads == [] and not list(tmp_path.iterdir())
