@@ -29,6 +29,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from gigavim.engine.plan import Resolution, resolve_resolution
 from gigavim.errors import InputError, UsageError
@@ -144,46 +145,59 @@ def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Reso
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(label_path) as src:
-                band = _raw_band(src, label_path)
                 both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
                 if both_georef and not _same_grid(src, source, resolution):
-                    return _reproject_labels(src, band, source, resolution)
+                    return _reproject_labels(src, _raw_band(src, label_path), source, resolution)
+                shape = (src.height, src.width)
+                if shape == resolution.shape:
+                    return _raw_band(src, label_path)
+                if shape == (source.height, source.width):
+                    return sample_at_centres(src, label_path, source, resolution)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
-    if band.shape == resolution.shape:
-        return band
-    if band.shape == (source.height, source.width):
-        return sample_at_centres(band, source, resolution)
-    raise InputError(f"{label_path}: label image is {band.shape[1]}×{band.shape[0]} px but the image "
+    raise InputError(f"{label_path}: label image is {shape[1]}×{shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
 
 
-def sample_at_centres(band: np.ndarray, source: ImageSource, resolution: Resolution) -> np.ndarray:
-    """A level-0 label image at the working grid: the label under each working pixel's centre.
+LABEL_STRIP_PIXELS = 1 << 24
+"""Level-0 label pixels read at once when sampling a level-0 label raster (bounds its memory)."""
+
+
+def sample_at_centres(src: Any, label_path: Path, source: ImageSource, resolution: Resolution) -> np.ndarray:
+    """A level-0 label raster at the working grid: the label under each working pixel's centre.
 
     Working pixel (r, c) covers level-0 [r·sy, (r+1)·sy) × [c·sx, (c+1)·sx) — the area whose
     pixels :class:`~gigavim.engine.reader.TileReader` averages into it, with the factors of
     :func:`level0_scale_yx` — so its label is the one at level-0 pixel (⌊(r+½)·sy⌋, ⌊(c+½)·sx⌋);
-    centres past the image edge are unlabelled (-1).
+    centres past the image edge are unlabelled (-1). The raster is read in strips of about
+    :data:`LABEL_STRIP_PIXELS` pixels: a whole-slide mask is never held at once.
     """
     sy, sx = level0_scale_yx(source, resolution)
     rows = np.floor((np.arange(resolution.shape[0]) + 0.5) * sy).astype(np.int64)
     cols = np.floor((np.arange(resolution.shape[1]) + 0.5) * sx).astype(np.int64)
-    inside_y, inside_x = rows < band.shape[0], cols < band.shape[1]
-    out = np.full(resolution.shape, _OUTSIDE, dtype=band.dtype)
-    out[np.ix_(inside_y, inside_x)] = band[np.ix_(rows[inside_y], cols[inside_x])]
+    rows, cols = rows[rows < src.height], cols[cols < src.width]
+    out = np.full(resolution.shape, _OUTSIDE, dtype=_signed(np.dtype(src.dtypes[0])))
+    per_strip = max(1, LABEL_STRIP_PIXELS // max(1, src.width))  # level-0 rows per read
+    r0 = 0
+    while r0 < len(rows):
+        r1 = max(r0 + 1, int(np.searchsorted(rows, rows[r0] + per_strip)))
+        top, bottom = int(rows[r0]), int(rows[r1 - 1]) + 1
+        window = Window(0, top, src.width, bottom - top)
+        out[r0:r1, : len(cols)] = _raw_band(src, label_path, window)[np.ix_(rows[r0:r1] - top, cols)]
+        r0 = r1
     return out
 
 
-def _raw_band(src: Any, label_path: Path) -> np.ndarray:
-    """Band 1 as raw signed integers, ``-1`` where unlabelled: the nodata value (as the mask says)
-    and, in float rasters, NaN/±inf whether or not a nodata tag says so (never class 0)."""
-    band = src.read(1)
-    _refuse_colour_labels(src, band, label_path)
+def _raw_band(src: Any, label_path: Path, window: Window | None = None) -> np.ndarray:
+    """Band 1 (of ``window``) as raw signed integers, ``-1`` where unlabelled: the nodata value (as
+    the mask says) and, in float rasters, NaN/±inf whether or not a nodata tag says so (never
+    class 0)."""
+    band = src.read(1, window=window)
+    _refuse_colour_labels(src, band, label_path, window)
     missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
     if src.nodata is not None:
-        missing |= src.read_masks(1) == 0
+        missing |= src.read_masks(1, window=window) == 0
     band[missing] = 0  # no NaN left to cast
     raw = band.astype(_signed(band.dtype))
     raw[missing] = _OUTSIDE
@@ -196,11 +210,12 @@ def _signed(dtype: np.dtype) -> np.dtype:
     return wider if wider.kind == "i" else np.dtype(np.int64)
 
 
-def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path) -> None:
+def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path, window: Window | None = None) -> None:
     """Only band 1 is read: a colour-coded mask (classes as RGB colours) would lose classes."""
     colour = [i for i in range(2, min(src.count, 3) + 1)
               if src.colorinterp[i - 1] != rasterio.enums.ColorInterp.alpha]
-    if any(not np.array_equal(src.read(i), band, equal_nan=band.dtype.kind == "f") for i in colour):
+    if any(not np.array_equal(src.read(i, window=window), band, equal_nan=band.dtype.kind == "f")
+           for i in colour):
         raise InputError(f"{label_path}: label image has differing colour bands; give class ids "
                          "(or 0/255) in a single-band image")
 

@@ -232,3 +232,35 @@ def test_labels_at_a_level_of_inexact_size_follow_its_own_y_and_x_factors(
     np.testing.assert_array_equal(got_cols[0], np.floor(centre_x).astype(int) % 250)
     inside = (centre_y[:, None] < 243.5) & (centre_x[None, :] < 298.5)
     np.testing.assert_array_equal(burnt, inside.astype(np.uint8))
+
+
+def test_a_level0_label_raster_is_sampled_strip_by_strip_not_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole-slide label mask at level 0 is many GB: sampling it onto a coarser working grid
+    must read it in bounded windows (here 4000² uint8, 16 MB, read in strips of about 1 MB)."""
+    import tracemalloc
+
+    from gigavim.engine.plan import Resolution
+    from gigavim.train import labels as labels_mod
+
+    side, ds = 4000, 8.0
+    yy, xx = np.mgrid[0:side, 0:side]
+    band = ((yy // 100 + xx // 100) % 3).astype(np.uint8)
+    band[:50, :50] = 9  # nodata: not covered
+    for name, data, nodata in (("image.tif", np.zeros_like(band), None), ("mask.tif", band, 9)):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=side, height=side, count=1,
+                           dtype="uint8", nodata=nodata, tiled=True, compress="deflate") as dst:
+            dst.write(data, 1)
+    centres = np.floor((np.arange(500) + 0.5) * ds).astype(int)
+    want = band[np.ix_(centres, centres)].copy()
+    want[want == 9] = IGNORE_LABEL
+    del yy, xx, band
+    monkeypatch.setattr(labels_mod, "LABEL_STRIP_PIXELS", 1 << 20)
+    with open_image(tmp_path / "image.tif") as src:
+        res = Resolution(level=0, downsample=ds, level_downsample=1.0, shape=(500, 500))
+        tracemalloc.start()
+        got = load_label_map(src, tmp_path / "mask.tif", resolution=res, mode="values")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
