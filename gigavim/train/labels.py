@@ -146,7 +146,9 @@ def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Reso
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(label_path) as src:
                 both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
-                if both_georef and not _same_grid(src, source, resolution):
+                on_grid = both_georef and (_same_grid(src, source, resolution) or _same_grid(
+                    src, source, resolve_resolution(source, level=0)))  # sampled below, strip by strip
+                if both_georef and not on_grid:
                     return _reproject_labels(src, _raw_band(src, label_path), source, resolution)
                 shape = (src.height, src.width)
                 if shape == resolution.shape:
@@ -221,6 +223,7 @@ def _refuse_colour_labels(src: Any, band: np.ndarray, label_path: Path, window: 
 
 
 def _same_grid(src: Any, source: ImageSource, resolution: Resolution) -> bool:
+    """Whether a georeferenced label raster lies exactly on ``resolution``'s grid of ``source``."""
     same_crs = rasterio.crs.CRS.from_user_input(source.crs) == src.crs
     return (same_crs and (src.height, src.width) == resolution.shape
             and src.transform.almost_equals(grid_transform(source, resolution)))

@@ -264,3 +264,30 @@ def test_a_level0_label_raster_is_sampled_strip_by_strip_not_read_whole(
         tracemalloc.stop()
     np.testing.assert_array_equal(got, want)
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_georeferenced_mask_on_the_scenes_own_grid_is_sampled_in_strips_too(
+        real_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual raster case (SpaceNet road mask on its image's grid, trained at a coarser GSD):
+    no reprojection of the whole mask is needed, only its pixels under the working centres."""
+    import tracemalloc
+
+    from gigavim.engine.plan import resolve_resolution
+    from gigavim.train import labels as labels_mod
+    from gigavim.train import working_image
+
+    geo = real_data / "geo"
+    with rasterio.open(geo / "sample_road_raster_mask.tif") as m:
+        mask = m.read(1)
+    monkeypatch.setattr(labels_mod, "LABEL_STRIP_PIXELS", 1 << 16)
+    monkeypatch.setattr(working_image, "STRIP_PIXELS", 1 << 14)  # class-id conversion strips
+    with open_image(geo / "road_mask_input.tif") as src:
+        res = resolve_resolution(src, gsd_m=src.gsd_m * 4)
+        tracemalloc.start()
+        got = load_label_map(src, geo / "sample_road_raster_mask.tif", resolution=res)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    rows = np.floor((np.arange(res.shape[0]) + 0.5) * res.downsample).astype(int)
+    cols = np.floor((np.arange(res.shape[1]) + 0.5) * res.downsample).astype(int)
+    np.testing.assert_array_equal(got, (mask[np.ix_(rows, cols)] > 0).astype(np.uint8))
+    assert peak < 1.5 * 2**20, f"peak {peak / 2**20:.1f} MiB (the mask alone is 1.6 MiB)"
