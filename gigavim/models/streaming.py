@@ -260,18 +260,20 @@ class WholeImageStreamer:
         gw = grid_hw[1]
         hidden = self.head.hidden if isinstance(self.head.hidden, nn.Sequential) else None
         stats = _group_stats(head_in, hidden[1], bands, gw, steps) if hidden is not None else None
-        np_dtype = torch.empty(0, dtype=self.head_dtype).numpy().dtype
-        logits = np.lib.format.open_memmap(self.workdir / "logits.npy", mode="w+", dtype=np_dtype,
-                                           shape=(self.head.classifier.out_channels, *grid_hw))
+        # Written by row ranges like every other array (a memmap dies of SIGBUS on a full disk);
+        # stored (gh, K, gw) so a band is contiguous, handed back as a read-only (K, gh, gw) view.
+        logits = self._array("logits", (grid_hw[0], self.head.classifier.out_channels, gw),
+                             self.head_dtype)
         for r0, r1 in bands:
             x = self._load(head_in, r0 * gw, r1 * gw)  # (tokens, C)
             if hidden is not None:
                 x = _apply_group_norm(x, hidden[1], *stats)
                 x = F.linear(F.relu(x), self.head.classifier.weight[:, :, 0, 0], self.head.classifier.bias)
-            logits[:, r0:r1] = x.T.reshape(-1, r1 - r0, gw).cpu().numpy()
+            logits[r0:r1] = x.reshape(r1 - r0, gw, -1).transpose(1, 2).cpu().numpy()
             steps.advance()
         logits.flush()
-        return logits
+        logits.close()
+        return np.load(logits.path, mmap_mode="r").transpose(1, 0, 2)
 
 
 class RowArray:
@@ -313,7 +315,10 @@ class RowArray:
         if data.shape != (stop - start, *self.row_shape):
             raise ValueError(f"rows {start}:{stop} of {self.path} need shape "
                              f"{(stop - start, *self.row_shape)}, got {data.shape}")
-        os.pwrite(self._fd, data.tobytes(), self.offset + start * self.row_bytes)
+        view, offset = memoryview(data.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes
+        while view:  # pwrite may write less than asked (a filling disk: ENOSPC comes on the next call)
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
 
     def flush(self) -> None:
         os.fsync(self._fd)

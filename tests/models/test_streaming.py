@@ -175,3 +175,53 @@ def test_streamed_through_the_triton_kernels_equals_the_torch_single_pass(
         monkeypatch.setenv("GIGAVIM_SCAN_BACKEND", "triton")
     got = _streamed(net.to(device), image, tmp_path, 12, device=device)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_disk_that_fills_at_any_step_is_an_oserror_not_a_crash(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every array is written by ``pwrite``, so a full disk is an ENOSPC the engine reports in one
+    line. (A memmap would instead die of SIGBUS when a sparse page cannot be allocated.)"""
+    import errno
+    import os
+
+    from gigavim.models import streaming
+
+    net = _random_segmenter()
+    image = torch.randn(1, 3, *IMAGE_HW, dtype=torch.float64)
+    real_pwrite, full_from, steps_done = os.pwrite, {"step": 10**9}, [0]
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if steps_done[0] >= full_from["step"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(streaming.os, "pwrite", pwrite)
+
+    def progress(done: int, total: int) -> None:
+        steps_done[0] = done
+
+    streamer = WholeImageStreamer(net, tmp_path / "count", band_tokens=24)
+    streamer.logits(lambda y0, y1: image[0, :, y0:y1], IMAGE_HW, progress)
+    total = steps_done[0]
+    for step in range(1, total):  # the disk is full from this step on: every later write fails
+        full_from["step"], steps_done[0] = step, 0
+        with pytest.raises(OSError) as err:
+            WholeImageStreamer(net, tmp_path / f"full{step}", band_tokens=24).logits(
+                lambda y0, y1: image[0, :, y0:y1], IMAGE_HW, progress)
+        assert err.value.errno == errno.ENOSPC
+
+
+def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pwrite`` may write fewer bytes than asked (a disk filling up does: the bytes that fit,
+    then ENOSPC on the next call); the rest must be written, not silently dropped."""
+    import os
+
+    from gigavim.models import streaming
+
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(streaming.os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:1000], offset))
+    net = _random_segmenter()
+    image = torch.randn(1, 3, *IMAGE_HW, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(image)
+    torch.testing.assert_close(_streamed(net, image, tmp_path, 24), expected, atol=1e-10, rtol=0)
