@@ -201,10 +201,22 @@ def save_state(path: Path, bundle: ModelBundle, opt: torch.optim.Optimizer, sche
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
         "numpy_rng": rng.bit_generator.state, "sampler_rng": sampler_rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     tmp = path.with_name(path.name + ".partial")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def restore_rngs(resumed: dict[str, Any], rng: np.random.Generator, sampler_rng: np.random.Generator) -> None:
+    """Continue every generator where the saved run stopped: augmentation, patch sampling, torch's
+    CPU generator and, where the state has them and GPUs are present, the CUDA generators."""
+    rng.bit_generator.state = resumed["numpy_rng"]
+    sampler_rng.bit_generator.state = resumed.get("sampler_rng", resumed["numpy_rng"])
+    torch.set_rng_state(resumed["torch_rng"])
+    cuda = resumed.get("cuda_rng") or []
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
@@ -258,9 +270,7 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
         opt.load_state_dict(resumed["optimizer"])
         sched.load_state_dict(resumed["scheduler"])
         step, history = int(resumed["step"]), list(resumed["history"])
-        rng.bit_generator.state = resumed["numpy_rng"]
-        sampler.rng.bit_generator.state = resumed.get("sampler_rng", resumed["numpy_rng"])
-        torch.set_rng_state(resumed["torch_rng"])
+        restore_rngs(resumed, rng, sampler.rng)
     value_max = 1.0 / bundle.meta.input_scale
     autocast = device.type == "cuda"
     losses: list[float] = []

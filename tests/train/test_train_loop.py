@@ -205,3 +205,23 @@ def test_a_batch_without_labelled_pixels_adds_no_loss_and_no_gradient(dice_weigh
     target[0, :4] = 1
     want = torch.nn.functional.cross_entropy(logits, target, ignore_index=255)
     torch.testing.assert_close(segmentation_loss(logits, target, 0.0), want)
+
+
+def test_resume_restores_the_cuda_generators_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, drop-path masks come from the CUDA generators: a resumed run must continue
+    them, not restart them from the seed (torch.get_rng_state is the CPU generator only)."""
+    from gigavim.train import loop
+
+    states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
+    restored: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    bundle = loop.ModelBundle(net, loop.ModelMeta(name="m", classes=["a", "b"], colors=[], arch={}))
+    rng, sampler_rng = np.random.default_rng(1), np.random.default_rng(2)
+    loop.save_state(tmp_path / "s.pt", bundle, opt, sched, 3, tiny_config(tmp_path), [], rng, sampler_rng)
+    loop.restore_rngs(loop.load_state(tmp_path / "s.pt"), np.random.default_rng(9), np.random.default_rng(9))
+    assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], states, strict=True))
