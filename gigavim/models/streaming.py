@@ -133,6 +133,11 @@ class WholeImageStreamer:
                     self._mark(i + 2, image_hw)
                     if i in self.taps[1:]:  # only now: a resumed tap re-reads the previous sum
                         self._drop(f"head_in_{self.taps.index(i) - 1}")
+                # Every layer is done: only the last head input is read from here on (also by
+                # a resume), so the residual streams, most of the disk, go before any output is.
+                stale = [f"head_in_{j}" for j in range(len(self.taps) - 1)]
+                for name in ("residual_0", "residual_1", *stale):
+                    self._drop(name)
                 return self._head(grid_hw, bands, steps)
         finally:
             self.net.train(was_training)

@@ -225,3 +225,20 @@ def test_short_writes_are_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with torch.no_grad():
         expected = net(image)
     torch.testing.assert_close(_streamed(net, image, tmp_path, 24), expected, atol=1e-10, rtol=0)
+
+
+def test_once_streamed_only_the_head_input_stays_on_disk(tmp_path: Path) -> None:
+    """The residual streams (the bulk of the disk use) are not needed once the last tapped layer
+    is done: they go before the caller writes its outputs; a rerun (a resume that was killed
+    while writing blocks) still gets the same logits from the head input, reading no pixel."""
+    net = _random_segmenter()
+    image = torch.randn(1, 3, *IMAGE_HW, dtype=torch.float64)
+    first = np.array(WholeImageStreamer(net, tmp_path, band_tokens=24).logits(
+        lambda y0, y1: image[0, :, y0:y1], IMAGE_HW))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head_in_1.npy", "logits.npy", "stream.json"]
+
+    def no_read(y0: int, y1: int) -> torch.Tensor:
+        raise AssertionError("pixels read again")
+
+    again = WholeImageStreamer(net, tmp_path, band_tokens=24).logits(no_read, IMAGE_HW)
+    np.testing.assert_array_equal(np.array(again), first)
