@@ -270,6 +270,8 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
         opt.load_state_dict(resumed["optimizer"])
         sched.load_state_dict(resumed["scheduler"])
         step, history = int(resumed["step"]), list(resumed["history"])
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):  # this run's schedule
+            group["lr"] = base * lr_factor(step, cfg)  # (--steps may differ from the saved run's)
         restore_rngs(resumed, rng, sampler.rng)
     value_max = 1.0 / bundle.meta.input_scale
     autocast = device.type == "cuda"

@@ -225,3 +225,15 @@ def test_resume_restores_the_cuda_generators_too(tmp_path: Path, monkeypatch: py
     loop.save_state(tmp_path / "s.pt", bundle, opt, sched, 3, tiny_config(tmp_path), [], rng, sampler_rng)
     loop.restore_rngs(loop.load_state(tmp_path / "s.pt"), np.random.default_rng(9), np.random.default_rng(9))
     assert len(restored) == 1 and all(torch.equal(a, b) for a, b in zip(restored[0], states, strict=True))
+
+
+def test_resuming_with_more_steps_follows_the_longer_schedule_from_the_first_step(tmp_path: Path) -> None:
+    """``--resume state --steps N`` extends a finished run: its first resumed step must use the
+    new schedule's rate (it kept the old run's last, end-of-decay rate for one step)."""
+    kw = dict(val_pairs=[], warmup_steps=1)
+    whole = train(tiny_config(tmp_path, steps=4, out=str(tmp_path / "whole.pt"), **kw))
+    train(tiny_config(tmp_path, steps=2, out=str(tmp_path / "half.pt"), **kw))
+    resumed = train(tiny_config(tmp_path, steps=4, out=str(tmp_path / "resumed.pt"),
+                                resume=str(tmp_path / "half.state.pt"), **kw))
+    for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
