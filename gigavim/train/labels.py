@@ -246,7 +246,7 @@ def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, resolutio
 
 def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolution | None = None,
                           class_names: list[str] | None = None) -> np.ndarray:
-    """GeoJSON / QuPath features burnt onto the working grid (raw int32 values, 0 = background).
+    """GeoJSON / QuPath features burnt onto the working grid (raw values, 0 = background).
 
     A feature's value is its QuPath ``classification.name`` (or ``class``/``label`` property)
     looked up in ``class_names``, else 1. Geometries in a GeoJSON with a ``crs`` member are
@@ -271,7 +271,11 @@ def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolu
         return np.zeros(res.shape, dtype=np.int32)
     transform = grid_transform(source, res)
     _check_overlap([g for g, _ in shapes], transform, res.shape, path)
-    return rasterize(shapes, out_shape=res.shape, fill=0, transform=transform, dtype="int32")
+    # One byte per working pixel when every value fits (class ids do): the burnt map is as
+    # large as the label map itself, and int32 made it 4× that on a whole-slide grid.
+    small = all(0 <= v <= 255 for _, v in shapes)
+    return rasterize(shapes, out_shape=res.shape, fill=0, transform=transform,
+                     dtype="uint8" if small else "int32")
 
 
 def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], path: Path) -> None:

@@ -291,3 +291,28 @@ def test_a_georeferenced_mask_on_the_scenes_own_grid_is_sampled_in_strips_too(
     cols = np.floor((np.arange(res.shape[1]) + 0.5) * res.downsample).astype(int)
     np.testing.assert_array_equal(got, (mask[np.ix_(rows, cols)] > 0).astype(np.uint8))
     assert peak < 1.5 * 2**20, f"peak {peak / 2**20:.1f} MiB (the mask alone is 1.6 MiB)"
+
+
+def test_geojson_is_burnt_at_one_byte_per_working_pixel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Annotations on a whole-slide grid: the burnt raster is as large as the label map, so it
+    must not be int32 (4× the labels) when every value is a class id."""
+    import tracemalloc
+
+    from gigavim.train import working_image
+
+    with rasterio.open(tmp_path / "image.tif", "w", driver="GTiff", width=3000, height=3000, count=1,
+                       dtype="uint8", tiled=True, compress="deflate") as dst:
+        dst.write(np.zeros((3000, 3000), np.uint8), 1)
+    square = [[[100, 100], [2100, 100], [2100, 1100], [100, 1100], [100, 100]]]
+    gj = tmp_path / "a.geojson"
+    gj.write_text(json.dumps({"type": "Feature", "properties": {"class": "b"},
+                              "geometry": {"type": "Polygon", "coordinates": square}}))
+    monkeypatch.setattr(working_image, "STRIP_PIXELS", 1 << 16)  # class-id conversion strips
+    with open_image(tmp_path / "image.tif") as src:
+        tracemalloc.start()
+        labels = load_label_map(src, gj, mode="values", class_names=["a", "b"])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert labels.dtype == np.uint8 and labels.sum() == 2000 * 1000
+    assert peak < 2.5 * labels.nbytes, f"peak {peak / 2**20:.1f} MiB for {labels.nbytes / 2**20:.1f} MiB"
