@@ -16,6 +16,7 @@ finished layer (and skips blocks already written).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,8 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
         counts = _write_block(run, win, probs, valid, covered)
         run.work.journal({block: counts})
         run.merger.finalized[block] = counts
+    raw.valid.close()  # every block is journalled: nothing (a resume neither) reads these again,
+    shutil.rmtree(run.work.path / STREAM_DIR)  # so the outputs get their disk, as in tile mode
     return 0, n_fg
 
 

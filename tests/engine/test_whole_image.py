@@ -148,3 +148,23 @@ def test_a_model_that_cannot_stream_is_refused_before_any_pixel_is_read(tmp_path
     with pytest.raises(ModelError, match="'tiny-conv' cannot run with whole-image context"):
         segment(glass, [out], model=tiny_bundle(mpp=8.0), context="image")
     assert glass.reads == [] and not list(tmp_path.iterdir())
+
+
+def test_streaming_files_are_gone_before_the_outputs_are_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once every block is journalled nothing reads them again (a resume neither): the outputs get
+    the disk space, as in tile mode where the tile caches are gone by then."""
+    import importlib
+
+    segment_module = importlib.import_module("gigavim.engine.segment")  # the module, not the function
+    seen: list[list[str]] = []
+    real_write = segment_module.write_outputs
+
+    def write_outputs(label_map: object, dests: list[Path], **kwargs: object) -> object:
+        seen.append(sorted(p.name for p in dests[0].with_name(dests[0].name + ".gigavim-work").iterdir()))
+        return real_write(label_map, dests, **kwargs)
+
+    monkeypatch.setattr(segment_module, "write_outputs", write_outputs)
+    out = tmp_path / "sample.ome.zarr"
+    segment(sample_slide(), [out], model="tissue", context="image")
+    assert seen and "whole-image" not in seen[0] and "labels.zarr" in seen[0]
