@@ -149,7 +149,7 @@ def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Reso
                 on_grid = both_georef and (_same_grid(src, source, resolution) or _same_grid(
                     src, source, resolve_resolution(source, level=0)))  # sampled below, strip by strip
                 if both_georef and not on_grid:
-                    return _reproject_labels(src, _raw_band(src, label_path), source, resolution)
+                    return _reproject_labels(src, label_path, source, resolution)
                 shape = (src.height, src.width)
                 if shape == resolution.shape:
                     return _raw_band(src, label_path)
@@ -191,14 +191,14 @@ def sample_at_centres(src: Any, label_path: Path, source: ImageSource, resolutio
     return out
 
 
-def _raw_band(src: Any, label_path: Path, window: Window | None = None) -> np.ndarray:
+def _raw_band(src: Any, label_path: Path, window: Window | None = None, masked: bool = False) -> np.ndarray:
     """Band 1 (of ``window``) as raw signed integers, ``-1`` where unlabelled: the nodata value (as
     the mask says) and, in float rasters, NaN/±inf whether or not a nodata tag says so (never
-    class 0)."""
+    class 0). ``masked``: GDAL's mask marks unlabelled pixels even without a nodata value (alpha)."""
     band = src.read(1, window=window)
     _refuse_colour_labels(src, band, label_path, window)
     missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
-    if src.nodata is not None:
+    if masked or src.nodata is not None:
         missing |= src.read_masks(1, window=window) == 0
     band[missing] = 0  # no NaN left to cast
     raw = band.astype(_signed(band.dtype))
@@ -229,19 +229,21 @@ def _same_grid(src: Any, source: ImageSource, resolution: Resolution) -> bool:
             and src.transform.almost_equals(grid_transform(source, resolution)))
 
 
-def _reproject_labels(src: Any, band: np.ndarray, source: ImageSource, resolution: Resolution) -> np.ndarray:
-    """Nearest-neighbour reprojection of raw ``band`` onto the working grid; uncovered and
-    unlabelled pixels become ``-1``."""
-    from rasterio.warp import Resampling, reproject
+def _reproject_labels(src: Any, label_path: Path, source: ImageSource, resolution: Resolution) -> np.ndarray:
+    """Nearest-neighbour reprojection of band 1 onto the working grid, strip by strip through a
+    GDAL warped view (only the label pixels each strip needs are read: a land-cover map far
+    larger than the scene is never loaded); uncovered and unlabelled pixels become ``-1``."""
+    from rasterio.vrt import WarpedVRT
+    from rasterio.warp import Resampling
 
-    dst = np.full(resolution.shape, _OUTSIDE, dtype=np.int32)
-    reproject(
-        source=band.astype(np.int32), destination=dst,
-        src_transform=src.transform, src_crs=src.crs, src_nodata=_OUTSIDE,
-        dst_transform=grid_transform(source, resolution), dst_crs=source.crs, dst_nodata=_OUTSIDE,
-        resampling=Resampling.nearest,
-    )
-    return dst
+    h, w = resolution.shape
+    out = np.empty((h, w), dtype=_signed(np.dtype(src.dtypes[0])))
+    # Without a nodata value an alpha band marks what the label raster does not cover.
+    with WarpedVRT(src, crs=source.crs, transform=grid_transform(source, resolution), width=w,
+                   height=h, resampling=Resampling.nearest, add_alpha=src.nodata is None) as vrt:
+        for y0, y1 in row_blocks(h, w, LABEL_STRIP_PIXELS):
+            out[y0:y1] = _raw_band(vrt, label_path, Window(0, y0, w, y1 - y0), masked=True)
+    return out
 
 
 def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolution | None = None,

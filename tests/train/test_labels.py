@@ -316,3 +316,25 @@ def test_geojson_is_burnt_at_one_byte_per_working_pixel(
         tracemalloc.stop()
     assert labels.dtype == np.uint8 and labels.sum() == 2000 * 1000
     assert peak < 2.5 * labels.nbytes, f"peak {peak / 2**20:.1f} MiB for {labels.nbytes / 2**20:.1f} MiB"
+
+
+def test_a_label_raster_on_another_grid_is_warped_window_by_window(
+        real_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A land-cover map far larger than the scene must not be read whole to reproject it: the
+    world mask (2880×1200, 3.3 MiB) onto world.rgb's 512×256 grid reads strips of it."""
+    import tracemalloc
+
+    from gigavim.train import labels as labels_mod
+    from gigavim.train import working_image
+
+    geo = real_data / "geo"
+    with open_image(geo / "world.rgb.tif") as src:
+        whole = load_label_map(src, geo / "world.byte.tif", mode="values")
+        monkeypatch.setattr(labels_mod, "LABEL_STRIP_PIXELS", 1 << 14)
+        monkeypatch.setattr(working_image, "STRIP_PIXELS", 1 << 14)
+        tracemalloc.start()
+        strips = load_label_map(src, geo / "world.byte.tif", mode="values")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    np.testing.assert_array_equal(strips, whole)
+    assert peak < 1.5 * 2**20, f"peak {peak / 2**20:.1f} MiB"
