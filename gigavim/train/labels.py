@@ -6,10 +6,12 @@ level, or level 0 scaled to the model's µm/px or m/px, exactly as ``segment`` l
 output), so label pixel (y, x) is the ground truth of working pixel (y, x):
 
 * a label image (PNG/TIFF) with the image's level-0 size, sampled at each working pixel's centre
-  (nearest neighbour), or already at the working grid's size: class ids, or instance ids
-  (0 = background, 1..N objects) that become foreground for binary tasks;
-* a georeferenced label raster on another grid: reprojected onto the image grid with
-  ``rasterio.warp.reproject`` (nearest), pixels it does not cover become "ignore";
+  (nearest neighbour; a level read as-is uses its own x and y factors), or already at the working
+  grid's size: class ids, or instance ids (0 = background, 1..N objects) that become foreground
+  for binary tasks;
+* a georeferenced label raster on another grid: reprojected onto the image grid through a
+  ``rasterio.vrt.WarpedVRT`` (nearest), pixels it does not cover become "ignore";
+* label rasters are read strip by strip, so a whole-slide or land-cover mask is never loaded;
 * in any label raster, nodata pixels and NaN/±inf (float rasters, tagged or not) are "ignore",
   never class 0;
 * GeoJSON / QuPath annotations: rasterized with ``rasterio.features.rasterize`` (pixel centres)
