@@ -431,7 +431,7 @@ def upsample_window(logits: np.ndarray | torch.Tensor, window: Window, stride: i
     cols = np.clip(np.arange(window.x, window.x + window.width) - shift, 0, gw * stride - 1)
     t0, t1 = max(0, rows[0] // stride - 1), min(gh, math.ceil((rows[-1] + 1) / stride) + 1)
     c0, c1 = max(0, cols[0] // stride - 1), min(gw, math.ceil((cols[-1] + 1) / stride) + 1)
-    crop = torch.as_tensor(np.asarray(logits[:, t0:t1, c0:c1]))[None]
+    crop = torch.as_tensor(np.array(logits[:, t0:t1, c0:c1]))[None]  # a copy: the map may be read-only
     up = F.interpolate(crop, size=((t1 - t0) * stride, (c1 - c0) * stride), mode="bilinear",
                        align_corners=False)[0]
     return up[:, torch.from_numpy(rows - t0 * stride)][:, :, torch.from_numpy(cols - c0 * stride)]

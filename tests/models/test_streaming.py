@@ -242,3 +242,15 @@ def test_once_streamed_only_the_head_input_stays_on_disk(tmp_path: Path) -> None
 
     again = WholeImageStreamer(net, tmp_path, band_tokens=24).logits(no_read, IMAGE_HW)
     np.testing.assert_array_equal(np.array(again), first)
+
+
+def test_upsampling_the_read_only_logits_warns_nothing(tmp_path: Path) -> None:
+    import warnings
+
+    net = _random_segmenter()
+    image = torch.randn(1, 3, *IMAGE_HW, dtype=torch.float64)
+    logits = WholeImageStreamer(net, tmp_path).logits(lambda y0, y1: image[0, :, y0:y1], IMAGE_HW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = upsample_window(logits, Window(0, 0, *IMAGE_HW), 4, 4)
+    assert got.shape == (3, *IMAGE_HW)
