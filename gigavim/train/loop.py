@@ -71,9 +71,9 @@ def close_images(images: list[TrainImage]) -> None:
 
 
 def value_range(images: list[TrainImage]) -> float:
-    """The full-scale value of the images' dtype (255 for uint8; data maximum for others)."""
-    dtype = images[0].value_dtype
-    if dtype == np.uint8:
+    """The full-scale value of the images' dtype: 255 when all are uint8, else the data maximum
+    over every image (a 16-bit image after an 8-bit one must not be scaled and clipped at 255)."""
+    if all(im.value_dtype == np.uint8 for im in images):
         return 255.0
     peak = -np.inf
     for im in images:
@@ -274,13 +274,13 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
             group["lr"] = base * lr_factor(step, cfg)  # (--steps may differ from the saved run's)
         restore_rngs(resumed, rng, sampler.rng)
     value_max = 1.0 / bundle.meta.input_scale
+    unsigned = all(np.issubdtype(im.value_dtype, np.unsignedinteger) for im in images)  # clip to [0, max]
     autocast = device.type == "cuda"
     losses: list[float] = []
     while step < cfg.steps and not _out_of_time(cfg, t0):
         net.train()
         raw, labels = sampler.batch(cfg.batch_size)
-        raw, labels = augment_batch(raw, labels, cfg.augment, rng, value_max,
-                                    clip=np.issubdtype(images[0].value_dtype, np.unsignedinteger))
+        raw, labels = augment_batch(raw, labels, cfg.augment, rng, value_max, clip=unsigned)
         x = bundle.normalize(raw).to(device)
         y = torch.from_numpy(labels.astype(np.int64)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):

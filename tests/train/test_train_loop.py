@@ -237,3 +237,16 @@ def test_resuming_with_more_steps_follows_the_longer_schedule_from_the_first_ste
                                 resume=str(tmp_path / "half.state.pt"), **kw))
     for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_value_range_covers_every_image_not_only_the_first() -> None:
+    """An 8-bit tile first and a 16-bit one after: scaling by 1/255 (and clipping augmented
+    pixels at 255) would flatten the 16-bit image; the range is the data's over all images."""
+    from gigavim.train.dataset import TrainImage
+    from gigavim.train.loop import value_range
+
+    labels = np.zeros((4, 4), np.uint8)
+    eight = TrainImage(np.full((4, 4, 3), 200, np.uint8), labels, Path("a.png"))
+    sixteen = TrainImage(np.full((4, 4, 3), 4000, np.uint16), labels, Path("b.png"))
+    assert value_range([eight]) == 255.0
+    assert value_range([eight, sixteen]) == 4000.0
