@@ -119,12 +119,18 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
     raw = _RunRows(run)
     rows = ImageRows(raw, run.res.shape, predictor.multiple, run.bundle.normalize)
     logits = None
+    if progress is not None and not run.foreground:  # as tile mode: a total (of nothing) is reported
+        progress(Progress(0, 0, 0, time.perf_counter() - started))
     if run.foreground:
         pixels = rows.padded_hw[0] * rows.padded_hw[1]
+        resumed: list[int] = []  # steps finished before this run: the first report's count
 
         def report(done: int, total: int) -> None:
+            if not resumed:
+                resumed.append(done)
             if progress is not None:
-                progress(Progress(done, total, pixels * done // total, time.perf_counter() - started))
+                progress(Progress(done, total, pixels * (done - resumed[0]) // total,
+                                  time.perf_counter() - started))
 
         logits = stream_logits(predictor, rows, run.work.path / STREAM_DIR, report, band_tokens)
     valid_rows: tuple[int, np.ndarray] = (-1, np.zeros(0))

@@ -48,7 +48,8 @@ PixelRows = Callable[[int, int], torch.Tensor]
 """(y0, y1) → (bands, y1 − y0, width) normalised network input for image rows y0..y1."""
 
 StepCallback = Callable[[int, int], None]
-"""Called with (steps done, steps total) after every band of every pass."""
+"""Called with (steps done, steps total) once before the first band (steps a resumed run skips),
+then after every band of every pass."""
 
 DEFAULT_BAND_TOKENS = 16384
 
@@ -120,7 +121,7 @@ class WholeImageStreamer:
                 done = self._stage(image_hw)
                 finished_layers = range(max(done - 1, 0))
                 skipped = min(done, 1) + sum(2 + int(i in self.taps) for i in finished_layers)
-                steps.skip(len(bands) * skipped)
+                steps.advance(len(bands) * skipped)  # also the first report: the total, before any band
                 if done == 0:
                     self._embed(read_rows, image_hw, grid_hw, bands, steps)
                     self._mark(1, image_hw)
@@ -347,10 +348,6 @@ class _Steps:
         self.done += n
         if self.callback is not None:
             self.callback(min(self.done, self.total), self.total)
-
-    def skip(self, n: int) -> None:
-        if n:
-            self.advance(n)
 
 
 def _in_proj(block: VimBlock, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -92,11 +92,14 @@ def test_resume_continues_an_interrupted_run(tmp_path: Path, sample_run: tuple[P
     seen = []
     segment(sample_slide(), [out], model="tissue", context="image", probabilities=True, resume=True,
             progress=seen.append)
+    assert calls[0].tiles_done == 0 < calls[0].tiles_total  # the total first, as tile mode reports
     assert seen[0].tiles_done > 1  # finished layers were kept
+    assert seen[0].pixels_done == 0  # ...and are not this run's work (MP/s would be inflated)
+    assert seen[-1].tiles_done == seen[-1].tiles_total
     labels, probs, _ = _ome(out)
     want_labels, want_probs, _ = _ome(sample_run[0])
     np.testing.assert_array_equal(labels, want_labels)
-    assert np.abs(probs.astype(int) - want_probs.astype(int)).max() <= 1
+    np.testing.assert_array_equal(probs, want_probs)  # the same numbers, as in tile mode
 
 
 def test_raster_nodata_keeps_the_nodata_label(tmp_path: Path, real_data: Path) -> None:
@@ -168,3 +171,13 @@ def test_streaming_files_are_gone_before_the_outputs_are_written(
     out = tmp_path / "sample.ome.zarr"
     segment(sample_slide(), [out], model="tissue", context="image")
     assert seen and "whole-image" not in seen[0] and "labels.zarr" in seen[0]
+
+
+def test_blank_glass_is_background_without_streaming(tmp_path: Path) -> None:
+    """No foreground tile: nothing to stream; progress still gets its (empty) total, as in tile mode."""
+    glass = ArraySource([np.full((512, 512, 3), 245, dtype=np.uint8)])
+    out, seen = tmp_path / "glass.ome.zarr", []
+    result = segment(glass, [out], model="tissue", context="image", progress=seen.append)
+    assert [(p.tiles_done, p.tiles_total) for p in seen] == [(0, 0)]
+    assert result.tiles_foreground == result.tiles_computed == 0
+    assert (_ome(out)[0] == 0).all()
