@@ -96,7 +96,10 @@ class _RunRows:
         self.width = run.res.shape[1]
         path = run.work.path / STREAM_DIR / "valid.npy"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.valid = RowArray(path) if path.exists() else RowArray(path, run.res.shape, np.dtype(np.bool_))
+        try:  # an interrupted run's (the embedding rewrites it if it runs again)
+            self.valid = RowArray(path)
+        except (FileNotFoundError, ValueError):  # none yet, or cut short while it was being created
+            self.valid = RowArray(path, run.res.shape, np.dtype(np.bool_))
 
     def __call__(self, first: int, last: int) -> np.ndarray:
         pixels, valid = self.reader.read(Window(first, 0, last - first, self.width))

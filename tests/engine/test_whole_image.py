@@ -181,3 +181,19 @@ def test_blank_glass_is_background_without_streaming(tmp_path: Path) -> None:
     assert [(p.tiles_done, p.tiles_total) for p in seen] == [(0, 0)]
     assert result.tiles_foreground == result.tiles_computed == 0
     assert (_ome(out)[0] == 0).all()
+
+
+def test_resume_after_a_kill_while_the_valid_mask_was_being_created(tmp_path: Path) -> None:
+    """A kill (or a full disk) can leave ``valid.npy`` without its header: it is rewritten with the
+    embedding anyway, so a resume must start it again rather than fail on it."""
+    out = tmp_path / "killed.ome.zarr"
+
+    def kill(p) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        segment(sample_slide(), [out], model="tissue", context="image", progress=kill)
+    valid = out.with_name(out.name + ".gigavim-work") / "whole-image" / "valid.npy"
+    valid.write_bytes(b"")
+    segment(sample_slide(), [out], model="tissue", context="image", resume=True)
+    assert _ome(out)[0].any()
