@@ -114,6 +114,19 @@ def _at_level(source: ImageSource, level: int) -> Resolution:
     )
 
 
+def level0_scale_yx(source: ImageSource, resolution: Resolution) -> tuple[float, float]:
+    """(y, x) level-0 pixels per working pixel, as ``segment`` places its outputs.
+
+    A level read as-is keeps its own y and x factors (GDAL's and OpenSlide's grids: a 62-row
+    level of 250 rows is 4.032 in y even when its one downsample says 4.016), so labels are
+    put where that level's pixels really lie; a resampled grid has one factor.
+    """
+    if resolution.read_factor == 1:
+        lv = source.levels[resolution.level]
+        return source.height / lv.height, source.width / lv.width
+    return resolution.downsample, resolution.downsample
+
+
 def axis_origins(length: int, tile: int, overlap: int) -> tuple[int, tuple[int, ...]]:
     """Tile size and origins along one axis: stride ``tile - overlap``, last tile flush with the end."""
     if length <= tile:

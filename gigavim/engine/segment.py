@@ -23,7 +23,7 @@ import torch
 
 from gigavim.engine.memory import return_large_buffers_to_os
 from gigavim.engine.merger import BlockMerger, Fill
-from gigavim.engine.plan import Resolution, TileGrid, resolve_resolution
+from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
 from gigavim.engine.runner import Predictor, prefetched, resolve_device
@@ -240,10 +240,7 @@ class _Run:
 
     def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle) -> LabelMap:
         src, res, meta = self.src, self.res, bundle.meta
-        scale_yx = (res.downsample, res.downsample)
-        if res.read_factor == 1:  # a level read as-is: its own y and x factors (GDAL's, OpenSlide's grid)
-            lv = src.levels[res.level]
-            scale_yx = (src.height / lv.height, src.width / lv.width)
+        scale_yx = level0_scale_yx(src, res)
         transform = None
         if src.transform is not None:
             from rasterio.transform import Affine

@@ -15,6 +15,7 @@ Everything a resumed run needs lives in ``OUTPUT.gigavim-work/``:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -90,10 +91,18 @@ class WorkDir:
         return self.tile_path(tile).exists()
 
     def save_tile(self, tile: tuple[int, int], data: np.ndarray) -> None:
+        """Write a finished tile under a temporary name, then rename it into place.
+
+        The tile is serialised in memory and written through Python's file object: ``np.save``
+        on a real file writes with C stdio, whose short write on a full disk surfaces as an
+        ``OSError`` without an errno (a traceback instead of the one-line disk-full error).
+        """
         path = self.tile_path(tile)
         tmp = path.with_suffix(".npy.partial")
+        payload = io.BytesIO()
+        np.save(payload, data)
         with open(tmp, "wb") as fh:
-            np.save(fh, data)
+            fh.write(payload.getbuffer())
         os.replace(tmp, path)
 
     def load_tile(self, tile: tuple[int, int]) -> np.ndarray:

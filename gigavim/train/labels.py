@@ -33,7 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from gigavim.engine.plan import Resolution, resolve_resolution
+from gigavim.engine.plan import Resolution, level0_scale_yx, resolve_resolution
 from gigavim.errors import InputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.train.metrics import IGNORE_LABEL
@@ -42,19 +42,6 @@ from gigavim.train.working_image import row_blocks
 LabelMode = Literal["binary", "values"]
 VECTOR_SUFFIXES = (".geojson", ".json")
 _OUTSIDE = -1  # raw value for "no label here" before class mapping
-
-
-def level0_scale_yx(source: ImageSource, resolution: Resolution) -> tuple[float, float]:
-    """(y, x) level-0 pixels per working pixel, as ``segment`` places its outputs.
-
-    A level read as-is keeps its own y and x factors (GDAL's and OpenSlide's grids: a 62-row
-    level of 250 rows is 4.032 in y even when its one downsample says 4.016), so labels are
-    put where that level's pixels really lie; a resampled grid has one factor.
-    """
-    if resolution.read_factor == 1:
-        lv = source.levels[resolution.level]
-        return source.height / lv.height, source.width / lv.width
-    return resolution.downsample, resolution.downsample
 
 
 def grid_transform(source: ImageSource, resolution: Resolution) -> Affine:

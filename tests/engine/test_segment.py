@@ -210,6 +210,18 @@ def test_a_full_disk_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     assert "\n" not in str(err.value)
 
 
+def test_a_real_full_disk_in_tile_mode_is_one_clear_error(tmp_path: Path) -> None:
+    """On a real 1 MB disk the tile cache fills up: one OutputError line, not a traceback (np.save
+    on a file reported the short write as an OSError without an errno)."""
+    from tmpfs_disk import tmpfs
+
+    with tmpfs(tmp_path / "tiny", "size=1m", "cannot mount a small tmpfs here (needs root)") as disk:
+        with pytest.raises(OutputError, match="no space left on the device") as err:
+            segment(FunctionSource(600, 700, blobs), [disk / "out.zarr"], model=tiny_bundle(),
+                    level=0, tile=256, overlap=32)
+    assert "\n" not in str(err.value)
+
+
 # -- resume -----------------------------------------------------------------------------------
 _KILLED_RUN = """
 import os, signal, sys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -11,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import zarr
+from tmpfs_disk import tmpfs
 from writers_synthetic import GuardedArray, pattern
 
 from gigavim.errors import OutputError
@@ -77,20 +77,6 @@ def test_overwrite_replaces_files_and_directories(tmp_path, slide_map):
 def test_missing_output_directory_is_reported(tmp_path, slide_map):
     with pytest.raises(OutputError, match=r"does not exist"):
         write_outputs(slide_map(), [tmp_path / "nowhere" / "s.tif"])
-
-
-@contextlib.contextmanager
-def tmpfs(mount_point, options: str, why: str):
-    """Mount a small tmpfs at ``mount_point`` for the block, or skip the test saying ``why``."""
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(why)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 @pytest.fixture
