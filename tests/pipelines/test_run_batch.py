@@ -13,6 +13,8 @@ from gigavim.pipelines import MANIFEST_NAME, run_batch
 
 import gigavim
 from gigavim.errors import ModelError, UsageError
+from gigavim.models.bundle import ModelBundle, ModelMeta
+from gigavim.models.factory import build_segmenter
 
 GOOD = ("slide.svs", "world.rgb.tif")
 BAD = ("broken.svs", "corrupt.tif")
@@ -119,6 +121,15 @@ def test_batch_options_are_checked_before_any_work(tmp_path: Path, mixed_folder:
         run_batch(mixed_folder, tmp_path, formats=("png",))
     with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
         run_batch(mixed_folder, tmp_path, model="no-such-model")
+    fpn = tmp_path / "fpn.pt"  # a Vim with the FPN head mixes neighbouring tokens: cannot stream
+    arch = {"backbone": {"embed_dim": 16, "depth": 1, "patch_size": 4, "stride": 4, "img_size": 32,
+                         "cls_token": "none", "pos_embed_mode": "sincos"},
+            "head": {"kind": "fpn", "channels": 16}, "num_classes": 2}
+    meta = ModelMeta(name="fpn-model", classes=["background", "object"], colors=[(0, 0, 0), (255, 0, 0)],
+                     arch=arch, trained=True, tile=64, overlap=0)
+    ModelBundle(build_segmenter(**arch), meta).save(fpn)
+    with pytest.raises(ModelError, match="'fpn-model' cannot run with whole-image context"):
+        run_batch(mixed_folder, tmp_path, model=fpn, segment_kwargs={"context": "image"})
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
