@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from enum import Enum
 from typing import Any
@@ -75,6 +76,9 @@ def bench(
         report = module(each).run(**kwargs)
         if doc is not None:
             err.print(f"updated section {report.section} of {publish(report, doc)}", markup=False)
+            if report.plot is not None and importlib.util.find_spec("matplotlib") is None:
+                err.print("no figure drawn: matplotlib is not installed (pip install 'gigavim[bench]')",
+                          markup=False)
         if json_out:
             typer.echo(json.dumps(report.to_dict()))
         else:
