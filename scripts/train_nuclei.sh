@@ -34,6 +34,9 @@ for held in "${tiles[@]}"; do
       > "$WORK/loio-$held.log" 2>&1
     gigavim eval --model "$WORK/loio-$held.pt" --image-mpp 0.5 "$DATA/$held.png:$DATA/${held}_label.png" \
       --json > "$WORK/loio-$held.eval.json"
+    # the same held-out tile as ONE Vim sequence (docs/segment.md, "Whole-image context")
+    gigavim eval --model "$WORK/loio-$held.pt" --image-mpp 0.5 --context image \
+      "$DATA/$held.png:$DATA/${held}_label.png" --json > "$WORK/loio-$held.image-context.json"
   }
   if [[ $PARALLEL == 1 ]]; then fold & else fold; fi
 done
@@ -43,3 +46,4 @@ all=()
 for t in "${tiles[@]}"; do all+=("$DATA/$t.png:$DATA/${t}_label.png"); done
 gigavim train "${all[@]}" "${recipe[@]}" -o gigavim/data/models/nuclei-he.pt --state "$WORK/final.state.pt"
 python scripts/summarize_eval.py "$WORK"/loio-*.eval.json
+python scripts/summarize_eval.py "$WORK"/loio-*.image-context.json
