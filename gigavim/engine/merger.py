@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import zarr
@@ -18,6 +19,7 @@ import zarr
 from gigavim.engine.blend import tile_weight
 from gigavim.engine.plan import TileGrid
 from gigavim.engine.workdir import BlockCounts, WorkDir
+from gigavim.io.base import Window
 
 Tile = tuple[int, int]
 Block = tuple[int, int]
@@ -105,15 +107,29 @@ class BlockMerger:
         covered = weight > 0
         np.divide(acc, weight, out=acc, where=covered)
         valid = covered & (valid_acc > 0.5 * weight)
-        labels = np.full((win.height, win.width), self.fill.label, dtype=np.uint8)
-        labels[valid] = np.argmax(acc, axis=0).astype(np.uint8)[valid]
-        if self.fill.nodata_label is not None:
-            labels[covered & ~valid] = self.fill.nodata_label
-        self.labels[win.y:win.y + win.height, win.x:win.x + win.width] = labels
-        if self.probabilities is not None:
-            probs = np.round(np.clip(acc, 0, 1) * 255).astype(np.uint8)
-            probs[:, ~valid] = self.fill.probabilities[:, None]
-            self.probabilities[:, win.y:win.y + win.height, win.x:win.x + win.width] = probs
-        has_data = labels != self.fill.nodata_label if self.fill.nodata_label is not None else labels >= 0
-        foreground = has_data & (labels != 0)
-        return int(foreground.sum()), int(has_data.sum())
+        return write_block(self.labels, self.probabilities, self.fill, win, acc, valid, covered)
+
+
+def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs: np.ndarray | None,
+                valid: np.ndarray, covered: np.ndarray) -> BlockCounts:
+    """Store one output block from its (K, h, w) class probabilities; returns its pixel counts.
+
+    The one place the fill rule is applied, for tile mode (blended tiles) and whole-image mode
+    (streamed logits) alike: valid pixels get the argmax (and probability × 255), covered pixels
+    without data the nodata label, the rest ``fill``. ``probs=None``: nothing was computed.
+    """
+    labels = np.full(win.shape, fill.label, dtype=np.uint8)
+    if probs is not None:
+        labels[valid] = np.argmax(probs, axis=0).astype(np.uint8)[valid]
+    if fill.nodata_label is not None:
+        labels[covered & ~valid] = fill.nodata_label
+    region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
+    labels_out[region] = labels
+    if probs_out is not None:
+        out = np.empty((len(fill.probabilities), *win.shape), dtype=np.uint8)
+        out[:] = fill.probabilities[:, None, None]
+        if probs is not None:
+            out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
+        probs_out[(slice(None), *region)] = out
+    has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
+    return int((has_data & (labels != 0)).sum()), int(has_data.sum())

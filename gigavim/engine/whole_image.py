@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from gigavim.engine.merger import write_block
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
 from gigavim.engine.runner import Predictor
@@ -144,7 +145,7 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
         probs = None if logits is None else window_probabilities(predictor, logits, win)
         covered = _covered(run, block, win)
         valid = covered & valid_rows[1][:, win.x:win.x + win.width]
-        counts = _write_block(run, win, probs, valid, covered)
+        counts = write_block(run.labels, run.probs, run.fill, win, probs, valid, covered)
         run.work.journal({block: counts})
         run.merger.finalized[block] = counts
     raw.valid.close()  # every block is journalled: nothing (a resume neither) reads these again,
@@ -161,24 +162,3 @@ def _covered(run: _Run, block: tuple[int, int], win: Window) -> np.ndarray:
             ys = slice(max(t.y - win.y, 0), t.y + t.height - win.y)
             covered[ys, max(t.x - win.x, 0):t.x + t.width - win.x] = True
     return covered
-
-
-def _write_block(run: _Run, win: Window, probs: np.ndarray | None, valid: np.ndarray,
-                 covered: np.ndarray) -> tuple[int, int]:
-    """Labels (and uint8 probabilities) of one block; returns (foreground px, px with data)."""
-    fill = run.fill
-    labels = np.full(win.shape, fill.label, dtype=np.uint8)
-    if probs is not None:
-        labels[valid] = np.argmax(probs, axis=0).astype(np.uint8)[valid]
-    if fill.nodata_label is not None:
-        labels[covered & ~valid] = fill.nodata_label
-    region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
-    run.labels[region] = labels
-    if run.probs is not None:
-        out = np.empty((len(fill.probabilities), *win.shape), dtype=np.uint8)
-        out[:] = fill.probabilities[:, None, None]
-        if probs is not None:
-            out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
-        run.probs[(slice(None), *region)] = out
-    has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
-    return int((has_data & (labels != 0)).sum()), int(has_data.sum())
