@@ -35,13 +35,6 @@ def test_update_section_replaces_only_its_own_section(tmp_path):
     assert again.count("<!-- BEGIN alpha -->") == 1
 
 
-def test_old_import_path_is_the_same_helpers():
-    import gigavim.bench as old
-    import gigavim.benchmarks.report as new
-
-    assert old.update_section is new.update_section and old.machine_line is new.machine_line
-
-
 def _report(rows, checks=()):
     return BenchReport(
         name="demo",
