@@ -49,6 +49,13 @@ class ModelMeta:
     trained: bool = False
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    # Objects, not just classes: how class probabilities become one id per object (empty for a
+    # purely semantic model). Keys: "method" ("three-class-watershed": classes hold an object
+    # interior and an object boundary class), "object_class" (name written to outputs, e.g.
+    # "nucleus"), "interior" and "boundary" (class indices), "foreground_threshold",
+    # "marker_threshold" (see gigavim.instances.postprocess), "min_area_um2" or "min_area_m2"
+    # (objects smaller than this are dropped; overridable per run).
+    instances: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
