@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import typer
 
 from gigavim.cli._app import app
+from gigavim.train.config import AugmentConfig, TrainConfig
+
+BACKBONE_DEFAULTS = {"embed_dim": 192, "depth": 24, "patch_size": 16}
+"""``VisionMamba``'s own defaults (Vim-tiny), used when no --arch/--embed-dim/... is given; a
+test keeps them equal to the class signature (importing torch here would slow every command)."""
+
+
+def _default(name: str) -> str:
+    """``[default: …]`` text for a :class:`TrainConfig` field, as ``--help`` shows it."""
+    field = next(f for f in fields(TrainConfig) if f.name == name)
+    value = field.default_factory() if field.default is MISSING else field.default  # type: ignore[misc]
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def parse_value_map(text: str | None) -> dict[int, int] | None:
@@ -44,48 +61,71 @@ def train(
     pairs: list[str] = typer.Argument(None, help="IMAGE:LABELS pairs (label image, raster or GeoJSON)."),
     out: Path = typer.Option(None, "--out", "-o", help="Model bundle to write (.pt)."),
     config: Path = typer.Option(None, "--config", help="JSON/YAML file of training options."),
-    name: str = typer.Option(None, help="Model name stored in the bundle."),
-    classes: str = typer.Option(None, help="Comma-separated class names, background first."),
+    name: str = typer.Option(None, help="Model name stored in the bundle.", show_default=_default("name")),
+    classes: str = typer.Option(None, help="Comma-separated class names, background first.",
+                                show_default=_default("classes")),
     label_mode: str = typer.Option(
         None, help="binary (labels > 0 are class 1; default for 2 classes) or values (class ids)."),
     value_map: str = typer.Option(None, help="Raw label value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     val: list[str] = typer.Option(None, "--val", help="Validation IMAGE:LABELS pair (repeatable)."),
-    val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image."),
+    val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image.",
+                                       show_default=_default("val_fraction")),
+    val_gap: int = typer.Option(None, help="Columns between trained and held-out parts (used by neither).",
+                                show_default=_default("val_gap")),
     mpp: float = typer.Option(None, help="Training resolution in µm/px (slides, microscopy)."),
     gsd: float = typer.Option(None, "--gsd", help="Training resolution in m/px (rasters)."),
     image_mpp: float = typer.Option(None, help="µm/px of images that do not record one (PNG tiles)."),
-    input_kind: str = typer.Option(None, help="slide, raster or any (what the model is meant for)."),
+    input_kind: str = typer.Option(None, help="slide, raster or any (what the model is meant for).",
+                                   show_default=_default("input_kind")),
     native_resolution: bool = typer.Option(
         None, "--native-resolution/--training-resolution",
         help="Store no resolution: the model runs at each input's own pixel size."),
-    embed_dim: int = typer.Option(None, help="Vim embedding width."),
-    depth: int = typer.Option(None, help="Number of Vim blocks."),
-    patch_size: int = typer.Option(None, help="Vim patch size in pixels."),
+    embed_dim: int = typer.Option(None, help="Vim embedding width.",
+                                  show_default=f"{BACKBONE_DEFAULTS['embed_dim']} (Vim-tiny)"),
+    depth: int = typer.Option(None, help="Number of Vim blocks.",
+                              show_default=f"{BACKBONE_DEFAULTS['depth']} (Vim-tiny)"),
+    patch_size: int = typer.Option(None, help="Vim patch size in pixels.",
+                                   show_default=f"{BACKBONE_DEFAULTS['patch_size']} (Vim-tiny)"),
     arch: str = typer.Option(None, help='Architecture JSON: {"backbone": {...}, "head": {...}}.'),
     init_backbone: Path = typer.Option(None, help="Official hustvl/Vim checkpoint to start from."),
-    patch: int = typer.Option(None, help="Training patch size in pixels."),
-    tile: int = typer.Option(None, help="Inference tile size stored in the model (pixels)."),
-    overlap: int = typer.Option(None, help="Inference tile overlap stored in the model (pixels)."),
-    batch_size: int = typer.Option(None, help="Patches per step."),
-    steps: int = typer.Option(None, help="Optimizer steps."),
-    lr: float = typer.Option(None, help="Peak learning rate (AdamW)."),
-    weight_decay: float = typer.Option(None, help="AdamW weight decay."),
-    warmup_steps: int = typer.Option(None, help="Linear warm-up steps before cosine decay."),
-    sampling: str = typer.Option(None, help="random, balanced or foreground."),
-    stain_jitter: float = typer.Option(None, help="H&E stain jitter strength (0 = off)."),
-    colour_jitter: float = typer.Option(None, help="Brightness/contrast/saturation jitter (0 = off)."),
-    val_every: int = typer.Option(None, help="Validate every N steps."),
-    checkpoint_every: int = typer.Option(None, help="Write bundle + training state every N steps."),
+    patch: int = typer.Option(None, help="Training patch size in pixels.", show_default=_default("patch")),
+    tile: int = typer.Option(None, help="Inference tile size stored in the model (pixels).",
+                             show_default=_default("tile")),
+    overlap: int = typer.Option(None, help="Inference tile overlap stored in the model (pixels).",
+                                show_default=_default("overlap")),
+    batch_size: int = typer.Option(None, help="Patches per step.", show_default=_default("batch_size")),
+    steps: int = typer.Option(None, help="Optimizer steps.", show_default=_default("steps")),
+    lr: float = typer.Option(None, help="Peak learning rate (AdamW).", show_default=_default("lr")),
+    weight_decay: float = typer.Option(None, help="AdamW weight decay.",
+                                       show_default=_default("weight_decay")),
+    warmup_steps: int = typer.Option(None, help="Linear warm-up steps before cosine decay.",
+                                     show_default=_default("warmup_steps")),
+    sampling: str = typer.Option(None, help="random, balanced or foreground.",
+                                 show_default=_default("sampling")),
+    stain_jitter: float = typer.Option(None, help="H&E stain jitter strength (0 = off).",
+                                       show_default=str(AugmentConfig().stain)),
+    colour_jitter: float = typer.Option(None, help="Brightness/contrast/saturation jitter (0 = off).",
+                                        show_default=str(AugmentConfig().brightness)),
+    val_every: int = typer.Option(None, help="Validate every N steps.", show_default=_default("val_every")),
+    checkpoint_every: int = typer.Option(None, help="Write bundle + training state every N steps.",
+                                         show_default="0 (only at the end)"),
     state: Path = typer.Option(None, "--state", help="Training-state file (default: OUT.state.pt)."),
     resume: Path = typer.Option(None, "--resume", help="Continue from a training-state file."),
-    device: str = typer.Option(None, help="auto, cpu or cuda."),
-    seed: int = typer.Option(None, help="Random seed."),
-    time_limit: float = typer.Option(None, help="Stop after this many minutes (recorded in the bundle)."),
+    device: str = typer.Option(None, help="auto, cpu or cuda.", show_default=_default("device")),
+    seed: int = typer.Option(None, help="Random seed.", show_default=_default("seed")),
+    time_limit: float = typer.Option(None, help="Stop after this many minutes (recorded in the bundle).",
+                                     show_default="none"),
     description: str = typer.Option(None, help="One line stored in the bundle."),
     json_out: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
 ) -> None:
-    """Train a segmentation model (Vim backbone + head) and write it as a model bundle."""
-    from gigavim.train.config import TrainConfig, read_config_file
+    """Train a segmentation model (Vim backbone + head) and write it as a model bundle.
+
+    Unset options take the defaults shown. With no --arch the backbone is Vim-tiny (24 blocks of
+    width 192), sized for a GPU: on a CPU give a small one (e.g. --embed-dim 48 --depth 3
+    --patch-size 4) and a --time-limit; the recipes in scripts/ are worked examples. A run stopped
+    by its time limit says so (and records it in the bundle).
+    """
+    from gigavim.train.config import read_config_file
     from gigavim.train.evaluate import parse_pair
     from gigavim.train.loop import load_state
     from gigavim.train.loop import train as run_training
@@ -98,7 +138,7 @@ def train(
         "out": str(out) if out else None, "name": name, "classes": _split(classes),
         "label_mode": label_mode, "value_map": parse_value_map(value_map),
         "val_pairs": [list(parse_pair(p)) for p in val] if val else None,
-        "val_fraction": val_fraction, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
+        "val_fraction": val_fraction, "val_gap": val_gap, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
         "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,
         "patch": patch, "tile": tile, "overlap": overlap, "batch_size": batch_size, "steps": steps, "lr": lr,
         "weight_decay": weight_decay, "warmup_steps": warmup_steps, "sampling": sampling,
@@ -148,6 +188,8 @@ def _render(event: dict) -> None:
     elif kind == "done":
         typer.echo(f"wrote {event['path']} after {event['steps']} steps in {event['seconds']} s "
                    f"(training state: {event['state']})")
+        if event.get("stopped_early"):
+            typer.echo(f"stopped early: {event['stopped_early']}")
         val = (event.get("validation") or {}).get("scores")
         if val:
             per_class = ", ".join(f"{c['class']} IoU {_num(c['iou'])} Dice {_num(c['dice'])}"

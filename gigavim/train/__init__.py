@@ -6,8 +6,19 @@
 
 from __future__ import annotations
 
-from gigavim.train.config import TrainConfig
-from gigavim.train.evaluate import evaluate
-from gigavim.train.loop import train
+from typing import Any
 
 __all__ = ["TrainConfig", "evaluate", "train"]
+
+_HOMES = {"TrainConfig": "gigavim.train.config", "evaluate": "gigavim.train.evaluate",
+          "train": "gigavim.train.loop"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so that ``gigavim.train.config`` (read by ``gigavim train --help``) does not
+    pull in torch."""
+    if name in _HOMES:
+        from importlib import import_module
+
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'gigavim.train' has no attribute {name!r}")

@@ -8,21 +8,11 @@ slide staining variation that plain RGB jitter does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from gigavim.train.config import AugmentConfig
 
-@dataclass
-class AugmentConfig:
-    """Which augmentations run, and how strongly (0 disables a jitter)."""
-
-    flips: bool = True
-    rotate90: bool = True
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    stain: float = 0.0  # H&E jitter strength: scale ~ U(1±s), shift ~ U(±s/10) in OD space
+__all__ = ["AugmentConfig", "augment_batch", "colour_jitter", "geometric", "stain_jitter"]
 
 
 def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,

@@ -12,10 +12,26 @@ from pathlib import Path
 from typing import Any
 
 from gigavim.errors import UsageError
-from gigavim.train.augment import AugmentConfig
 
 DEFAULT_COLORS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
                   (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+
+
+@dataclass
+class AugmentConfig:
+    """Which augmentations run, and how strongly (0 disables a jitter).
+
+    Kept here (not in :mod:`gigavim.train.augment`) so that reading the defaults, as
+    ``gigavim train --help`` does, imports no numpy or torch.
+    """
+
+    flips: bool = True
+    rotate90: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    stain: float = 0.0  # H&E jitter strength: scale ~ U(1±s), shift ~ U(±s/10) in OD space
+
 
 _CHOICES = {"label_mode": ("binary", "values"), "sampling": ("random", "balanced", "foreground"),
             "model_resolution": ("training", "native")}
@@ -42,6 +58,7 @@ class TrainConfig:
     value_map: dict[int, int] | None = None
     val_pairs: list[tuple[str, str]] = field(default_factory=list)
     val_fraction: float = 0.0
+    val_gap: int = 0  # columns between the training part and the held-out part (used by neither)
     mpp: float | None = None
     gsd_m: float | None = None
     image_mpp: float | None = None
@@ -94,6 +111,8 @@ class TrainConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.val_gap < 0:
+            raise UsageError(f"val_gap must be 0 or more pixels, not {self.val_gap!r}")
         for name in ("patch", "batch_size", "val_every", "log_every", "tile"):
             if int(getattr(self, name)) < 1:
                 raise UsageError(f"{name} must be at least 1, not {getattr(self, name)!r}")

@@ -138,10 +138,13 @@ def _ignore_invalid(image: WorkingImage, labels: np.ndarray) -> None:
         labels[y0:y1][~image.read(y0, y1, 0, labels.shape[1])[1]] = IGNORE_LABEL
 
 
-def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[TrainImage], list[TrainImage]]:
+def split_holdout(images: list[TrainImage], fraction: float,
+                  gap: int = 0) -> tuple[list[TrainImage], list[TrainImage]]:
     """Hold out the right-most ``fraction`` of every image's columns for validation.
 
     A spatial split (not random pixels) so validation measures generalisation to unseen areas.
+    ``gap`` columns left of the held-out part are dropped from training too, so no training
+    patch (padded, not read, past its crop) touches pixels next to the held-out ones.
     """
     if not 0 < fraction < 1:
         return images, []
@@ -149,7 +152,10 @@ def split_holdout(images: list[TrainImage], fraction: float) -> tuple[list[Train
     for img in images:
         h, w = img.shape
         cut = round(w * (1 - fraction))
-        train.append(img.crop(0, h, 0, cut))
+        if cut - gap < 1:
+            raise UsageError(f"{img.path}: a gap of {gap} columns leaves nothing to train on "
+                             f"left of the held-out {fraction:g} of its {w} columns")
+        train.append(img.crop(0, h, 0, cut - gap))
         val.append(img.crop(0, h, cut, w))
     return train, val
 

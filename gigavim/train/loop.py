@@ -252,7 +252,7 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
            val_images: list[TrainImage]) -> ModelBundle:
     """The loop proper, over images already loaded (lazily read ones are closed by the caller)."""
     if not val_images and cfg.val_fraction > 0:
-        images, val_images = split_holdout(images, cfg.val_fraction)
+        images, val_images = split_holdout(images, cfg.val_fraction, cfg.val_gap)
     if not any((im.labels != IGNORE_LABEL).any() for im in images):
         held_out = f" outside the held-out {cfg.val_fraction:g} of columns" if cfg.val_fraction > 0 else ""
         raise UsageError(f"no labelled pixels{held_out} in the training labels "
@@ -340,6 +340,15 @@ def check_output_path(path: Path) -> None:
     check_writable(path, overwrite=True)
 
 
+def stopped_early(cfg: TrainConfig, step: int) -> str | None:
+    """Why a finished run did fewer steps than planned (the time limit), or None if it did not."""
+    if step >= cfg.steps:
+        return None
+    limit = f"{cfg.time_limit_s / 60:g} min" if cfg.time_limit_s is not None else "a limit"
+    return (f"time limit of {limit} reached after {step} of {cfg.steps} planned steps: the model "
+            "is under-trained (continue with --resume STATE and a longer --time-limit)")
+
+
 def _out_of_time(cfg: TrainConfig, t0: float) -> bool:
     return cfg.time_limit_s is not None and time.perf_counter() - t0 >= cfg.time_limit_s
 
@@ -354,6 +363,7 @@ def _finish(bundle: ModelBundle, cfg: TrainConfig, images: list[TrainImage],
     bundle.meta.training = {
         "steps": step,
         "planned_steps": cfg.steps,
+        "stopped_early": stopped_early(cfg, step) if final else None,
         "seconds": round(time.perf_counter() - t0, 1),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "images": [{"image": str(im.path), "labels": str(im.label_path), "shape": list(im.shape)}

@@ -250,3 +250,29 @@ def test_value_range_covers_every_image_not_only_the_first() -> None:
     sixteen = TrainImage(np.full((4, 4, 3), 4000, np.uint16), labels, Path("b.png"))
     assert value_range([eight]) == 255.0
     assert value_range([eight, sixteen]) == 4000.0
+
+
+def test_a_run_stopped_by_its_time_limit_says_so(tmp_path: Path) -> None:
+    """The bundle's summary records the early stop (planned vs done steps and why), so a model
+    trained on a busy machine is never mistaken for the full recipe's."""
+    bundle = train(tiny_config(tmp_path, steps=1000, time_limit_s=0.5))
+    summary = bundle.meta.training
+    assert 0 < summary["steps"] < 1000 and summary["planned_steps"] == 1000
+    assert summary["stopped_early"].startswith(f"time limit of {0.5 / 60:g} min reached after "
+                                               f"{summary['steps']} of 1000 planned steps")
+    assert load_model(tmp_path / "model.pt").meta.training["stopped_early"] == summary["stopped_early"]
+
+
+def test_a_full_run_is_not_marked_as_stopped_early(trained: tuple[Path, TrainConfig]) -> None:
+    _, cfg = trained
+    assert load_model(cfg.out).meta.training["stopped_early"] is None
+
+
+def test_a_gap_between_trained_and_held_out_columns_is_used_by_neither(tmp_path: Path) -> None:
+    from gigavim.train.dataset import TrainImage, split_holdout
+
+    image = TrainImage(np.zeros((8, 100, 3), np.uint8), np.zeros((8, 100), np.uint8), tmp_path / "a.tif")
+    train_part, held_out = split_holdout([image], 0.25, gap=10)
+    assert train_part[0].shape == (8, 65) and held_out[0].shape == (8, 25)
+    with pytest.raises(UsageError, match="a gap of 80 columns leaves nothing to train on"):
+        split_holdout([image], 0.25, gap=80)

@@ -1,0 +1,215 @@
+"""Held-out scores of the satellite models and their classical baselines, as the model cards show.
+
+    python scripts/eval_satellite.py [--buildings MODEL.pt] [--water MODEL.pt] [--json OUT.json]
+
+Buildings (SpaceNet-1 Rio, held-out tiles img52, img53, img61): pixel IoU/F1 of the building
+class from the summed confusion matrix, and object F1 at IoU ≥ 0.5 with connected components as
+objects (the SpaceNet convention; objects under the model's ``min_area_m2`` dropped) via
+:class:`gigavim.instances.metrics.InstanceScores`. Baseline: a random-forest pixel classifier
+on scikit-image's multiscale colour/edge/texture features (ilastik-style trainable
+segmentation), trained on the same training tiles.
+
+Water (Sen1Floods11 Spain_7370579, held-out right-most 128 columns): water IoU/F1. Baselines:
+NDWI = (B3 − B8)/(B3 + B8) > 0 (McFeeters 1996), NDWI above the Otsu threshold of the training
+columns, and ``land-water`` on the chip's true-colour rendering (B4, B3, B2 at 0..0.3 → 0..255).
+Needs scikit-learn for the random forest (``pip install scikit-learn``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from skimage.feature import multiscale_basic_features
+from skimage.filters import threshold_otsu
+from skimage.measure import label
+
+from gigavim.instances.metrics import InstanceScores
+from gigavim.models.catalog import load_model
+from gigavim.train.dataset import load_train_image
+from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
+from gigavim.train.predict import predict_labels
+
+REAL = Path("../shared/data/real/geo_labelled")
+RIO = REAL / "spacenet1_rio"
+S2 = REAL / "sen1floods11"
+TRAIN_TILES = ("50", "51", "55", "57", "64", "58", "59", "60", "62")
+HELD_OUT_TILES = ("52", "53", "61")
+WATER_HELD_OUT = 384  # first held-out column of the 512-column chip (right-most quarter)
+WATER_TRAIN_END = 368  # training columns end here (16-column gap)
+MIN_AREA_M2 = 5.0  # SpaceNet ignores footprints under 20 px at 0.5 m
+
+
+def rio_pair(tile: str) -> tuple[Path, Path]:
+    stem = f"3band_013022223130_Public_img{tile}"
+    return RIO / "images" / f"{stem}.tif", RIO / "masks" / f"{stem}_buildingmask.tif"
+
+
+def objects(mask: np.ndarray, min_area_px: int) -> np.ndarray:
+    """Connected components (8-connected) of a binary mask, those under ``min_area_px`` dropped."""
+    ids = label(mask, connectivity=2)
+    if min_area_px > 1 and ids.any():
+        small = np.bincount(ids.ravel()) < min_area_px
+        small[0] = False
+        ids[small[ids]] = 0
+    return ids
+
+
+def building_row(name: str, predictions: dict[str, np.ndarray], truths: dict[str, np.ndarray],
+                 min_area_px: int) -> dict:
+    cm = np.zeros((2, 2), np.int64)
+    inst = InstanceScores()
+    for tile, pred in predictions.items():
+        truth = truths[tile]
+        cm += confusion_matrix(truth, pred, 2)
+        inst.add(objects(truth == 1, min_area_px), objects(pred == 1, min_area_px), name=tile,
+                 ignore=truth == IGNORE_LABEL)
+    s = scores(cm, ["background", "building"])["per_class"][1]
+    pooled = inst.result()["pooled"]
+    return {"method": name, "iou": s["iou"], "f1": s["dice"], "object_f1": pooled["object_f1"],
+            "objects_tp_fp_fn": [pooled["tp"], pooled["fp"], pooled["fn"]]}
+
+
+def rio_images(tiles: tuple[str, ...], gsd_m: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pixels (H, W, 3) and labels on the model's working grid, as ``segment`` reads them."""
+    out = {}
+    for tile in tiles:
+        image, mask = rio_pair(tile)
+        im = load_train_image(image, mask, gsd_m=gsd_m, mode="binary")
+        try:
+            out[tile] = (np.asarray(im.image[0:im.shape[0], 0:im.shape[1]]), im.labels)
+        finally:
+            im.close()
+    return out
+
+
+def forest_baseline(train: dict, held_out: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random forest on multiscale features: 20k pixels per class from the training tiles."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    def features(rgb: np.ndarray) -> np.ndarray:
+        return multiscale_basic_features(rgb / 255.0, channel_axis=-1, sigma_min=1, sigma_max=16)
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for rgb, lab in train.values():
+        f = features(rgb)
+        for c in (0, 1):
+            idx = np.flatnonzero(lab.ravel() == c)
+            if idx.size:
+                pick = rng.choice(idx, size=min(idx.size, 20000 // len(train) + 1), replace=False)
+                xs.append(f.reshape(-1, f.shape[-1])[pick])
+                ys.append(np.full(pick.size, c))
+    forest = RandomForestClassifier(n_estimators=100, max_depth=16, n_jobs=1, random_state=seed,
+                                    class_weight="balanced")
+    forest.fit(np.concatenate(xs), np.concatenate(ys))
+    return {t: forest.predict(features(rgb).reshape(-1, features(rgb).shape[-1])).reshape(lab.shape)
+            for t, (rgb, lab) in held_out.items()}
+
+
+def evaluate_buildings(model: str, with_baseline: bool) -> list[dict]:
+    bundle = load_model(model)
+    gsd = bundle.meta.gsd_m or 0.5
+    min_area_px = max(1, round((bundle.meta.instances or {}).get("min_area_m2", MIN_AREA_M2) / gsd**2))
+    held_out = rio_images(HELD_OUT_TILES, gsd)
+    truths = {t: lab for t, (_, lab) in held_out.items()}
+    preds = {t: predict_labels(bundle, rgb, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+             for t, (rgb, _) in held_out.items()}
+    rows = [building_row(bundle.meta.name, preds, truths, min_area_px)]
+    if with_baseline:
+        train = rio_images(TRAIN_TILES, gsd)
+        rows.append(building_row("random forest, multiscale features",
+                                 forest_baseline(train, held_out), truths, min_area_px))
+    return rows
+
+
+def water_row(name: str, pred: np.ndarray, truth: np.ndarray) -> dict:
+    s = scores(confusion_matrix(truth, pred, 2), ["background", "water"])
+    w = s["per_class"][1]
+    return {"method": name, "iou": w["iou"], "f1": w["dice"], "pixel_accuracy": s["pixel_accuracy"],
+            "pixels": s["pixels"]}
+
+
+def evaluate_water(model: str, with_baselines: bool) -> list[dict]:
+    bundle = load_model(model)
+    image, labels = S2 / "Spain_7370579_S2Hand.tif", S2 / "Spain_7370579_LabelHand.tif"
+    im = load_train_image(image, labels, gsd_m=bundle.meta.gsd_m, mode="values")
+    try:
+        h, w = im.shape
+        held = im.crop(0, h, WATER_HELD_OUT, w)
+        truth = held.labels
+        rows = [water_row(bundle.meta.name, predict_labels(bundle, held.image, tile=bundle.meta.tile,
+                                                           overlap=bundle.meta.overlap), truth)]
+    finally:
+        im.close()
+    if not with_baselines:
+        return rows
+    with rasterio.open(image) as src:
+        raw = src.read().astype(np.float64)
+        profile = src.profile
+    b3, b8 = raw[2], raw[7]
+    ndwi = np.where(b3 + b8 > 0, (b3 - b8) / np.maximum(b3 + b8, 1), 0)
+    train_truth = np.asarray(load_label_values(labels))[:, :WATER_TRAIN_END]
+    otsu = threshold_otsu(ndwi[:, :WATER_TRAIN_END][train_truth >= 0])
+    rows.append(water_row("NDWI (B3, B8) > 0", (ndwi[:, WATER_HELD_OUT:] > 0).astype(np.uint8), truth))
+    rows.append(water_row(f"NDWI > Otsu of training columns ({otsu:.3f})",
+                          (ndwi[:, WATER_HELD_OUT:] > otsu).astype(np.uint8), truth))
+    rows.append(land_water_on_true_colour(raw, profile, labels, truth))
+    return rows
+
+
+def load_label_values(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1)
+
+
+def land_water_on_true_colour(raw: np.ndarray, profile: dict, labels: Path, truth: np.ndarray) -> dict:
+    """The old raster default on what an RGB user would give it: B4, B3, B2 at 0..0.3 → 0..255."""
+    rgb = np.clip(raw[[3, 2, 1]] / 3000.0 * 255.0, 0, 255).round().astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "true_colour.tif"
+        with rasterio.open(path, "w", **{**profile, "count": 3, "dtype": "uint8", "nodata": None}) as dst:
+            dst.write(rgb)
+        bundle = load_model("land-water")
+        im = load_train_image(path, labels, mode="values")
+        try:
+            h, w = im.shape
+            held = im.crop(0, h, WATER_HELD_OUT, w)
+            pred = predict_labels(bundle, held.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+        finally:
+            im.close()
+    water = (pred == bundle.meta.classes.index("water")).astype(np.uint8)
+    return water_row("land-water on true colour (B4, B3, B2)", water, truth)
+
+
+def markdown(rows: list[dict], keys: tuple[str, ...]) -> str:
+    head = "| method | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
+    return head + "".join("| " + r["method"] + " | " + " | ".join(
+        f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |\n" for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--buildings", default="buildings-rgb", help="model name or bundle path")
+    parser.add_argument("--water", default="water-s2", help="model name or bundle path")
+    parser.add_argument("--only", choices=("buildings", "water"), help="evaluate one task")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+    result = {}
+    if args.only in (None, "buildings"):
+        result["buildings"] = evaluate_buildings(args.buildings, not args.no_baselines)
+        print(markdown(result["buildings"], ("iou", "f1", "object_f1", "objects_tp_fp_fn")))
+    if args.only in (None, "water"):
+        result["water"] = evaluate_water(args.water, not args.no_baselines)
+        print(markdown(result["water"], ("iou", "f1", "pixel_accuracy", "pixels")))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Recipe of the bundled `buildings-rgb` model (building footprints on 0.5 m RGB).
+#
+# Data: SpaceNet-1 Rio de Janeiro (WorldView-2 pan-sharpened RGB, 0.5 m, CC BY-SA 4.0), the 12
+# tiles in ../shared/data/real/geo_labelled/spacenet1_rio with their building masks. Held out
+# (never trained on): img52 and img53 (95 buildings) and img61 (no buildings: water). Trained on
+# the other nine (img50, 51, 55, 57, 64 with 225 buildings; img58, 59, 60, 62 without).
+# Seeded; on the shared 2-core CPU it stops at MINUTES (the bundle then says it stopped early).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${GIGAVIM_REAL_DATA:-../shared/data/real}/geo_labelled/spacenet1_rio
+WORK=${WORK:-build/models/buildings}
+OUT=${OUT:-gigavim/data/models/buildings-rgb.pt}
+MINUTES=${MINUTES:-50}
+STEPS=${STEPS:-3000}
+mkdir -p "$WORK"
+# One thread: on a CPU shared with other jobs, multi-threaded torch/numba steps spend most of
+# their time waiting for descheduled threads (measured: ~10x slower per step, same result).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} NUMBA_NUM_THREADS=${NUMBA_NUM_THREADS:-1}
+pair() { echo "$DATA/images/3band_013022223130_Public_img$1.tif:$DATA/masks/3band_013022223130_Public_img$1_buildingmask.tif"; }
+TRAIN=(); for i in 50 51 55 57 64 58 59 60 62; do TRAIN+=("$(pair "$i")"); done
+VAL=(); for i in 52 53 61; do VAL+=(--val "$(pair "$i")"); done
+
+gigavim train "${TRAIN[@]}" "${VAL[@]}" \
+  --name buildings-rgb --classes background,building --label-mode binary --input-kind raster --gsd 0.5 \
+  --arch '{"backbone": {"embed_dim": 48, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 96,
+           "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}' \
+  --patch 96 --tile 256 --overlap 32 --batch-size 4 --steps "$STEPS" --lr 2e-3 --warmup-steps 50 \
+  --sampling balanced --colour-jitter 0.1 --val-every 1000 --seed 0 --time-limit "$MINUTES" \
+  --description "Building footprints on 0.5 m RGB; trained on SpaceNet-1 Rio (CC BY-SA 4.0, see docs/models.md)" \
+  -o "$OUT" --state "$WORK/buildings-rgb.state.pt"
