@@ -83,14 +83,14 @@ def train(
     time_limit: float = typer.Option(None, help="Stop after this many minutes (recorded in the bundle)."),
     description: str = typer.Option(None, help="One line stored in the bundle."),
     band_names: str = typer.Option(
-        None, help="Comma-separated band names stored in the model's input contract, e.g. B2,B3,B4,B8 "
+        None, help="Comma-separated band names stored in the model's input contract, e.g. B4,B3,B2 "
                    "(default: the files' band descriptions, else red,green,blue or band1..N)."),
     sensor: str = typer.Option(None, help="Sensor stored in the input contract, e.g. 'Sentinel-2 MSI L1C'."),
     scaling: str = typer.Option(
         None, help="How raw values are scaled: auto (fixed 1/255 for 8-bit images, per-band 1st-99th "
                    "percentiles of the training pixels otherwise), fixed (needs --scale unless 8-bit) "
                    "or percentile. [default: auto]"),
-    scale: float = typer.Option(None, help="Factor of --scaling fixed, e.g. 1e-4 for Sentinel-2 reflectance."),
+    scale: float = typer.Option(None, help="Factor of --scaling fixed (1e-4 for Sentinel-2 reflectance)."),
     json_out: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
 ) -> None:
     """Train a segmentation model (Vim backbone + head) and write it as a model bundle."""

@@ -97,7 +97,8 @@ class ModelBundle:
         if tiles.shape[-1] != self.meta.bands:
             tiles = adapt_bands(tiles, self.meta.bands)
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).permute(0, 3, 1, 2)
-        offset, scale = (torch.from_numpy(a)[None, :, None, None] for a in self.meta.contract().offset_scale())
+        offset, scale = (torch.from_numpy(a)[None, :, None, None]
+                         for a in self.meta.contract().offset_scale())
         mean = torch.tensor(self.meta.mean, dtype=torch.float32)[None, :, None, None]
         std = torch.tensor(self.meta.std, dtype=torch.float32)[None, :, None, None]
         x = torch.nan_to_num((x - offset) * scale, nan=0.0)

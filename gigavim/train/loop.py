@@ -168,7 +168,8 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
         offset, per_band_scale = contract.offset_scale()
         mean, std = band_statistics(images, per_band_scale, offset)
         # input_scale: what older readers use, and the augmentation's full-scale value (1/max)
-        scale = contract.scaling["scale"] if contract.scaling["method"] == "fixed" else 1.0 / value_range(images)
+        fixed = contract.scaling["method"] == "fixed"
+        scale = contract.scaling["scale"] if fixed else 1.0 / value_range(images)
         meta = ModelMeta(name=cfg.name, classes=list(cfg.classes), colors=list(cfg.colors or []),
                          arch=model_arch(cfg, bands), task=cfg.task,
                          input_kind=cfg.input_kind,  # type: ignore[arg-type]

@@ -26,7 +26,8 @@ def test_uint8_images_get_rgb_names_and_fixed_1_over_255() -> None:
 
 def test_uint16_images_get_per_band_percentiles_of_labelled_pixels_only() -> None:
     rng = np.random.default_rng(0)
-    pixels = np.stack([rng.uniform(100, 200, (64, 64)), rng.uniform(1000, 5000, (64, 64))], -1).astype(np.uint16)
+    bands = [rng.uniform(100, 200, (64, 64)), rng.uniform(1000, 5000, (64, 64))]
+    pixels = np.stack(bands, -1).astype(np.uint16)
     labels = np.zeros((64, 64), np.uint8)
     pixels[:, :8] = 0  # nodata collar, read as 0 and labelled ignore: not part of the range
     labels[:, :8] = IGNORE_LABEL
