@@ -10,19 +10,21 @@ and dC sum over channels, so each thread accumulates them in its own slice of a 
 that is summed afterwards (deterministic for a fixed thread count, no atomics).
 
 Same maths as :func:`gigavim.kernels.chunked._core_forward` (the eager PyTorch fallback, used on
-non-CPU tensors or without numba). All exponents Δ·A are ≤ 0.
+non-CPU tensors or without numba). The exp is :func:`gigavim.kernels.cpu_math.fast_exp`: no
+table lookup, so NaN/inf/positive exponents (NaN weights, out-of-range rasters) give NaN/inf/
+the right value, never an out-of-bounds read.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numba
 import numpy as np
 import torch
-from numba import njit, prange, types
-from numba.extending import overload
+from gigavim.kernels.cpu_math import FASTMATH as _FASTMATH
+from gigavim.kernels.cpu_math import fast_exp
+from numba import njit, prange
 
 __all__ = ["core_backward_cpu", "core_forward_cpu"]
 
@@ -34,42 +36,6 @@ _LAUNCH_LOCK = threading.Lock()
 # Tokens between saved states: the backward keeps (batch, dim, L / CHUNK, d_state) start states
 # and recomputes at most CHUNK states per row at a time.
 CHUNK = 128
-
-
-# fp32 exp of a non-positive argument as 2^-m · 2^f: a table for 2^-m (m < 126, else 0: below the
-# normal range) and a degree-9 polynomial for 2^f, f ∈ (-1, 0] (rel. error ~1e-7). Unlike libm's
-# exp it is plain arithmetic, so LLVM vectorises the d_state loop around it.
-_POW2_NEG = np.array([2.0 ** -i if i < 126 else 0.0 for i in range(128)], dtype=np.float32)
-_FASTMATH = {"reassoc", "contract"}  # vectorised sums and FMAs; NaN/inf semantics unchanged
-
-
-def exp_nonpos(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """exp(x) for x ≤ 0: libm's in float64, the vectorisable polynomial in float32."""
-    return math.exp(x)
-
-
-@overload(exp_nonpos, inline="always", fastmath=_FASTMATH)
-def _exp_nonpos(x):
-    if isinstance(x, types.Float) and x.bitwidth == 64:
-        return lambda x: math.exp(x)
-
-    def exp32(x):  # pragma: no cover - compiled
-        y = max(x * np.float32(1.4426950408889634), np.float32(-127.0))
-        m = np.int32(-y)
-        z = (y + np.float32(m)) * np.float32(0.6931471805599453)
-        p = np.float32(1 / 362880)
-        p = p * z + np.float32(1 / 40320)
-        p = p * z + np.float32(1 / 5040)
-        p = p * z + np.float32(1 / 720)
-        p = p * z + np.float32(1 / 120)
-        p = p * z + np.float32(1 / 24)
-        p = p * z + np.float32(1 / 6)
-        p = p * z + np.float32(0.5)
-        p = p * z + np.float32(1.0)
-        p = p * z + np.float32(1.0)
-        return p * _POW2_NEG[m]
-
-    return exp32
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -88,7 +54,7 @@ def _forward(u, dl, A, Bt, Ct, h0, y, starts, h_last, chunk, reverse):  # pragma
             dut = dlt * u[b, d, t]
             acc = 0.0
             for k in range(n):
-                hk = exp_nonpos(dlt * A[d, k]) * h[k] + dut * Bt[b, t, k]
+                hk = fast_exp(dlt * A[d, k]) * h[k] + dut * Bt[b, t, k]
                 h[k] = hk
                 acc += hk * Ct[b, t, k]
             y[b, d, t] = acc
@@ -117,7 +83,7 @@ def _backward(u, dl, A, Bt, Ct, starts, dy, lam0, chunk, reverse,
                 dlt = dl[b, d, t]
                 dut = dlt * u[b, d, t]
                 for k in range(n):
-                    hs[i + 1, k] = exp_nonpos(dlt * A[d, k]) * hs[i, k] + dut * Bt[b, t, k]
+                    hs[i + 1, k] = fast_exp(dlt * A[d, k]) * hs[i, k] + dut * Bt[b, t, k]
             for i in range(steps - 1, -1, -1):  # adjoint, last token first
                 j = j0 + i
                 t = length - 1 - j if reverse else j
@@ -131,7 +97,7 @@ def _backward(u, dl, A, Bt, Ct, starts, dy, lam0, chunk, reverse,
                     dCt_part[tid, b, t, k] += dyt * hs[i + 1, k]
                     dBt_part[tid, b, t, k] += gk * dlt * ut
                     gB += gk * Bt[b, t, k]
-                    a = exp_nonpos(dlt * A[d, k])
+                    a = fast_exp(dlt * A[d, k])
                     dexp = gk * hs[i, k] * a  # gradient of the exponent Δ·A
                     dA_rows[b, d, k] += dexp * dlt
                     dexp_A += dexp * A[d, k]

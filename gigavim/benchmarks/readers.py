@@ -18,6 +18,7 @@ from gigavim.benchmarks.report import (
     Column,
     Progress,
     child_main,
+    markdown_table,
     peak_rss_mib,
     run_child,
     show_row,
@@ -98,6 +99,67 @@ def measure(job: str, path: str, side: str | int, tiles: str | int) -> dict[str,
     return {"seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
 
 
+DASK_VIEW_SIDE, QUICK_DASK_VIEW_SIDE = 100_000, 20_000
+VIEWPORT = 2048  # a full-resolution screen's worth of level 0
+
+
+def _chunked_view_by_concatenate(src: Any, level: int, chunk: int) -> Any:
+    """The former ``ImageSource.to_dask``: one delayed read per chunk, joined by concatenate."""
+    import dask.array as da
+    from dask import delayed
+
+    from gigavim.io import Window
+
+    lv = src.levels[level]
+    rows = []
+    for y in range(0, lv.height, chunk):
+        row = []
+        for x in range(0, lv.width, chunk):
+            h, w = min(chunk, lv.height - y), min(chunk, lv.width - x)
+            block = delayed(src.read)(level, Window(y, x, h, w))
+            row.append(da.from_delayed(block, shape=(h, w, src.bands), dtype=src.dtype))
+        rows.append(row)
+    return da.concatenate([da.concatenate(row, axis=1) for row in rows], axis=0)
+
+
+def dask_view_rows(side: int, chunk: int = 1024) -> list[dict[str, Any]]:
+    """Build a dask view of a ``side``² level both ways and read one centred viewport from each.
+
+    The source returns zeros at once, so the times are the graph's own cost (building it, then
+    culling and scheduling one viewport), not decoding.
+    """
+    import numpy as np
+
+    from gigavim.io.base import ImageSource, Level
+
+    class Blank(ImageSource):
+        def read(self, level, window):
+            return np.zeros((window.height, window.width, 3), np.uint8)
+
+    src = Blank(Path("blank.svs"), "slide", "blank", [Level(side, side, 1.0)], 3, np.dtype(np.uint8))
+    rows = []
+    for method, build in (("delayed + concatenate (before)", _chunked_view_by_concatenate),
+                          ("blockwise map_blocks (now)", lambda s, lvl, c: s.to_dask(lvl, chunk=c))):
+        t0 = time.perf_counter()
+        view = build(src, 0, chunk)
+        t1 = time.perf_counter()
+        mid = side // 2
+        view[mid : mid + VIEWPORT, mid : mid + VIEWPORT].compute(scheduler="threads")
+        rows.append({"method": method, "side": side, "chunks": view.npartitions,
+                     "build_s": t1 - t0, "viewport_s": time.perf_counter() - t1})
+    return rows
+
+
+def dask_view_note(rows: list[dict[str, Any]]) -> str:
+    table = markdown_table(
+        ["dask view of level 0", "level 0 px", "chunks", "build s", f"one {VIEWPORT}² viewport s"],
+        [[r["method"], f"{r['side']}²", r["chunks"], f"{r['build_s']:.3g}", f"{r['viewport_s']:.3g}"]
+         for r in rows],
+    )
+    return ("`ImageSource.to_dask` graph cost on a blank level (reads return zeros at once, so "
+            "this is dask's own overhead), chunk 1024²:\n\n" + table)
+
+
 def run(
     quick: bool = False,
     sizes: tuple[int, ...] | None = None,
@@ -137,6 +199,7 @@ def run(
         columns=COLUMNS,
         rows=rows,
         quick=quick,
+        notes=[dask_view_note(dask_view_rows(QUICK_DASK_VIEW_SIDE if quick else DASK_VIEW_SIDE))],
         intro=(
             "synthetic slides written by `gigavim.io.synthetic` (JPEG tiles, tissue pattern) and tiled "
             f"deflate GeoTIFFs with overviews; {tiles} random {WINDOW}² level-0 reads through `open_image`; "

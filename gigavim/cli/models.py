@@ -11,7 +11,8 @@ from gigavim.cli._app import app
 
 @app.command()
 def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
-    """List the bundled models (name, task, classes, input kind, resolution, size)."""
+    """List the bundled models: name, task, classes, input kind and contract (bands, values,
+    scaling), resolution, size."""
     from gigavim.models.catalog import DEFAULT_MODELS, list_models
 
     rows = list_models()
@@ -34,4 +35,13 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
         table.add_row(r["name"], r["task"], ", ".join(r["classes"]), r["input_kind"], res_text,
                       f"{r['size_bytes'] / 1e6:.2f} MB", "yes" if r["trained"] else "NO (random)",
                       ", ".join(defaults.get(r["name"], [])))
-    Console().print(table)
+    contracts = Table(title="input contracts (what each model expects; see docs/models.md)")
+    for col in ("name", "bands", "sensor", "values", "scaling", "nodata"):
+        contracts.add_column(col, overflow="fold")
+    for r in rows:
+        c = r["input"]
+        contracts.add_row(r["name"], ", ".join(c["bands"]), c["sensor"] or "", c["values"], c["scaling_text"],
+                          c["nodata"] + (" (derived: stored before contracts)" if c["derived"] else ""))
+    console = Console()
+    console.print(table)
+    console.print(contracts)

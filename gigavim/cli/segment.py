@@ -97,6 +97,9 @@ def segment(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
     ),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also store per-class probabilities."),
+    with_image: bool = typer.Option(
+        False, "--with-image", help="OME-Zarr: store the source's pixels as the image under the labels."
+    ),
     context: Context = context_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
@@ -125,6 +128,7 @@ def segment(
                 overlap=overlap, batch_size=batch_size, device=device, resume=resume,
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
                 workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
+                with_image=with_image,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

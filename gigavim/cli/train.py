@@ -116,6 +116,15 @@ def train(
     time_limit: float = typer.Option(None, help="Stop after this many minutes (recorded in the bundle).",
                                      show_default="none"),
     description: str = typer.Option(None, help="One line stored in the bundle."),
+    band_names: str = typer.Option(
+        None, help="Comma-separated band names stored in the model's input contract, e.g. B4,B3,B2 "
+                   "(default: the files' band descriptions, else red,green,blue or band1..N)."),
+    sensor: str = typer.Option(None, help="Sensor stored in the input contract, e.g. 'Sentinel-2 MSI L1C'."),
+    scaling: str = typer.Option(
+        None, help="How raw values are scaled: auto (fixed 1/255 for 8-bit images, per-band 1st-99th "
+                   "percentiles of the training pixels otherwise), fixed (needs --scale unless 8-bit) "
+                   "or percentile. [default: auto]"),
+    scale: float = typer.Option(None, help="Factor of --scaling fixed (1e-4 for Sentinel-2 reflectance)."),
     json_out: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
 ) -> None:
     """Train a segmentation model (Vim backbone + head) and write it as a model bundle.
@@ -145,6 +154,7 @@ def train(
         "val_every": val_every, "checkpoint_every": checkpoint_every,
         "state_path": str(state) if state else None, "resume": str(resume) if resume else None,
         "device": device, "seed": seed, "description": description,
+        "band_names": _split(band_names), "sensor": sensor, "scaling": scaling, "scale": scale,
         "time_limit_s": time_limit * 60 if time_limit is not None else None,
         "model_resolution": (None if native_resolution is None
                              else "native" if native_resolution else "training"),

@@ -108,6 +108,7 @@ def segment(
     tissue_model: str | Path | ModelBundle | None = None,
     progress: ProgressCallback | None = None,
     context: str = "tile",
+    with_image: bool = False,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -117,6 +118,8 @@ def segment(
     With ``resume`` a run interrupted at any point continues from its work dir and produces the
     same output as an uninterrupted run. ``context="image"`` runs the model over the whole image
     as one token sequence (:mod:`gigavim.engine.whole_image`) instead of independent tiles.
+    ``with_image`` makes an OME-Zarr output carry the source's pixels on the label grid as the
+    labels' parent image (a pyramid, streamed), instead of a copy of the class ids.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -164,7 +167,7 @@ def segment(
                 work.discard()  # a corrupt input or unusable model: nothing worth resuming
                 raise
         t_infer = time.perf_counter()
-        label_map = run.label_map(mask, settings, bundle)
+        label_map = run.label_map(mask, settings, bundle, with_image=with_image)
         write_outputs(label_map, dests, overwrite=overwrite)
         t_write = time.perf_counter()
         fg, data = run.merger.counts()
@@ -238,7 +241,8 @@ class _Run:
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")
         return done_before, computed
 
-    def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle) -> LabelMap:
+    def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle,
+                  with_image: bool = False) -> LabelMap:
         src, res, meta = self.src, self.res, bundle.meta
         scale_yx = level0_scale_yx(src, res)
         transform = None
@@ -247,8 +251,10 @@ class _Run:
 
             transform = src.transform * Affine.scale(scale_yx[1], scale_yx[0])
         image = None
-        if mask.overview is not None and np.dtype(src.dtype) == np.uint8:
-            image = np.clip(np.round(mask.overview[..., :3]), 0, 255).astype(np.uint8)
+        if with_image:
+            from gigavim.engine.source_pixels import working_pixels
+
+            image = working_pixels(src, res)
         return LabelMap(
             labels=self.labels, classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
             source_path=src.path, source_kind=src.kind, probabilities=self.probs,

@@ -119,21 +119,18 @@ class ImageSource(ABC):
         return 255 if self.kind == "slide" else 0
 
     def to_dask(self, level: int = 0, chunk: int = 1024):
-        """A lazy (h, w, bands) dask array of one level, read chunk by chunk via :meth:`read`."""
-        import dask.array as da
-        from dask import delayed
+        """A lazy (h, w, bands) dask array of one level, read chunk by chunk via :meth:`read`.
+
+        One blockwise layer (see :mod:`gigavim.io.lazy`): building it costs nothing whatever
+        the level's size, and reading a viewport computes only the chunks under it.
+        """
+        from gigavim.io.lazy import windowed_dask
 
         lv = self.levels[level]
-        rows = []
-        for y in range(0, lv.height, chunk):
-            row = []
-            for x in range(0, lv.width, chunk):
-                h, w = min(chunk, lv.height - y), min(chunk, lv.width - x)
-                block = delayed(self.read)(level, Window(y, x, h, w))
-                row.append(da.from_delayed(block, shape=(h, w, self.bands), dtype=self.dtype))
-            rows.append(row)
-        # (da.block would join the innermost list along the last axis, i.e. the bands.)
-        return da.concatenate([da.concatenate(row, axis=1) for row in rows], axis=0)
+        return windowed_dask(
+            lambda window: self.read(level, window), (lv.height, lv.width, self.bands),
+            np.dtype(self.dtype), chunk, (str(self.path), _file_stamp(self.path), self.format, level),
+        )
 
     def thumbnail(self, max_size: int = 1024) -> np.ndarray:
         """A (h, w, bands) overview no larger than ``max_size`` on its longest side.
@@ -214,6 +211,15 @@ class ImageSource(ABC):
             "nodata": None if self.nodata is None else _json_number(self.nodata),
             "objective_power": self.objective_power,
         }
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of a file, so a rewritten file never reuses a cached dask view's name."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns)
 
 
 def _json_number(value: float) -> float | str:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gigavim.errors import GigavimError, ModelError
+from gigavim.models.contract import InputContract, derive_contract
 
 BUNDLE_FORMAT = "gigavim-model"
 InputKind = Literal["slide", "raster", "any"]
@@ -27,7 +28,8 @@ class ModelMeta:
     """What a user (and every output file) must know about a model.
 
     ``arch`` is the keyword config that :func:`gigavim.models.build_segmenter` turns back into
-    the network. Pixels are normalised as ``(value * input_scale - mean) / std`` per band.
+    the network. Pixels are scaled as the input contract says (:meth:`contract`; for bundles
+    without one ``value * input_scale``), then standardised as ``(x - mean) / std`` per band.
     ``mpp`` / ``gsd_m`` is the resolution the model was trained at (µm/px or m/px).
     """
 
@@ -56,6 +58,15 @@ class ModelMeta:
     # "marker_threshold" (see gigavim.instances.postprocess), "min_area_um2" or "min_area_m2"
     # (objects smaller than this are dropped; overridable per run).
     instances: dict[str, Any] = field(default_factory=dict)
+    # The input contract (bands, sensor, dtype and value range, scaling, nodata) as a plain dict;
+    # see gigavim.models.contract. Empty in bundles saved before contracts: derived on load.
+    input_contract: dict[str, Any] = field(default_factory=dict)
+
+    def contract(self) -> InputContract:
+        """The stored input contract, or one derived from ``bands``/``input_scale`` (old bundles)."""
+        if self.input_contract:
+            return InputContract.from_dict(self.input_contract)
+        return derive_contract(self.bands, self.input_scale)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,9 +97,11 @@ class ModelBundle:
         if tiles.shape[-1] != self.meta.bands:
             tiles = adapt_bands(tiles, self.meta.bands)
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).permute(0, 3, 1, 2)
+        offset, scale = (torch.from_numpy(a)[None, :, None, None]
+                         for a in self.meta.contract().offset_scale())
         mean = torch.tensor(self.meta.mean, dtype=torch.float32)[None, :, None, None]
         std = torch.tensor(self.meta.std, dtype=torch.float32)[None, :, None, None]
-        x = torch.nan_to_num(x * self.meta.input_scale, nan=0.0)
+        x = torch.nan_to_num((x - offset) * scale, nan=0.0)
         return (x - mean) / std
 
     def save(self, path: str | Path) -> Path:

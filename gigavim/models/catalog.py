@@ -88,12 +88,20 @@ def describe_model(path: str | Path) -> dict[str, Any]:
         "task": meta.task,
         "classes": list(meta.classes),
         "input_kind": meta.input_kind,
+        "input": _contract_row(meta),
         "resolution": resolution,
         "size_bytes": path.stat().st_size,
         "trained": bool(meta.trained),
         "description": meta.description,
         "path": str(path),
     }
+
+
+def _contract_row(meta: ModelMeta) -> dict[str, Any]:
+    """The input contract as ``gigavim models --json`` shows it (``derived``: not stored, inferred)."""
+    contract = meta.contract()
+    return {**contract.to_dict(), "derived": contract.derived, "summary": contract.summary(),
+            "values": contract.range_text(), "scaling_text": contract.scaling_text()}
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class AugmentConfig:
 
 
 _CHOICES = {"label_mode": ("binary", "values"), "sampling": ("random", "balanced", "foreground"),
-            "model_resolution": ("training", "native")}
+            "model_resolution": ("training", "native"), "scaling": ("auto", "fixed", "percentile")}
 
 
 @dataclass
@@ -86,6 +86,11 @@ class TrainConfig:
     overlap: int = 64
     log_every: int = 10
     time_limit_s: float | None = None  # stop early (recorded in the bundle) on a shared machine
+    # The input contract (gigavim.train.contract): band names, sensor, and how values are scaled
+    band_names: list[str] | None = None  # None: the files' band descriptions, else red,green,blue / bandN
+    sensor: str | None = None
+    scaling: str = "auto"  # auto: fixed 1/255 for uint8, per-band percentiles otherwise
+    scale: float | None = None  # the factor of --scaling fixed (e.g. 1e-4 for Sentinel-2 L1C)
 
     def __post_init__(self) -> None:
         self.pairs = [tuple(p) for p in self.pairs]  # type: ignore[misc]

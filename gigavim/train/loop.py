@@ -25,6 +25,7 @@ from gigavim.io.writers.atomic import check_writable
 from gigavim.models.bundle import ModelBundle, ModelMeta, load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
+from gigavim.train.contract import training_contract
 from gigavim.train.dataset import (
     PatchSampler,
     TrainImage,
@@ -84,8 +85,9 @@ def value_range(images: list[TrainImage]) -> float:
     return peak if peak > 0 else 1.0
 
 
-def band_statistics(images: list[TrainImage], scale: float) -> tuple[list[float], list[float]]:
-    """Per-band mean and std of the scaled training pixels (labelled pixels only).
+def band_statistics(images: list[TrainImage], scale: float | np.ndarray, offset: float | np.ndarray = 0.0,
+                    ) -> tuple[list[float], list[float]]:
+    """Per-band mean and std of the scaled training pixels, ``(v - offset) * scale`` (labelled only).
 
     Accumulated strip by strip (Chan et al.'s pairwise update), so a large image is never held
     as float64 all at once; equal to the one-pass ``mean``/``std`` up to rounding.
@@ -94,7 +96,7 @@ def band_statistics(images: list[TrainImage], scale: float) -> tuple[list[float]
     n, mean, m2 = 0, np.zeros(bands), np.zeros(bands)
     for im in images:
         for pixels, labels in im.blocks():
-            vals = pixels[labels != IGNORE_LABEL].reshape(-1, bands).astype(np.float64) * scale
+            vals = (pixels[labels != IGNORE_LABEL].reshape(-1, bands).astype(np.float64) - offset) * scale
             if not len(vals):
                 continue
             block_mean = vals.mean(axis=0)
@@ -161,12 +163,18 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
         meta = ModelMeta.from_dict(resumed["meta"])
     else:
         bands = images[0].image.shape[-1]
-        scale = 1.0 / value_range(images)
-        mean, std = band_statistics(images, scale)
+        contract = training_contract(images, names=cfg.band_names, sensor=cfg.sensor,
+                                     scaling=cfg.scaling, scale=cfg.scale)
+        offset, per_band_scale = contract.offset_scale()
+        mean, std = band_statistics(images, per_band_scale, offset)
+        # input_scale: what older readers use, and the augmentation's full-scale value (1/max)
+        fixed = contract.scaling["method"] == "fixed"
+        scale = contract.scaling["scale"] if fixed else 1.0 / value_range(images)
         meta = ModelMeta(name=cfg.name, classes=list(cfg.classes), colors=list(cfg.colors or []),
                          arch=model_arch(cfg, bands), task=cfg.task,
                          input_kind=cfg.input_kind,  # type: ignore[arg-type]
                          bands=bands, input_scale=scale, mean=mean, std=std,
+                         input_contract=contract.to_dict(),
                          **model_resolution(cfg, images[0]), tile=cfg.tile, overlap=cfg.overlap,
                          trained=False, description=cfg.description)
     extra = {"pretrained_backbone": cfg.init_backbone} if (cfg.init_backbone and resumed is None) else {}

@@ -110,13 +110,13 @@ def test_output_labels_keep_pyramid_scale_colours_and_class_names(label_zarr: Pa
 
 def test_output_with_source_picture_and_probabilities(tmp_path: Path) -> None:
     pytest.importorskip("napari", reason="napari not installed (pip install -e '.[napari]')")
-    picture = np.random.default_rng(0).integers(0, 255, (150, 100, 3), dtype=np.uint8)  # half resolution
+    picture = np.random.default_rng(0).integers(0, 255, (300, 200, 3), dtype=np.uint8)  # the label grid
     path = write_label_zarr(tmp_path / "full.ome.zarr", image=picture, probabilities=True)
     image, probs, labels = zarr_layers(path)
     assert image[2] == "image" and image[1]["rgb"]
     first = image[0][0] if isinstance(image[0], list) else image[0]
     np.testing.assert_array_equal(first.compute(), picture)
-    assert image[1]["scale"] == pytest.approx((2 * MPP, 2 * MPP))  # same area as the labels
+    assert image[1]["scale"] == pytest.approx((MPP, MPP))  # the labels' grid
     assert probs[1]["channel_axis"] == 0 and probs[1]["visible"] is False
     assert probs[1]["name"] == [f"full.ome.zarr P({c})" for c in CLASSES]
     assert labels[2] == "labels"
@@ -133,7 +133,7 @@ def test_every_layer_tuple_is_accepted_by_napari(real_data: Path, tmp_path: Path
     viewer = ViewerModel()
     bands = add_layer_data(viewer, image_layers(real_data / "geo" / "ms1.tif"))  # 4 bands, not uint8
     assert [layer.name for layer in bands] == [f"ms1.tif [band {i}]" for i in range(1, 5)]
-    picture = np.zeros((150, 100, 3), dtype=np.uint8)
+    picture = np.zeros((300, 200, 3), dtype=np.uint8)
     path = write_label_zarr(tmp_path / "all.ome.zarr", image=picture, probabilities=True)
     added = add_layer_data(viewer, zarr_layers(path) + image_layers(real_data / "wsi" / "boxes.tiff"))
     kinds = [(type(layer).__name__, layer.visible) for layer in added]

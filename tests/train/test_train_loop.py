@@ -57,6 +57,8 @@ def test_loss_falls_and_bundle_is_self_contained(trained: tuple[Path, TrainConfi
     meta = bundle.meta
     assert meta.trained and meta.name == "squares" and meta.classes == ["background", "square"]
     assert meta.mpp == pytest.approx(1.0) and meta.bands == 3 and meta.tile == 96
+    contract = meta.contract()  # recorded, not derived: PNG RGB tiles, 8-bit, 1/255
+    assert not contract.derived and contract.bands == ["red", "green", "blue"] and contract.dtype == "uint8"
     assert meta.arch["backbone"]["pos_embed_mode"] == "sincos" and meta.arch["num_classes"] == 2
     state = load_state(tmp / "model.state.pt")
     logged = [h["loss"] for h in state["history"] if "loss" in h]

@@ -5,8 +5,12 @@ pixels each, so memory is one band plus the regions still open). A region crossi
 comes out in pieces; pieces touching an internal edge stay "open" and are joined with the pieces
 of the same class that touch them across the edge in the next band; when a region is closed its
 pieces are merged once with ``shapely.unary_union``, so no region is split. A finished region is
-simplified (``SIMPLIFY_PX`` working pixels, topology preserved), moved into output coordinates
-and written at once; the collection is never held in memory.
+moved into output coordinates and written at once; the collection is never held in memory.
+
+Not simplified: outlines follow the pixel edges exactly, so neighbouring classes share their
+edges vertex for vertex (no gaps, no overlaps). Simplifying each polygon on its own moves a
+shared edge differently on its two sides (210 overlapping slivers on a 791×718 land-water
+scene); ``shapely.coverage_simplify`` would need every polygon in memory at once.
 
 Skipped: ``nodata_label`` and classes named "background" (class 0 of slide models).
 A region whose pixels only touch diagonally somewhere is one feature with a MultiPolygon geometry
@@ -14,18 +18,20 @@ A region whose pixels only touch diagonally somewhere is one feature with a Mult
 
 Coordinates: slides in level-0 pixels (working pixels × ``scale_to_level0``, x right, y down),
 as QuPath imports them: a FeatureCollection whose features carry ``objectType: "annotation"``
-and ``classification: {name, color}``. Rasters in the input CRS (the working ``transform``
-applied); RFC 7946 only allows WGS 84, so like GDAL/QGIS we keep the native coordinates and name
-the CRS in the legacy top-level ``crs`` member (``urn:ogc:def:crs:EPSG::<code>``, or the WKT
-when there is no EPSG code), which GDAL, QGIS and geopandas read. Provenance is the top-level
-foreign member ``gigavim``.
+and ``classification: {name, color}``; every feature also has the flat properties ``class``
+(name) and ``class_id`` that GIS tools list as attribute columns. Rasters with a geographic CRS
+are written as RFC 7946 asks: longitude/latitude on WGS 84 (OGC:CRS84; reprojected from another
+datum) and no ``crs`` member. Projected rasters keep their native coordinates (reprojecting
+would bend their pixel-exact edges) and name the CRS in the legacy top-level ``crs`` member
+(``urn:ogc:def:crs:EPSG::<code>``, or the WKT when there is no EPSG code), which GDAL, QGIS and
+geopandas read. Provenance is the top-level foreign member ``gigavim``.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -41,7 +47,6 @@ from shapely.geometry.base import BaseGeometry
 
 from gigavim.io.writers.base import LabelMap
 
-SIMPLIFY_PX = 0.5
 BAND_PIXELS = 16 * 1024 * 1024  # pixels polygonized per band (rows × width)
 
 
@@ -61,13 +66,45 @@ def output_transform(label_map: LabelMap) -> Affine:
     return Affine.scale(sx, sy)
 
 
+def _is_lonlat_wgs84(parsed: CRS) -> bool:
+    return parsed.is_geographic and parsed.to_epsg() == 4326
+
+
 def _crs_member(crs: str | None) -> dict[str, Any] | None:
+    """The legacy top-level ``crs`` member naming ``crs``; ``None`` when there is no CRS or it is
+    WGS 84 longitude/latitude (RFC 7946's own, which must not be named)."""
     if crs is None:
         return None
     parsed = CRS.from_user_input(crs)
+    if _is_lonlat_wgs84(parsed):
+        return None
     epsg = parsed.to_epsg()
     name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else parsed.to_wkt()
     return {"type": "name", "properties": {"name": name}}
+
+
+def to_crs84(label_map: LabelMap) -> Callable[[BaseGeometry], BaseGeometry] | None:
+    """Reprojection of output coordinates to OGC:CRS84 for a geographic CRS on another datum
+    (NAD27, ETRS89, ...); ``None`` when none is needed (slides, projected CRSs, WGS 84)."""
+    if label_map.source_kind == "slide" or label_map.crs is None:
+        return None
+    parsed = CRS.from_user_input(label_map.crs)
+    if not parsed.is_geographic or _is_lonlat_wgs84(parsed):
+        return None
+    from rasterio.warp import transform
+
+    # rasterio keeps GDAL's traditional GIS axis order: EPSG:4326 here is (lon, lat) = CRS84.
+    return lambda geom: shapely.transform(geom, lambda xy: np.column_stack(
+        transform(parsed, "EPSG:4326", xy[:, 0], xy[:, 1])))
+
+
+def header_crs(label_map: LabelMap) -> dict[str, Any] | None:
+    """The ``crs`` member this writer puts in the header (see the module docstring's rule)."""
+    if label_map.source_kind == "slide" or label_map.crs is None:
+        return None
+    if CRS.from_user_input(label_map.crs).is_geographic:
+        return None  # RFC 7946: lon/lat on WGS 84 (reprojected by ``to_crs84`` if needed)
+    return _crs_member(label_map.crs)
 
 
 def _valid(geom: BaseGeometry) -> BaseGeometry:
@@ -162,17 +199,20 @@ def regions(label_map: LabelMap, rows_per_band: int | None = None) -> Iterator[t
         open_regions = still_open  # empty after the last band: nothing lies below it
 
 
-def _feature(label_map: LabelMap, value: int, geom: BaseGeometry, to_output: Affine) -> str:
+def _feature(label_map: LabelMap, value: int, geom: BaseGeometry, to_output: Affine,
+             reproject: Callable[[BaseGeometry], BaseGeometry] | None = None) -> str:
     """One GeoJSON Feature (as text: GEOS writes the coordinates far faster than json)."""
-    simplified = _valid(geom.simplify(SIMPLIFY_PX, preserve_topology=True))
     a, b, c, d, e, f = to_output[:6]
-    placed = affine_transform(simplified, [a, b, d, e, c, f])
+    placed = affine_transform(geom, [a, b, d, e, c, f])
+    if reproject is not None:
+        placed = reproject(placed)
     placed = shapely.orient_polygons(placed, exterior_cw=False)  # RFC 7946 ring order
     name = label_map.classes[value] if value < len(label_map.classes) else f"class {value}"
     color = list(label_map.colors[value]) if value < len(label_map.colors) else [128, 128, 128]
     properties = {
         "objectType": "annotation",
         "classification": {"name": name, "color": [int(v) for v in color]},
+        "class": name,
         "class_id": value,
     }
     geometry = shapely.to_geojson(placed)
@@ -181,17 +221,17 @@ def _feature(label_map: LabelMap, value: int, geom: BaseGeometry, to_output: Aff
 
 def _write_collection(label_map: LabelMap, out: IO[str]) -> None:
     header: dict[str, Any] = {"type": "FeatureCollection"}
-    crs = _crs_member(label_map.crs) if label_map.source_kind != "slide" else None
+    crs = header_crs(label_map)
     if crs:
         header["crs"] = crs
     header["gigavim"] = label_map.provenance()
     out.write(json.dumps(header)[:-1] + ', "features": [\n')
-    to_output = output_transform(label_map)
+    to_output, reproject = output_transform(label_map), to_crs84(label_map)
     first = True
     for value, geom in regions(label_map):
         if geom.is_empty:
             continue
-        out.write(("" if first else ",\n") + _feature(label_map, value, geom, to_output))
+        out.write(("" if first else ",\n") + _feature(label_map, value, geom, to_output, reproject))
         first = False
     out.write("\n]}\n")
 

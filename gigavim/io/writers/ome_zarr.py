@@ -4,8 +4,9 @@ Why 0.4: napari-ome-zarr, QuPath, vizarr, OMERO and Fiji/MoBIE all read NGFF 0.4
 support is newer and patchier, and ``ome_zarr.reader`` reads both. Layout of ``out.zarr``::
 
     out.zarr/                      root multiscale image (the parent NGFF labels need):
-      0, 1, ...                      ``LabelMap.image`` (C, y, x) when the engine gives one,
-                                     otherwise the class ids themselves (y, x)
+      0, 1, ...                      ``LabelMap.image`` (C, y, x): the source's pixels on the
+                                     label grid (``segment --with-image``), otherwise the
+                                     class ids themselves (y, x); same levels as the labels
       labels/segmentation/0, 1, ...  the class-id pyramid (uint8, mode-downsampled) with
                                      ``image-label`` colours (``label-value``/``rgba``) and
                                      ``properties`` (``label-value``/``class``)
@@ -18,8 +19,10 @@ Scales in ``coordinateTransformations`` are physical: µm for slides (``mpp``), 
 pixels. Level ``k`` is exactly ``2**k`` times coarser on both axes, odd sizes included: the
 pyramid pads odd edges (see :mod:`gigavim.io.writers.pyramid`), so level ``k`` has
 ``ceil(n / 2**k)`` pixels of ``2**k`` working pixels each and reaches at most ``2**k - 1``
-working pixels past the map's edge. Every level is written chunk by chunk from dask (level
-``k+1`` is computed from the stored level ``k``), so memory stays bounded whatever the map size.
+working pixels past the map's edge; its translation is half of its extra size, so levels (and
+image and labels, which share transforms) line up in every viewer. Every level is written chunk
+by chunk from dask (level ``k+1`` is computed from the stored level ``k``), so memory stays
+bounded whatever the map size.
 """
 
 from __future__ import annotations
@@ -94,14 +97,25 @@ def _store_level(group: zarr.Group, index: int, level: da.Array) -> zarr.Array:
     return stored
 
 
+def physical(value: float) -> float:
+    """``value`` to 12 significant digits: 3.9999999999999996 → 4.0 (float noise from unit
+    conversions and powers of two), far below any pixel size's precision."""
+    return float(f"{value:.12g}")
+
+
 def _datasets(n_levels: int, lead: int, pixel_yx: tuple[float, float]) -> list[dict[str, Any]]:
     """NGFF ``datasets``: level k is exactly 2**k times coarser (odd edges are padded), in
-    physical units."""
+    physical units, and shifted by half of its extra size: a level-k pixel covers level-0 pixels
+    [j·2**k, (j+1)·2**k), so its centre lies (2**k − 1)/2 level-0 pixels past level 0's centre
+    of pixel j·2**k. With that translation every viewer puts all levels (and the image and its
+    labels, which share these transforms) on the same ground."""
     return [
         {
             "path": str(k),
             "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0] * lead + [pixel_yx[0] * 2.0**k, pixel_yx[1] * 2.0**k]}
+                {"type": "scale", "scale": [1.0] * lead + [physical(p * 2.0**k) for p in pixel_yx]},
+                {"type": "translation",
+                 "translation": [0.0] * lead + [physical(p * (2.0**k - 1) / 2) for p in pixel_yx]},
             ],
         }
         for k in range(n_levels)
@@ -129,9 +143,14 @@ def _write_pyramid(
 
 
 def _label_metadata(label_map: LabelMap) -> tuple[list[dict], list[dict]]:
-    """NGFF ``image-label`` colours and properties: one entry per class (+ nodata, transparent)."""
+    """NGFF ``image-label`` colours and properties: one entry per class, plus nodata.
+
+    Background (a class named "background", class 0 of slide models) and nodata are fully
+    transparent (alpha 0), so viewers overlay the labels on the image without a dark veil.
+    """
+    skip = _transparent_values(label_map)
     colors = [
-        {"label-value": i, "rgba": [int(r), int(g), int(b), 255]}
+        {"label-value": i, "rgba": [int(r), int(g), int(b), 0 if i in skip else 255]}
         for i, (r, g, b) in enumerate(label_map.colors)
     ]
     properties = [{"label-value": i, "class": name} for i, name in enumerate(label_map.classes)]
@@ -140,6 +159,13 @@ def _label_metadata(label_map: LabelMap) -> tuple[list[dict], list[dict]]:
         colors.append({"label-value": int(nodata), "rgba": [0, 0, 0, 0]})
         properties.append({"label-value": int(nodata), "class": "nodata"})
     return colors, properties
+
+
+def _transparent_values(label_map: LabelMap) -> set[int]:
+    values = {i for i, name in enumerate(label_map.classes) if name.lower() == "background"}
+    if label_map.nodata_label is not None:
+        values.add(int(label_map.nodata_label))
+    return values
 
 
 def _gigavim_attrs(label_map: LabelMap, has_probabilities: bool) -> dict[str, Any]:
@@ -152,7 +178,7 @@ def _gigavim_attrs(label_map: LabelMap, has_probabilities: bool) -> dict[str, An
         "probabilities": PROBABILITIES_NAME if has_probabilities else None,
         "mpp": label_map.mpp,
         "gsd_m": label_map.gsd_m,
-        "pixel_size_yx": list(physical_pixel(label_map)[1]),
+        "pixel_size_yx": [physical(p) for p in physical_pixel(label_map)[1]],
         "crs": label_map.crs,
         "transform": list(transform)[:6] if transform is not None else None,
         "scale_to_level0": sum(label_map.scale_to_level0_yx) / 2,
@@ -198,39 +224,66 @@ def _write_root_image(
     root: zarr.Group, label_map: LabelMap, labels_group: zarr.Group, n_levels: int,
     unit: str | None, pixel: tuple[float, float],
 ) -> None:
-    """The parent image of the labels: the engine's image if given, else the class ids."""
+    """The parent image of the labels, on the labels' grid with as many levels (NGFF 0.4 says
+    labels MUST match their image level by level): the source pixels when given, else a copy
+    of the class ids."""
     if label_map.image is None:  # copy the stored label levels: no second downsampling
         for index in range(n_levels):
             _store_level(root, index, da.from_zarr(labels_group[str(index)]))
         datasets = _datasets(n_levels, 0, pixel)
         write_multiscales_metadata(root, datasets, fmt=FORMAT, axes=_axes(unit, False), name="classes")
         return
-    image = as_dask(label_map.image, (CHUNK, CHUNK, -1)).astype(np.uint8).transpose(2, 0, 1)
-    height, width = label_map.shape
-    # A lower-resolution image covers the same area: its pixels are proportionally larger.
-    pixel_yx = (pixel[0] * height / image.shape[1], pixel[1] * width / image.shape[2])
-    n_image = level_count(image.shape[1:])
-    datasets = _write_pyramid(root, image, halve_intensities, n_image, pixel_yx)
-    channels = ["red", "green", "blue"] if image.shape[0] == 3 else None
-    omero = _omero_channels(
-        channels or [f"band {i + 1}" for i in range(image.shape[0])],
-        [(255, 0, 0), (0, 255, 0), (0, 0, 255)] if channels else [(255, 255, 255)] * image.shape[0],
-    )
+    image = as_dask(label_map.image, (CHUNK, CHUNK, -1)).transpose(2, 0, 1)
+    if image.shape[1:] != label_map.shape:
+        raise ValueError(f"LabelMap.image is {image.shape[1:]} (y, x), "
+                         f"not on the label grid {label_map.shape}")
+    datasets = _write_pyramid(root, image, halve_intensities, n_levels, pixel)
+    bands = image.shape[0]
+    rgb = bands in (3, 4) and image.dtype == np.uint8
+    if rgb:
+        names = ["red", "green", "blue", "alpha"][:bands]
+        colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)][:bands]
+    else:
+        names, colors = [f"band {i + 1}" for i in range(bands)], [(255, 255, 255)] * bands
+    windows = _display_windows(root[str(n_levels - 1)])
     write_multiscales_metadata(
-        root, datasets, fmt=FORMAT, axes=_axes(unit, True), name="image", metadata={"omero": omero}
+        root, datasets, fmt=FORMAT, axes=_axes(unit, True), name="image",
+        metadata={"omero": _omero_channels(names, colors, windows)},
     )
 
 
-def _omero_channels(names: list[str], colors: list[tuple[int, int, int]]) -> dict[str, Any]:
-    """OMERO rendering hints so viewers show each channel named and coloured, 0–255."""
+def _display_windows(smallest: zarr.Array) -> list[tuple[float, float, float, float]]:
+    """Per channel (min, max, start, end) for viewers' contrast: the dtype's range for uint8,
+    else the 0.5–99.5 percentiles of the smallest level (≤ 256² pixels, read at once)."""
+    pixels = np.asarray(smallest[...])
+    if pixels.dtype == np.uint8:
+        return [(0, 255, 0, 255)] * pixels.shape[0]
+    windows = []
+    for channel in pixels.reshape(pixels.shape[0], -1).astype(np.float64):
+        finite = channel[np.isfinite(channel)]
+        if not finite.size:
+            windows.append((0.0, 1.0, 0.0, 1.0))
+            continue
+        low, high = np.percentile(finite, [0.5, 99.5])
+        windows.append((float(finite.min()), float(finite.max()), float(low), float(max(high, low + 1e-6))))
+    return windows
+
+
+def _omero_channels(
+    names: list[str], colors: list[tuple[int, int, int]],
+    windows: list[tuple[float, float, float, float]] | None = None,
+) -> dict[str, Any]:
+    """OMERO rendering hints so viewers show each channel named, coloured and contrasted
+    ((min, max, start, end) per channel; 0–255 by default)."""
+    windows = windows or [(0, 255, 0, 255)] * len(names)
     return {
         "channels": [
             {
                 "label": name,
                 "color": "{:02X}{:02X}{:02X}".format(*color),
-                "window": {"min": 0, "max": 255, "start": 0, "end": 255},
+                "window": dict(zip(("min", "max", "start", "end"), window, strict=True)),
                 "active": True,
             }
-            for name, color in zip(names, colors, strict=True)
+            for name, color, window in zip(names, colors, windows, strict=True)
         ]
     }

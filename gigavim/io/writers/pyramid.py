@@ -26,8 +26,10 @@ def _mode_2x2(block: np.ndarray) -> np.ndarray:
 
 
 def _mean_2x2(block: np.ndarray) -> np.ndarray:
-    total = sum(c.astype(np.float32) for c in _blocks_2x2(block))
-    return np.rint(total / 4).astype(block.dtype)
+    """Mean of each 2×2 block: rounded for integer pixels, as-is (NaN stays NaN) for floats."""
+    work = np.result_type(block.dtype, np.float32)
+    mean = sum(c.astype(work) for c in _blocks_2x2(block)) / 4
+    return (np.rint(mean) if np.issubdtype(block.dtype, np.integer) else mean).astype(block.dtype)
 
 
 def _halve(arr: da.Array, reduction, chunk: int) -> da.Array:

@@ -58,13 +58,14 @@ def test_slide_features_follow_qupath_convention_in_level0_pixels(tmp_path, slid
         assert props["objectType"] == "annotation"
         cid = props["class_id"]
         assert props["classification"] == {"name": CLASSES[cid], "color": list(COLORS[cid])}
+        assert props["class"] == CLASSES[cid]  # flat: a column in QGIS's attribute table
     grouped = by_class(features)
     assert 0 not in grouped  # background is not exported
     assert {c: len(g) for c, g in grouped.items()} == region_counts(labels, {0})
     for cid, geoms in grouped.items():
         assert all(g.is_valid for g in geoms)
         level0_area = sum(g.area for g in geoms)
-        assert level0_area == pytest.approx((labels == cid).sum() * 4.0**2, rel=0.02)
+        assert level0_area == (labels == cid).sum() * 4.0**2  # pixel-exact outlines
         for g in geoms:  # a point inside each region, scaled back to working pixels, has its class
             x, y = g.representative_point().coords[0]
             assert labels[int(y / 4.0), int(x / 4.0)] == cid
@@ -112,6 +113,52 @@ def test_band_edges_never_split_a_region(labels, rows_per_band):
         assert all(g.is_valid for g in geoms)
         union = shapely.unary_union(geoms) if geoms else shapely.Polygon()
         assert sum(g.area for g in geoms) == union.area == (labels == cid).sum()  # no overlaps, exact
+
+
+def test_neighbouring_classes_share_their_edges_without_slivers(tmp_path, raster_map):
+    """Every class is written (water is a real class here), touching each other along pixel edges:
+    no two features overlap and together they cover exactly the data pixels."""
+    label_map = raster_map()
+    labels = np.asarray(label_map.labels)
+    out = tmp_path / "scene.geojson"
+    write_outputs(label_map, [out])
+    geoms = [shape(f["geometry"]) for f in load(out)["features"]]
+    left, right = shapely.STRtree(geoms).query(geoms, predicate="overlaps")
+    assert not [(i, j) for i, j in zip(left, right, strict=True) if i != j]
+    pixel_area = abs(label_map.transform.a * label_map.transform.e)
+    data_area = (labels != 255).sum() * pixel_area
+    assert sum(g.area for g in geoms) == pytest.approx(data_area, rel=1e-9)
+    assert shapely.unary_union(geoms).area == pytest.approx(data_area, rel=1e-9)
+
+
+def _lonlat_map(slide_map, crs: str) -> LabelMap:
+    labels = np.zeros((40, 60), np.uint8)
+    labels[10:20, 5:25] = 1
+    return slide_map(labels, source_kind="raster", mpp=None, gsd_m=1000.0, crs=crs,
+                     transform=Affine(0.01, 0, -75.0, 0, -0.01, 45.0))
+
+
+def test_lonlat_rasters_are_rfc7946_without_a_crs_member(tmp_path, slide_map):
+    out = tmp_path / "wgs84.geojson"
+    write_outputs(_lonlat_map(slide_map, "EPSG:4326"), [out])
+    collection = load(out)
+    assert "crs" not in collection
+    [block] = by_class(collection["features"])[1]
+    assert block.bounds == pytest.approx((-74.95, 44.8, -74.75, 44.9))  # (lon, lat), x first
+
+
+def test_another_datum_is_reprojected_to_crs84(tmp_path, slide_map):
+    from rasterio.warp import transform
+
+    out = tmp_path / "nad27.geojson"
+    write_outputs(_lonlat_map(slide_map, "EPSG:4267"), [out])
+    collection = load(out)
+    assert "crs" not in collection
+    [block] = by_class(collection["features"])[1]
+    expected = tuple(v[0] for v in transform("EPSG:4267", "EPSG:4326", [-74.95], [44.9]))
+    assert (-74.95, 44.9) != pytest.approx(expected, abs=1e-5)  # NAD27 → WGS 84 moves it
+    corner = min(block.exterior.coords, key=lambda c: np.hypot(c[0] - expected[0], c[1] - expected[1]))
+    assert corner == pytest.approx(expected, abs=1e-9)
 
 
 def test_output_transform_is_identity_scaled_for_slides(slide_map):

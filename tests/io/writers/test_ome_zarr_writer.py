@@ -38,6 +38,7 @@ def test_labels_pyramid_metadata_and_values(tmp_path, slide_map):
     np.testing.assert_array_equal(level1[50:150, 25:125], 1)
 
     meta = label_node.metadata
+    assert meta["color"][0][3] == 0.0  # background: transparent, no dark veil over the image
     assert meta["color"][1] == pytest.approx([1.0, 0.0, 0.0, 1.0])
     assert meta["color"][2] == pytest.approx([0.0, 200 / 255, 0.0, 1.0])
     assert {v: p["class"] for v, p in meta["properties"].items()} == dict(enumerate(CLASSES))
@@ -80,13 +81,63 @@ def test_probabilities_and_raster_scale_in_metres(tmp_path, raster_map):
     assert attrs["crs"] == "EPSG:32618" and attrs["probabilities"] == "probabilities"
 
 
-def test_low_resolution_input_image_is_the_parent_with_proportional_scale(tmp_path, slide_map):
-    thumb = np.random.default_rng(1).integers(0, 256, (175, 150, 3), dtype=np.uint8)
+def assert_labels_match_their_image(root: zarr.Group) -> None:
+    """NGFF 0.4 labels rules: as many levels as the parent image, each level the same (y, x)
+    size and the same scale and translation on the spatial axes."""
+    image = root.attrs["multiscales"][0]["datasets"]
+    labels_group = root[f"labels/{LABELS_NAME}"]
+    labels = labels_group.attrs["multiscales"][0]["datasets"]
+    assert len(labels) == len(image) > 1
+    for im, lab in zip(image, labels, strict=True):
+        assert root[im["path"]].shape[-2:] == labels_group[lab["path"]].shape
+        for t_im, t_lab in zip(im["coordinateTransformations"], lab["coordinateTransformations"],
+                               strict=True):
+            assert t_im["type"] == t_lab["type"]
+            assert t_im[t_im["type"]][-2:] == t_lab[t_lab["type"]]
+
+
+def test_with_image_the_source_pixels_are_the_parent_level_by_level(tmp_path, slide_map):
+    """``--with-image``: the slide's own pixels on the label grid, as many levels as the labels,
+    read back by ome_zarr.reader as the image with the labels as its child."""
+    v04 = pytest.importorskip("ome_zarr_models.v04")
+    picture = np.random.default_rng(1).integers(0, 256, (700, 600, 3), dtype=np.uint8)
     out = tmp_path / "with_image.zarr"
-    write_outputs(slide_map(image=thumb), [out])
-    root = read_nodes(out)[out.name]
-    np.testing.assert_array_equal(np.asarray(root.data[0]), thumb.transpose(2, 0, 1))
-    assert root.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 8.0, 8.0]
+    write_outputs(slide_map(image=picture), [out])
+    nodes = read_nodes(out)
+    root = nodes[out.name]
+    np.testing.assert_array_equal(np.asarray(root.data[0]), picture.transpose(2, 0, 1))
+    assert [lvl.shape[1:] for lvl in root.data] == [lvl.shape for lvl in nodes[LABELS_NAME].data]
+    # level 1 is the rounded mean of each 2x2 block
+    mean = picture.reshape(350, 2, 300, 2, 3).astype(np.float32).mean(axis=(1, 3))
+    np.testing.assert_array_equal(np.asarray(root.data[1]), np.rint(mean).astype(np.uint8).transpose(2, 0, 1))
+    group = zarr.open_group(str(out), mode="r")
+    assert_labels_match_their_image(group)
+    image = v04.Image.from_zarr(group)
+    assert [c.label for c in image.attributes.omero.channels] == ["red", "green", "blue"]
+    assert image.labels.attributes.labels == [LABELS_NAME]
+
+
+def test_an_image_off_the_label_grid_is_refused(tmp_path, slide_map):
+    thumb = np.zeros((175, 150, 3), np.uint8)
+    with pytest.raises(ValueError, match="not on the label grid"):
+        write_outputs(slide_map(image=thumb), [tmp_path / "thumb.zarr"])
+    assert not list(tmp_path.glob("*thumb.zarr*"))
+
+
+def test_levels_are_translated_by_half_their_extra_size_and_scales_carry_no_float_noise(
+        tmp_path, slide_map):
+    """0.1 + 0.2 µm/px is 0.30000000000000004 in floats; the file says 0.3, 0.6, 1.2 and the
+    centre of level-k pixel 0 at (2**k − 1)/2 working pixels."""
+    out = tmp_path / "noisy.zarr"
+    write_outputs(slide_map(mpp=0.1 + 0.2), [out])
+    group = zarr.open_group(str(out), mode="r")
+    assert_labels_match_their_image(group)
+    datasets = group[f"labels/{LABELS_NAME}"].attrs["multiscales"][0]["datasets"]
+    scales = [d["coordinateTransformations"][0]["scale"] for d in datasets]
+    assert scales == [[0.3, 0.3], [0.6, 0.6], [1.2, 1.2]]
+    assert [d["coordinateTransformations"][1]["translation"] for d in datasets] == [
+        [0.0, 0.0], [0.15, 0.15], [0.45, 0.45]]
+    assert group.attrs["gigavim"]["pixel_size_yx"] == [0.3, 0.3]
 
 
 def test_metadata_validates_against_the_ngff_04_models(tmp_path, slide_map):
@@ -98,7 +149,8 @@ def test_metadata_validates_against_the_ngff_04_models(tmp_path, slide_map):
     root = zarr.open_group(str(out), mode="r")
     assert v04.Image.from_zarr(root).labels.attributes.labels == [LABELS_NAME]
     label = v04.ImageLabel.from_zarr(root[f"labels/{LABELS_NAME}"])
-    assert [c.rgba for c in label.attributes.image_label.colors] == [(*c, 255) for c in COLORS]
+    assert [c.rgba for c in label.attributes.image_label.colors] == [
+        (*c, 0 if name == "background" else 255) for name, c in zip(CLASSES, COLORS, strict=True)]
     assert label.attributes.image_label.source.image == "../../"
     channels = v04.Image.from_zarr(root["probabilities"]).attributes.omero.channels
     assert [c.label for c in channels] == CLASSES
@@ -117,7 +169,7 @@ def test_non_square_raster_pixels_keep_their_own_y_and_x_sizes(tmp_path, slide_m
     label_map = slide_map(checker, source_kind="raster", mpp=None, gsd_m=6**0.5,
                           crs="EPSG:32633", transform=Affine(2, 0, 500_000, 0, -3, 5_000_000),
                           probabilities=np.zeros((3, height, width), np.uint8),
-                          image=np.zeros((100, 150, 3), np.uint8))
+                          image=np.arange(height * width * 4, dtype=np.uint16).reshape(height, width, 4))
     out = tmp_path / "scene.zarr"
     write_outputs(label_map, [out])
     root = zarr.open_group(str(out), mode="r")
@@ -126,9 +178,15 @@ def test_non_square_raster_pixels_keep_their_own_y_and_x_sizes(tmp_path, slide_m
     assert _scales(labels) == [[3.0 * 2**k, 2.0 * 2**k] for k in range(3)]
     probs = root["probabilities"].attrs["multiscales"][0]
     assert _scales(probs) == [[1.0, 3.0 * 2**k, 2.0 * 2**k] for k in range(3)]
-    # The parent image covers the same ground with 100 × 150 pixels: its own y and x factors.
+    # The parent image (4 uint16 bands, kept as they are) shares the labels' grid; its contrast
+    # windows come from the data, not the uint16 range.
     image = root.attrs["multiscales"][0]
-    assert _scales(image)[0] == pytest.approx([1.0, 3.0 * height / 100, 2.0 * width / 150], rel=1e-12)
+    assert _scales(image) == [[1.0, 3.0 * 2**k, 2.0 * 2**k] for k in range(3)]
+    assert root["0"].dtype == np.uint16 and root["0"].shape == (4, height, width)
+    windows = [c["window"] for c in root.attrs["omero"]["channels"]]
+    assert [c["label"] for c in root.attrs["omero"]["channels"]] == [f"band {i}" for i in range(1, 5)]
+    assert all(0 <= w["min"] <= w["start"] < w["end"] <= w["max"] <= height * width * 4 for w in windows)
+    assert_labels_match_their_image(root)
     assert root.attrs["gigavim"]["pixel_size_yx"] == [3.0, 2.0]
 
 
