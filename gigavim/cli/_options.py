@@ -14,6 +14,15 @@ class Context(str, Enum):
     image = "image"
 
 
+def bands_option() -> str | None:
+    """``--bands``: the image bands fed to the model, in the model's order (see docs/segment.md)."""
+    return typer.Option(
+        None, "--bands",
+        help="Map image bands to the model's, 1-based or by band name: 4,3,2 or B4,B3,B2 (an image "
+             "whose bands differ from the model's input contract is refused without it).",
+    )
+
+
 def context_option(what: str = "the whole image") -> Context:
     """``--context tile|image`` (``what`` names what image mode runs as one sequence)."""
     return typer.Option(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, context_option
+from gigavim.cli._options import Context, bands_option, context_option
 
 if TYPE_CHECKING:
     from gigavim.pipelines import BatchReport, InputRecord
@@ -89,6 +89,7 @@ def batch(
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     context: Context = context_option("each input's whole image"),
+    bands: str | None = bands_option(),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
@@ -99,7 +100,7 @@ def batch(
     """Segment many slides/scenes on dask.distributed, skipping finished ones; manifest in OUT_DIR."""
     from gigavim.pipelines import run_batch
 
-    options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap}
+    options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap, "bands": bands}
     segment_kwargs = {k: v for k, v in options.items() if v is not None}
     segment_kwargs.update(batch_size=batch_size, device=device, allow_untrained=allow_untrained,
                           context=context.value)

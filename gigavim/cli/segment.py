@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, context_option
+from gigavim.cli._options import Context, bands_option, context_option
 from gigavim.errors import UsageError
 
 if TYPE_CHECKING:  # the engine imports torch: keep `gigavim --help`/`info` fast
@@ -101,6 +101,7 @@ def segment(
         False, "--with-image", help="OME-Zarr: store the source's pixels as the image under the labels."
     ),
     context: Context = context_option(),
+    bands: str | None = bands_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -129,6 +130,7 @@ def segment(
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
                 workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
                 with_image=with_image,
+                bands=bands,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gigavim.engine.bands import BandView, check_values, match_bands
 from gigavim.engine.memory import return_large_buffers_to_os
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
@@ -33,7 +34,7 @@ from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import check_outputs, write_outputs
 from gigavim.io.writers.base import LabelMap
-from gigavim.models.bundle import ModelBundle, check_bands
+from gigavim.models.bundle import ModelBundle
 
 NODATA_LABEL = 255
 """Label written where a raster has no data (nodata value, NaN, alpha 0); models have < 255 classes."""
@@ -69,6 +70,7 @@ class SegmentResult:
     resumed: bool
     context: str = "tile"  # "image": the whole image ran as one sequence
     warnings: list[str] = field(default_factory=list)
+    input_check: dict[str, Any] = field(default_factory=dict)  # bands fed and values vs training range
     timings: dict[str, float] = field(default_factory=dict)  # mask_s, tiles_s, write_s
 
     @property
@@ -109,6 +111,7 @@ def segment(
     progress: ProgressCallback | None = None,
     context: str = "tile",
     with_image: bool = False,
+    bands: str | list[int | str] | None = None,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -120,6 +123,8 @@ def segment(
     as one token sequence (:mod:`gigavim.engine.whole_image`) instead of independent tiles.
     ``with_image`` makes an OME-Zarr output carry the source's pixels on the label grid as the
     labels' parent image (a pyramid, streamed), instead of a copy of the class ids.
+    ``bands`` maps the image's bands to the model's (``"4,3,2"``, 1-based, or band names); an
+    image whose bands do not match the model's input contract is refused without it.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -135,7 +140,7 @@ def segment(
         _check_not_input(dests, src)
         bundle = _load_model(model, src.kind, device)
         notes = _check_trained(bundle, allow_untrained)
-        check_bands(src.path, src.bands, bundle.meta)  # before any read or work dir
+        src, band_check = match_bands(src, bundle.meta, bands)  # before any read or work dir
         if context == "image":  # likewise: even a run with no tile to compute must refuse it
             from gigavim.models.streaming import check_streamable
 
@@ -144,6 +149,8 @@ def segment(
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
         grid = TileGrid(res.shape, bundle.meta.tile if tile is None else tile,
                         bundle.meta.overlap if overlap is None else overlap)
+        value_note = check_values(src, bundle.meta.contract(), band_check, bundle.meta.name)
+        notes += [value_note] if value_note else []
         mask = _mask(src, tissue_model, device, allow_untrained, notes)
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
@@ -186,7 +193,7 @@ def segment(
         megapixels_level0=src.width * src.height / 1e6,
         foreground_fraction=fg / data if data else 0.0,
         tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
-        context=context,
+        context=context, input_check=band_check.to_dict(),
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
         timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask, "write_s": t_write - t_infer},
     )
@@ -337,7 +344,8 @@ def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBu
     """What determines the result; a resume must match it exactly."""
     return {
         "source": {"path": str(Path(src.path).resolve()), "size": [src.height, src.width],
-                   "levels": src.level_count, "kind": src.kind},
+                   "levels": src.level_count, "kind": src.kind,
+                   "bands": [i + 1 for i in src.indexes] if isinstance(src, BandView) else None},
         "resolution": res.to_dict(),
         "grid": grid.to_dict(),
         "model": {"name": bundle.meta.name, "version": bundle.meta.version,

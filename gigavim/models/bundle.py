@@ -94,8 +94,9 @@ class ModelBundle:
 
     def normalize(self, tiles: np.ndarray) -> torch.Tensor:
         """(B, h, w, bands) raw pixels → (B, bands, h, w) float32 network input."""
-        if tiles.shape[-1] != self.meta.bands:
-            tiles = adapt_bands(tiles, self.meta.bands)
+        if tiles.shape[-1] != self.meta.bands:  # callers check (and map) bands up front
+            raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
+                             f"got {tiles.shape[-1]}")
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).permute(0, 3, 1, 2)
         offset, scale = (torch.from_numpy(a)[None, :, None, None]
                          for a in self.meta.contract().offset_scale())
@@ -118,34 +119,17 @@ class ModelBundle:
         return path
 
 
-def adapt_bands(tiles: np.ndarray, bands: int) -> np.ndarray:
-    """Match the band count a model expects: drop alpha/extra bands, repeat a single band.
-
-    Callers check :func:`check_bands` first (naming the file), so the error here is a last guard.
-    """
-    have = tiles.shape[-1]
-    if bands_usable(have, bands):
-        return tiles[..., :bands] if have > bands else np.repeat(tiles, bands, axis=-1)
-    raise ModelError(f"model expects {bands} bands but the image has {have}")
-
-
-def bands_usable(have: int, bands: int) -> bool:
-    """Whether :func:`adapt_bands` can feed an image of ``have`` bands to a ``bands``-band model."""
-    return have >= bands or have == 1
-
-
 def check_bands(path: str | Path, have: int, meta: ModelMeta) -> None:
-    """Refuse, before any work, an image whose band count the model cannot use.
-
-    One line naming the file, its band count, the model and what it expects, e.g.
-    ``scene.tif: has 2 bands but model 'land-water' expects 3 (RGB)``.
+    """Refuse, before any work, an image whose band count is not the model's (none is repeated or
+    dropped silently). One line naming the file, its band count, the model and what it expects,
+    e.g. ``scene.tif: has 2 bands but model 'land-water' expects 3 (red, green, blue)``.
+    ``gigavim segment`` also checks band kinds and takes an explicit ``--bands`` mapping
+    (:mod:`gigavim.engine.bands`).
     """
-    if bands_usable(have, meta.bands):
+    if have == meta.bands:
         return
-    kind = " (RGB)" if meta.bands == 3 else ""
     raise ModelError(f"{path}: has {have} band{'s' if have != 1 else ''} but model {meta.name!r} "
-                     f"expects {meta.bands}{kind}; give an image with at least {meta.bands} bands "
-                     "(extra bands are dropped) or a single band (repeated)")
+                     f"expects {meta.bands} ({', '.join(meta.contract().bands)})")
 
 
 def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu") -> ModelBundle:

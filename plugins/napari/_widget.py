@@ -64,6 +64,7 @@ def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, An
     resolution={"min": 0.0, "max": 1e6, "step": 0.25,
                 "label": "resolution (µm/px, m/px; 0 = model's)"},
     context={"choices": CONTEXT_CHOICES, "label": "context"},
+    bands={"label": "bands (e.g. 4,3,2; empty: as they are)"},
     output={"mode": "w", "filter": "*.zarr"},
 )
 def segment_widget(
@@ -72,13 +73,14 @@ def segment_widget(
     model: str = DEFAULT_MODEL,
     resolution: float = 0.0,
     context: str = "tile",
+    bands: str = "",
     output: Path = Path("segmentation.ome.zarr"),
     overwrite: bool = False,
 ) -> None:
     """Segment the image's file with a bundled model; add the result as a labels layer."""
     from napari.qt.threading import thread_worker
     from napari.utils import progress
-    from napari.utils.notifications import show_error, show_info
+    from napari.utils.notifications import show_error, show_info, show_warning
 
     try:
         source = layer_source_path(image)
@@ -88,7 +90,7 @@ def segment_widget(
     bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
     worker = thread_worker(segment_steps)(
         source, output, model=model or None, resolution=resolution or None, overwrite=overwrite,
-        context=context,
+        context=context, bands=bands.strip() or None,
     )
 
     def on_progress(p: Any) -> None:
@@ -101,6 +103,8 @@ def segment_widget(
         add_layer_data(viewer, overlay)
         show_info(f"gigavim: {source.name} → {output} in {result.seconds:.1f} s, "
                   f"foreground {result.foreground_fraction:.1%}")
+        for note in result.warnings:  # e.g. values far outside the model's training range
+            show_warning(f"gigavim: {note}")
 
     def on_finished() -> None:
         bar.close()

@@ -107,3 +107,24 @@ def tiny_bundle(*, classes: int = 2, trained: bool = True, mpp: float | None = N
         mpp=mpp, gsd_m=gsd_m, tile=tile, overlap=overlap, trained=trained,
     )
     return ModelBundle(TinyConvNet(bands, classes, seed).eval(), meta)
+
+
+S2_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+
+
+def s2_bundle_file(path: Path) -> Path:
+    """An untrained 13-band Sentinel-2 Vim bundle on disk (for ``--model PATH``): its contract
+    names the bands B1…B12, int16 reflectance ×10⁴, fixed scale 1e-4."""
+    from gigavim.models import build_segmenter
+    from gigavim.models.contract import InputContract
+
+    arch = {"backbone": {"embed_dim": 16, "depth": 1, "patch_size": 8, "stride": 8, "img_size": 32,
+                         "cls_token": "none", "pos_embed_mode": "sincos", "in_chans": 13},
+            "head": {"kind": "light"}, "num_classes": 2}
+    contract = InputContract(bands=S2_BANDS, dtype="int16", sensor="Sentinel-2 MSI L1C",
+                             value_range=[[0.0, 10000.0]] * 13, scaling={"method": "fixed", "scale": 1e-4})
+    meta = ModelMeta(name="s2-test", classes=["land", "water"], colors=[(0, 0, 0), (0, 0, 255)], arch=arch,
+                     bands=13, mean=[0.1] * 13, std=[0.1] * 13, tile=64, overlap=16,
+                     input_contract=contract.to_dict())
+    torch.manual_seed(0)
+    return ModelBundle(build_segmenter(**arch).eval(), meta).save(path)

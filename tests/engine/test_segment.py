@@ -142,7 +142,8 @@ def test_existing_output_is_not_overwritten_without_overwrite(tmp_path: Path) ->
 def test_a_band_count_the_model_cannot_use_is_refused_before_any_read(tmp_path: Path) -> None:
     two_bands = np.zeros((64, 64, 2), dtype=np.uint8)
     src = ArraySource([two_bands], kind="raster", mpp=None)
-    with pytest.raises(ModelError, match=r"array-source\.tif: has 2 bands but model 'tiny-conv' expects 3"):
+    with pytest.raises(ModelError, match=r"array-source\.tif: has 2 bands \(band1, band2\) but model "
+                       r"'tiny-conv' wants 3 bands \(red, green, blue\); give an image that has"):
         segment(src, [tmp_path / "a.zarr"], model=tiny_bundle())
     assert src.reads == []
     assert not list(tmp_path.iterdir())  # no work dir left behind
@@ -316,7 +317,8 @@ def test_a_two_band_raster_is_refused_up_front_naming_file_bands_and_model(tmp_p
     outputs = [tmp_path / "scene.zarr", tmp_path / "scene_labels.tif", tmp_path / "scene.geojson"]
     with pytest.raises(ModelError) as err:
         segment(scene, outputs)
-    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'land-water' expects 3 (RGB)")
+    assert str(err.value).startswith(f"{scene}: has 2 bands (gray, undefined) but model 'land-water' "
+                                     "wants 3 bands (red, green, blue)")
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]  # no output, no work dir
 

@@ -52,7 +52,8 @@ def test_eval_names_the_file_its_bands_and_the_model_before_reading_any_image(
     scene, mask = two_band_scene(tmp_path)
     with pytest.raises(ModelError) as err:
         evaluate(tiny_bundle(), [rgb_tile(tmp_path), (scene, mask)])
-    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'tiny-conv' expects 3 (RGB)")
+    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'tiny-conv' expects 3 "
+                                     "(red, green, blue)")
     assert loaded == []  # the good first image was not even read: the check comes first
 
 
@@ -61,7 +62,7 @@ def test_eval_cli_band_mismatch_is_one_line(tmp_path: Path, capsys: pytest.Captu
     code = main(["eval", "--model", "land-water", f"{scene}:{mask}"])
     err = capsys.readouterr().err
     assert code != 0 and "Traceback" not in err
-    assert f"{scene}: has 2 bands but model 'land-water' expects 3 (RGB)" in err
+    assert f"{scene}: has 2 bands but model 'land-water' expects 3 (red, green, blue)" in err
     assert len(err.strip().splitlines()) == 1
 
 
