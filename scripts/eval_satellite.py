@@ -9,7 +9,8 @@ objects (the SpaceNet convention; objects under the model's ``min_area_m2`` drop
 on scikit-image's multiscale colour/edge/texture features (ilastik-style trainable
 segmentation), trained on the same training tiles.
 
-Water (Sen1Floods11 Spain_7370579, held-out right-most 128 columns): water IoU/F1. Baselines:
+Water (Sen1Floods11 Spain_7370579 on the model's working grid, held-out right-most quarter of the
+columns, as the recipe splits it): water IoU/F1. Baselines, on the same pixels:
 NDWI = (B3 − B8)/(B3 + B8) > 0 (McFeeters 1996), NDWI above the Otsu threshold of the training
 columns, and ``land-water`` on the chip's true-colour rendering (B4, B3, B2 at 0..0.3 → 0..255).
 Needs scikit-learn for the random forest (``pip install scikit-learn``).
@@ -23,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from skimage.feature import multiscale_basic_features
 from skimage.filters import threshold_otsu
 from skimage.measure import label
+from spacenet_masks import untagged_masks  # scripts/ is on sys.path when this runs as a script
 
 from gigavim.instances.metrics import InstanceScores
 from gigavim.models.catalog import load_model
@@ -39,14 +40,21 @@ RIO = REAL / "spacenet1_rio"
 S2 = REAL / "sen1floods11"
 TRAIN_TILES = ("50", "51", "55", "57", "64", "58", "59", "60", "62")
 HELD_OUT_TILES = ("52", "53", "61")
-WATER_HELD_OUT = 384  # first held-out column of the 512-column chip (right-most quarter)
-WATER_TRAIN_END = 368  # training columns end here (16-column gap)
+WATER_FRACTION = 0.25  # the recipe's --val-fraction: the right-most quarter of the columns
+WATER_GAP = 16  # the recipe's --val-gap: columns left of the held-out part used by neither
 MIN_AREA_M2 = 5.0  # SpaceNet ignores footprints under 20 px at 0.5 m
 
 
+MASKS = Path(tempfile.mkdtemp(prefix="gigavim-rio-masks-"))
+
+
 def rio_pair(tile: str) -> tuple[Path, Path]:
+    """Image and untagged mask (see spacenet_masks.py: the originals tag 0 as nodata)."""
     stem = f"3band_013022223130_Public_img{tile}"
-    return RIO / "images" / f"{stem}.tif", RIO / "masks" / f"{stem}_buildingmask.tif"
+    mask = MASKS / f"{stem}_buildingmask.tif"
+    if not mask.is_file():
+        untagged_masks(MASKS, RIO)
+    return RIO / "images" / f"{stem}.tif", mask
 
 
 def objects(mask: np.ndarray, min_area_px: int) -> np.ndarray:
@@ -135,55 +143,75 @@ def water_row(name: str, pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def evaluate_water(model: str, with_baselines: bool) -> list[dict]:
+    """Model and baselines on the same pixels: the chip on the model's working grid (as segment
+    and training read it), held-out = its right-most quarter of columns, the recipe's split."""
     bundle = load_model(model)
     image, labels = S2 / "Spain_7370579_S2Hand.tif", S2 / "Spain_7370579_LabelHand.tif"
     im = load_train_image(image, labels, gsd_m=bundle.meta.gsd_m, mode="values")
     try:
         h, w = im.shape
-        held = im.crop(0, h, WATER_HELD_OUT, w)
-        truth = held.labels
-        rows = [water_row(bundle.meta.name, predict_labels(bundle, held.image, tile=bundle.meta.tile,
-                                                           overlap=bundle.meta.overlap), truth)]
+        cut = round(w * (1 - WATER_FRACTION))
+        pixels, truth_all = np.asarray(im.image[0:h, 0:w], np.float64), im.labels
+        held = im.crop(0, h, cut, w)
+        pred = predict_labels(bundle, held.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
     finally:
         im.close()
+    truth = truth_all[:, cut:]
+    rows = [water_row(f"{bundle.meta.name} (held-out {w - cut} of {w} columns)", pred, truth)]
     if not with_baselines:
         return rows
-    with rasterio.open(image) as src:
-        raw = src.read().astype(np.float64)
-        profile = src.profile
-    b3, b8 = raw[2], raw[7]
+    b3, b8 = pixels[..., 2], pixels[..., 7]
     ndwi = np.where(b3 + b8 > 0, (b3 - b8) / np.maximum(b3 + b8, 1), 0)
-    train_truth = np.asarray(load_label_values(labels))[:, :WATER_TRAIN_END]
-    otsu = threshold_otsu(ndwi[:, :WATER_TRAIN_END][train_truth >= 0])
-    rows.append(water_row("NDWI (B3, B8) > 0", (ndwi[:, WATER_HELD_OUT:] > 0).astype(np.uint8), truth))
-    rows.append(water_row(f"NDWI > Otsu of training columns ({otsu:.3f})",
-                          (ndwi[:, WATER_HELD_OUT:] > otsu).astype(np.uint8), truth))
-    rows.append(land_water_on_true_colour(raw, profile, labels, truth))
+    train_cols = slice(0, cut - WATER_GAP)
+    labelled = truth_all[:, train_cols] != IGNORE_LABEL
+    otsu = threshold_otsu(ndwi[:, train_cols][labelled])
+    rows.append(water_row("NDWI (B3, B8) > 0", (ndwi[:, cut:] > 0).astype(np.uint8), truth))
+    rows.append(water_row(f"NDWI > Otsu threshold of the training columns ({otsu:.3f})",
+                          (ndwi[:, cut:] > otsu).astype(np.uint8), truth))
+    rows.append(land_water_on_true_colour(pixels[..., [3, 2, 1]], truth, cut))
     return rows
 
 
-def load_label_values(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read(1)
-
-
-def land_water_on_true_colour(raw: np.ndarray, profile: dict, labels: Path, truth: np.ndarray) -> dict:
+def land_water_on_true_colour(rgb_counts: np.ndarray, truth: np.ndarray, cut: int) -> dict:
     """The old raster default on what an RGB user would give it: B4, B3, B2 at 0..0.3 → 0..255."""
-    rgb = np.clip(raw[[3, 2, 1]] / 3000.0 * 255.0, 0, 255).round().astype(np.uint8)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "true_colour.tif"
-        with rasterio.open(path, "w", **{**profile, "count": 3, "dtype": "uint8", "nodata": None}) as dst:
-            dst.write(rgb)
-        bundle = load_model("land-water")
-        im = load_train_image(path, labels, mode="values")
-        try:
-            h, w = im.shape
-            held = im.crop(0, h, WATER_HELD_OUT, w)
-            pred = predict_labels(bundle, held.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
-        finally:
-            im.close()
+    rgb = np.clip(rgb_counts / 3000.0 * 255.0, 0, 255).round().astype(np.uint8)
+    bundle = load_model("land-water")
+    pred = predict_labels(bundle, rgb[:, cut:], tile=bundle.meta.tile, overlap=bundle.meta.overlap)
     water = (pred == bundle.meta.classes.index("water")).astype(np.uint8)
-    return water_row("land-water on true colour (B4, B3, B2)", water, truth)
+    return water_row("land-water on the true-colour rendering (B4, B3, B2)", water, truth)
+
+
+def evaluate_land_water() -> list[dict]:
+    """The old raster default on real scenes: its own map's held-out quarter, the Rio tiles (sea
+    tiles img59–62 are all water, the building tiles land with a few pools) and the S2 chip."""
+    bundle = load_model("land-water")
+    water = bundle.meta.classes.index("water")
+    geo = Path("../shared/data/real/geo")
+    im = load_train_image(geo / "world.rgb.tif", geo / "world.byte.tif", mode="values")
+    try:
+        h, w = im.shape
+        held = im.crop(0, h, round(w * 0.75), w)  # the quarter its recipe held out
+        pred = predict_labels(bundle, held.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+        truth = held.labels
+    finally:
+        im.close()
+    rows = [water_row("world.rgb.tif, held-out eastern quarter (water IoU)", (pred == water).astype(np.uint8),
+                      (truth == water).astype(np.uint8) + (truth == IGNORE_LABEL) * IGNORE_LABEL)]
+    for name, tiles in (("Rio sea tiles img59-62: share called water", ("59", "60", "61", "62")),
+                        ("Rio land tiles: share called water", ("50", "51", "52", "53", "55", "57", "64"))):
+        called, valid = 0, 0
+        for tile in tiles:
+            image, mask = rio_pair(tile)
+            t = load_train_image(image, mask, mode="binary")
+            try:
+                p = predict_labels(bundle, t.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+                ok = t.labels != IGNORE_LABEL
+                called += int(((p == water) & ok).sum())
+                valid += int(ok.sum())
+            finally:
+                t.close()
+        rows.append({"method": name, "share": called / valid, "pixels": valid})
+    return rows
 
 
 def markdown(rows: list[dict], keys: tuple[str, ...]) -> str:
@@ -196,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--buildings", default="buildings-rgb", help="model name or bundle path")
     parser.add_argument("--water", default="water-s2", help="model name or bundle path")
-    parser.add_argument("--only", choices=("buildings", "water"), help="evaluate one task")
+    parser.add_argument("--only", choices=("buildings", "water", "land-water"), help="evaluate one task")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
@@ -207,6 +235,9 @@ def main() -> None:
     if args.only in (None, "water"):
         result["water"] = evaluate_water(args.water, not args.no_baselines)
         print(markdown(result["water"], ("iou", "f1", "pixel_accuracy", "pixels")))
+    if args.only == "land-water":
+        result["land-water"] = evaluate_land_water()
+        print(json.dumps(result["land-water"], indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
 

@@ -12,6 +12,9 @@ DATA=${GIGAVIM_REAL_DATA:-../shared/data/real}/geo_labelled/sen1floods11
 WORK=${WORK:-build/models/water}
 OUT=${OUT:-gigavim/data/models/water-s2.pt}
 MINUTES=${MINUTES:-30}
+LR=${LR:-2e-3}
+ARCH=${ARCH:-'{"backbone": {"embed_dim": 48, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 64,
+  "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}'}
 STEPS=${STEPS:-800}
 mkdir -p "$WORK"
 # One thread: on a CPU shared with other jobs, multi-threaded torch/numba steps spend most of
@@ -20,10 +23,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} NUMBA_NUM_THREADS=${NUMBA_NUM_THREA
 
 gigavim train "$DATA/Spain_7370579_S2Hand.tif:$DATA/Spain_7370579_LabelHand.tif" \
   --name water-s2 --classes background,water --label-mode values --input-kind raster --gsd 10 \
+  --sensor "Sentinel-2 MSI L1C (TOA reflectance x 10000)" --scaling fixed --scale 1e-4 \
   --val-fraction 0.25 --val-gap 16 \
-  --arch '{"backbone": {"embed_dim": 48, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 64,
-           "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}' \
-  --patch 64 --tile 128 --overlap 32 --batch-size 8 --steps "$STEPS" --lr 2e-3 --warmup-steps 30 \
+  --arch "$ARCH" \
+  --patch 64 --tile 128 --overlap 32 --batch-size 8 --steps "$STEPS" --lr "$LR" --warmup-steps 30 \
   --sampling balanced --colour-jitter 0.05 --val-every 100000 --seed 0 --time-limit "$MINUTES" \
   --description "Water on Sentinel-2 L1C (13 bands, 10 m); trained on Sen1Floods11 (CC BY 4.0, see docs/models.md)" \
   -o "$OUT" --state "$WORK/water-s2.state.pt"

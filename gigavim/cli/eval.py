@@ -30,8 +30,8 @@ def eval_cmd(
         from gigavim import open_image
 
         with open_image(parsed[0][0]) as src:
-            kind = src.kind
-        bundle = load_model(None, input_kind=kind)
+            kind, bands, gsd_m = src.kind, src.bands, src.gsd_m
+        bundle = load_model(None, input_kind=kind, bands=bands, gsd_m=gsd_m)
     else:
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),

@@ -138,7 +138,7 @@ def segment(
     src, owned = _open(source)
     try:
         _check_not_input(dests, src)
-        bundle = _load_model(model, src.kind, device)
+        bundle = _load_model(model, src.kind, device, src)
         notes = _check_trained(bundle, allow_untrained)
         src, band_check = match_bands(src, bundle.meta, bands)  # before any read or work dir
         if context == "image":  # likewise: even a run with no tile to compute must refuse it
@@ -298,12 +298,16 @@ def _open(source: str | Path | ImageSource) -> tuple[ImageSource, bool]:
     return open_image(source), True
 
 
-def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str) -> ModelBundle:
+def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str,
+                src: ImageSource | None = None) -> ModelBundle:
+    """The named model, or the default for the input (rasters: by bands and pixel size)."""
     if isinstance(model, ModelBundle):
         return model
     from gigavim.models.catalog import load_model
 
-    return load_model(model, input_kind=kind)
+    if src is None:
+        return load_model(model, input_kind=kind)
+    return load_model(model, input_kind=kind, bands=src.bands, gsd_m=src.gsd_m)
 
 
 def _mask(src: ImageSource, tissue_model: str | Path | ModelBundle | None, device: str,

@@ -22,7 +22,16 @@ DEFAULT_MODELS: dict[str, str] = {
     "image": "tissue",
     "raster": "land-water",
 }
-"""The model used when none is named, per input kind (plain images are taken as microscopy)."""
+"""The model used when none is named, per input kind (plain images are taken as microscopy);
+for rasters :data:`RASTER_DEFAULTS` picks by bands and pixel size first."""
+
+RASTER_DEFAULTS: tuple[tuple[str, int, float, float], ...] = (
+    ("water-s2", 13, 0.0, float("inf")),  # the Sentinel-2 L1C band set, whatever the pixel size
+    ("buildings-rgb", 3, 0.0, 2.0),  # trained at 0.5 m: RGB at up to 2 m/px (at most 4× upsampled)
+)
+"""(model, band count, pixel size range in m) that make a model the raster default. Any other
+raster gets ``DEFAULT_MODELS["raster"]`` (``land-water``, trained on a colour-relief map; its
+input contract then refuses images without three bands)."""
 
 
 def bundled_dir() -> Path:
@@ -36,11 +45,22 @@ def bundled_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
-def default_model_name(input_kind: str | None) -> str:
-    """The bundled model used for ``input_kind`` ("slide", "raster" or "image") by default."""
+def default_model_name(input_kind: str | None, bands: int | None = None,
+                       gsd_m: float | None = None) -> str:
+    """The bundled model used for ``input_kind`` ("slide", "raster" or "image") by default.
+
+    For a raster whose band count (and ground pixel size, when known) fits a row of
+    :data:`RASTER_DEFAULTS`, that model: 13-band Sentinel-2 → ``water-s2``, RGB at ≤ 2 m/px →
+    ``buildings-rgb``; other rasters → ``land-water``.
+    """
     if input_kind not in DEFAULT_MODELS:
         known = ", ".join(sorted(DEFAULT_MODELS))
         raise ModelError(f"no default model for input kind {input_kind!r} (known kinds: {known})")
+    if input_kind == "raster" and bands is not None:
+        for name, want, finest, coarsest in RASTER_DEFAULTS:
+            fits = gsd_m is None or finest <= gsd_m <= coarsest
+            if bands == want and fits and name in bundled_names():
+                return name
     return DEFAULT_MODELS[input_kind]
 
 
@@ -61,10 +81,12 @@ def resolve_model_path(name_or_path: str) -> Path:
 
 
 def load_model(name_or_path: str | Path | None = None, *, input_kind: str | None = None,
+               bands: int | None = None, gsd_m: float | None = None,
                map_location: str | torch.device = "cpu") -> ModelBundle:
-    """Load a bundled model by name, a bundle file by path, or the default for ``input_kind``."""
+    """Load a bundled model by name, a bundle file by path, or the default for ``input_kind``
+    (and, for rasters, the image's ``bands`` and ``gsd_m``: see :func:`default_model_name`)."""
     if name_or_path is None:
-        name_or_path = default_model_name(input_kind)
+        name_or_path = default_model_name(input_kind, bands, gsd_m)
     return load_bundle_file(resolve_model_path(str(name_or_path)), map_location=map_location)
 
 
