@@ -57,7 +57,8 @@ def write_synthetic_slide(
 
     ``levels`` defaults to :func:`default_level_count`; level ``i`` is ``downsample**i``
     smaller. ``painter`` (a function of level-0 pixel-centre coordinates) replaces ``pattern``
-    when a test needs a scene of its own. ``compression=None`` or ``"zlib"`` give lossless pixels (for exact comparisons).
+    when a test needs a scene of its own. ``compression=None`` or ``"zlib"`` give lossless
+    pixels (for exact comparisons).
     Memory use is a few tiles, whatever the size.
     """
     import tifffile
