@@ -71,11 +71,13 @@ def main() -> None:
         rgb = np.clip(np.rint(rgb[..., :3]), 0, 255).astype(np.uint8)
         mask = foreground_mask(src)
         tissue = resize(mask.mask.astype(np.float32), res.shape, order=0) > 0.5
-    baseline = haematoxylin_baseline(rgb, mpp=res.mpp, min_area_um2=bundle.meta.instances.get("min_area_um2", 10))
+    min_area = bundle.meta.instances.get("min_area_um2", 10)
+    baseline = haematoxylin_baseline(rgb, mpp=res.mpp, min_area_um2=min_area)
     report = {"model": bundle.meta.name, "mpp": res.mpp, "shape": list(res.shape),
               "tissue_fraction": float(tissue.mean()), "summary_objects": result.objects,
               "summary_per_mm2": result.object_density,
-              "model_stats": _stats(ids, tissue, res.mpp), "baseline_stats": _stats(baseline, tissue, res.mpp)}
+              "model_stats": _stats(ids, tissue, res.mpp),
+              "baseline_stats": _stats(baseline, tissue, res.mpp)}
     print(json.dumps(report, indent=1))
     if args.png:
         import matplotlib

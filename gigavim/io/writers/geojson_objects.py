@@ -3,8 +3,9 @@
 QuPath imports a FeatureCollection whose features carry ``objectType: "detection"`` as
 detections (its cells/nuclei), shows ``classification`` (name and colour) and lists
 ``measurements`` (name → number) in its measurement tables. The outline and centroid are in
-level-0 pixels for slides and in the input CRS for rasters, exactly as the class polygons of
-:mod:`gigavim.io.writers.geojson` (whose header this shares). The features are streamed from
+level-0 pixels for slides and in the input CRS for rasters (named in the header as the class
+polygons of :mod:`gigavim.io.writers.geojson` name it; a geographic CRS on a datum other than
+WGS 84 is not reprojected to CRS84 here). The features are streamed from
 the run's records file, so the collection is never held in memory.
 """
 
@@ -15,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from gigavim.io.writers.base import LabelMap
-from gigavim.io.writers.geojson import _crs_member
+from gigavim.io.writers.geojson import header_crs
 
 
 def write_detections(label_map: LabelMap, path: Path) -> None:
     """Write every object of ``label_map.instances`` as a GeoJSON detection at ``path``."""
     objects = label_map.instances
     header: dict[str, Any] = {"type": "FeatureCollection"}
-    crs = _crs_member(label_map.crs) if label_map.source_kind != "slide" else None
+    crs = header_crs(label_map)
     if crs:
         header["crs"] = crs
     header["gigavim"] = {**label_map.provenance(), "objects": objects.count,
