@@ -74,7 +74,8 @@ def batch(
                                        help="Slides/rasters, folders of them, or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out-dir", help="Folder for the outputs and the manifest."),
     formats: list[str] = typer.Option(["ome.zarr"], "--format", "-f",
-                                      help="Output format per input; repeat: ome.zarr, tif, geojson."),
+                                      help="Output format per input; repeat: ome.zarr, tif, geojson, "
+                                           "csv (objects)."),
     model: str | None = typer.Option(None, "--model",
                                      help="Model name or file (default: each input kind's own)."),
     address: str | None = typer.Option(None, "--address",
