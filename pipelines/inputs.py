@@ -23,7 +23,7 @@ NON_IMAGE_SUFFIXES = frozenset({
 })  # fmt: skip
 #: ``--format`` names → output file suffix.
 FORMAT_SUFFIXES = {"ome.zarr": ".ome.zarr", "zarr": ".zarr", "tif": ".tif", "tiff": ".tiff",
-                   "geojson": ".geojson"}
+                   "geojson": ".geojson", "csv": ".csv"}
 _GLOB_CHARS = set("*?[")
 
 

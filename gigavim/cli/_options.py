@@ -30,3 +30,12 @@ def context_option(what: str = "the whole image") -> Context:
         help=f"tile: independent overlapping tiles, blended; image: {what} as ONE Vim sequence "
              "(streamed layer by layer, bounded memory).",
     )
+
+
+def image_mpp_option() -> float | None:
+    """``--image-mpp``: the µm/px of inputs that record none (PNG/TIFF tiles); others keep theirs."""
+    return typer.Option(
+        None, "--image-mpp",
+        help="µm/px of an input that records no pixel size (PNG/TIFF tiles); inputs that record "
+             "one keep theirs.",
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option
+from gigavim.cli._options import Context, bands_option, context_option, image_mpp_option
 
 if TYPE_CHECKING:
     from gigavim.pipelines import BatchReport, InputRecord
@@ -74,7 +74,8 @@ def batch(
                                        help="Slides/rasters, folders of them, or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out-dir", help="Folder for the outputs and the manifest."),
     formats: list[str] = typer.Option(["ome.zarr"], "--format", "-f",
-                                      help="Output format per input; repeat: ome.zarr, tif, geojson."),
+                                      help="Output format per input; repeat: ome.zarr, tif, geojson, "
+                                           "csv (objects)."),
     model: str | None = typer.Option(None, "--model",
                                      help="Model name or file (default: each input kind's own)."),
     address: str | None = typer.Option(None, "--address",
@@ -87,6 +88,7 @@ def batch(
     gsd: float | None = typer.Option(None, "--gsd", help="Working resolution in metres/px (rasters)."),
     tile: int | None = typer.Option(None, "--tile", help="Tile size in working pixels (model default)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
+    image_mpp: float | None = image_mpp_option(),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     context: Context = context_option("each input's whole image"),
     bands: str | None = bands_option(),
@@ -100,7 +102,8 @@ def batch(
     """Segment many slides/scenes on dask.distributed, skipping finished ones; manifest in OUT_DIR."""
     from gigavim.pipelines import run_batch
 
-    options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap, "bands": bands}
+    options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap, "bands": bands,
+               "image_mpp": image_mpp}
     segment_kwargs = {k: v for k, v in options.items() if v is not None}
     segment_kwargs.update(batch_size=batch_size, device=device, allow_untrained=allow_untrained,
                           context=context.value)

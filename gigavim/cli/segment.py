@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option
+from gigavim.cli._options import Context, bands_option, context_option, image_mpp_option
 from gigavim.errors import UsageError
 
 if TYPE_CHECKING:  # the engine imports torch: keep `gigavim --help`/`info` fast
@@ -66,10 +66,16 @@ def summary_line(r: SegmentResult) -> str:
     else:
         res = f"level {r.level}"
     resumed = f", {r.tiles_resumed} resumed" if r.tiles_resumed else ""
+    objects = ""
+    if r.objects is not None:
+        from gigavim.io.writers.objects import plural
+
+        per = f" ({r.object_density:,.0f} per {r.density_unit})" if r.object_density is not None else ""
+        objects = f"{r.objects} {plural(r.object_class or 'object')}{per}; "
     return (f"{Path(r.source).name}: {r.shape[1]}×{r.shape[0]} px at {res} in {r.seconds:.1f} s "
             f"({r.megapixels_per_s:.2f} MP/s, {r.megapixels_per_s_level0:.2f} MP/s at level 0); "
             f"foreground {r.foreground_fraction:.1%}; {r.tiles_computed} of {r.tiles_total} tiles "
-            f"computed ({r.tiles_total - r.tiles_foreground} empty skipped{resumed}); "
+            f"computed ({r.tiles_total - r.tiles_foreground} empty skipped{resumed}); {objects}"
             f"model {r.model}{'' if r.trained else ' (UNTRAINED)'} → {', '.join(r.outputs)}")
 
 
@@ -77,7 +83,8 @@ def summary_line(r: SegmentResult) -> str:
 def segment(
     input_path: Path | None = typer.Argument(None, metavar="INPUT", help="Slide or raster to segment."),
     output: list[Path] = typer.Option(
-        [], "-o", "--output", help="Output file; repeat for several (.zarr/.ome.zarr, .tif, .geojson)."
+        [], "-o", "--output", help="Output file; repeat for several (.zarr/.ome.zarr, .tif, .geojson, .csv: "
+        "a table of objects, for models that separate them)."
     ),
     model: str | None = typer.Option(None, "--model", help="Bundled model name or model file path."),
     mpp: float | None = typer.Option(None, "--mpp", help="Working resolution in µm/px (slides)."),
@@ -100,6 +107,11 @@ def segment(
     with_image: bool = typer.Option(
         False, "--with-image", help="OME-Zarr: store the source's pixels as the image under the labels."
     ),
+    min_area: float | None = typer.Option(
+        None, "--min-area", help="Drop objects smaller than this (µm² on slides, m² on rasters); "
+        "default: the model's rule. Models that separate objects only."
+    ),
+    image_mpp: float | None = image_mpp_option(),
     context: Context = context_option(),
     bands: str | None = bands_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
@@ -131,6 +143,7 @@ def segment(
                 workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
                 with_image=with_image,
                 bands=bands,
+                min_area=min_area, image_mpp=image_mpp,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

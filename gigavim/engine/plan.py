@@ -89,7 +89,9 @@ def _physical(source: ImageSource, target: float, native: float | None, unit_tex
     if native is None or native <= 0:
         raise UsageError(
             f"{source.path}: the image has no physical pixel size ({unit_text}), so a working "
-            f"resolution of {target:g} {unit_text} cannot be set; use --level N to work in its pixels"
+            f"resolution of {target:g} {unit_text} cannot be set; "
+            + ("give its µm/px with --image-mpp, or " if unit == "mpp" else "")
+            + "use --level N to work in its pixels"
         )
     downsample = target / native
     for i, lv in enumerate(source.levels):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import check_outputs, write_outputs
 from gigavim.io.writers.base import LabelMap
 from gigavim.models.bundle import ModelBundle
+
+if TYPE_CHECKING:
+    from gigavim.engine.instances import InstanceSpec
+    from gigavim.io.writers.objects import InstanceMap
 
 NODATA_LABEL = 255
 """Label written where a raster has no data (nodata value, NaN, alpha 0); models have < 255 classes."""
@@ -69,6 +74,10 @@ class SegmentResult:
     tiles_resumed: int
     resumed: bool
     context: str = "tile"  # "image": the whole image ran as one sequence
+    objects: int | None = None  # instance models: objects found (after the minimum-area rule)
+    object_class: str | None = None
+    object_density: float | None = None  # objects per `density_unit`
+    density_unit: str | None = None  # "mm² of tissue" (slides) or "km²" (rasters)
     warnings: list[str] = field(default_factory=list)
     input_check: dict[str, Any] = field(default_factory=dict)  # bands fed and values vs training range
     timings: dict[str, float] = field(default_factory=dict)  # mask_s, tiles_s, write_s
@@ -112,6 +121,8 @@ def segment(
     context: str = "tile",
     with_image: bool = False,
     bands: str | list[int | str] | None = None,
+    min_area: float | None = None,
+    image_mpp: float | None = None,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -125,6 +136,10 @@ def segment(
     labels' parent image (a pyramid, streamed), instead of a copy of the class ids.
     ``bands`` maps the image's bands to the model's (``"4,3,2"``, 1-based, or band names); an
     image whose bands do not match the model's input contract is refused without it.
+    A model that separates objects (``ModelMeta.instances``, e.g. ``nuclei-he``) also gets one
+    id per object (:mod:`gigavim.engine.instances`); ``min_area`` overrides its minimum object
+    area (µm² for slides, m² for rasters). ``image_mpp`` is the µm/px of an input that records
+    no pixel size (a PNG or plain TIFF tile); it is ignored for inputs that record one.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -138,6 +153,7 @@ def segment(
     src, owned = _open(source)
     try:
         _check_not_input(dests, src)
+        _apply_image_mpp(src, image_mpp)
         bundle = _load_model(model, src.kind, device, src)
         notes = _check_trained(bundle, allow_untrained)
         src, band_check = match_bands(src, bundle.meta, bands)  # before any read or work dir
@@ -151,6 +167,7 @@ def segment(
                         bundle.meta.overlap if overlap is None else overlap)
         value_note = check_values(src, bundle.meta.contract(), band_check, bundle.meta.name)
         notes += [value_note] if value_note else []
+        spec = _instance_spec(bundle, res, min_area, dests)
         mask = _mask(src, tissue_model, device, allow_untrained, notes)
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
@@ -163,7 +180,8 @@ def segment(
                 work.discard()
             resumed = work.prepare(settings, resume=resume)
             try:
-                run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed)
+                run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed,
+                           store_probabilities=bool(spec and spec.needs_probabilities))
                 if context == "image":
                     from gigavim.engine.whole_image import execute_whole_image
 
@@ -175,6 +193,10 @@ def segment(
                 raise
         t_infer = time.perf_counter()
         label_map = run.label_map(mask, settings, bundle, with_image=with_image)
+        if spec is not None:
+            with _disk_errors(work.path):
+                label_map.instances = run.instances(spec, label_map)
+            label_map.settings["instances"] = spec.to_dict()
         write_outputs(label_map, dests, overwrite=overwrite)
         t_write = time.perf_counter()
         fg, data = run.merger.counts()
@@ -195,6 +217,7 @@ def segment(
         tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
         context=context, input_check=band_check.to_dict(),
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
+        **_object_summary(label_map, src, res, mask, data),
         timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask, "write_s": t_write - t_infer},
     )
 
@@ -204,7 +227,9 @@ class _Run:
 
     def __init__(self, src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBundle,
                  work: WorkDir, foreground: set[tuple[int, int]], probabilities: bool,
-                 resumed: bool) -> None:
+                 resumed: bool, store_probabilities: bool = False) -> None:
+        """``probabilities``: the outputs get them; ``store_probabilities``: the work dir keeps
+        them anyway (an instance model's watershed reads them)."""
         self.src, self.res, self.grid, self.bundle, self.work = src, res, grid, bundle, work
         self.foreground = foreground
         k = bundle.num_classes
@@ -215,8 +240,10 @@ class _Run:
         else:
             fill = Fill(NODATA_LABEL, NODATA_LABEL, np.zeros(k, dtype=np.uint8))
         self.fill = fill
-        self.labels, self.probs = work.label_arrays(grid, k, fill.label, probabilities=probabilities,
+        self.labels, self.probs = work.label_arrays(grid, k, fill.label,
+                                                    probabilities=probabilities or store_probabilities,
                                                     create=not resumed)
+        self.output_probabilities = probabilities
         self.merger = BlockMerger(work, grid, foreground, fill, self.labels, self.probs)
 
     def execute(self, device: str, batch_size: int, workers: int, progress: ProgressCallback | None,
@@ -264,7 +291,8 @@ class _Run:
             image = working_pixels(src, res)
         return LabelMap(
             labels=self.labels, classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
-            source_path=src.path, source_kind=src.kind, probabilities=self.probs,
+            source_path=src.path, source_kind=src.kind,
+            probabilities=self.probs if self.output_probabilities else None,
             mpp=res.mpp, gsd_m=res.gsd_m, crs=src.crs, transform=transform,
             scale_to_level0=scale_yx, nodata_label=self.fill.nodata_label,
             model={"name": meta.name, "version": meta.version, "trained": bool(meta.trained),
@@ -272,6 +300,23 @@ class _Run:
             settings={k: v for k, v in settings.items() if k not in ("model", "source")},
             image=image,
         )
+
+    def instances(self, spec: InstanceSpec, label_map: LabelMap) -> InstanceMap:
+        """One id per object over the finished map (:mod:`gigavim.engine.instances`)."""
+        from gigavim.engine.instances import InstancePass
+        from gigavim.io.writers.geojson import output_transform
+
+        meta = self.bundle.meta
+        reader = None
+        if self.src.kind == "slide" and self.src.bands >= 3 and np.dtype(self.src.dtype) == np.uint8:
+            reader = TileReader(self.src, self.res)  # the mean haematoxylin OD of each nucleus
+        windows = [self.grid.tile_window(*t) for t in self.foreground]
+        objects = InstancePass(spec, labels=self.labels, probabilities=self.probs, workdir=self.work.path,
+                               computed=windows, reader=reader,
+                               to_output=output_transform(label_map)).run()
+        objects.color = tuple(meta.colors[spec.object_index]) if spec.object_index < len(meta.colors) \
+            else (255, 0, 0)
+        return objects
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -281,6 +326,48 @@ def _check_outputs(outputs: str | Path | list[str | Path], *, overwrite: bool) -
     if not dests:
         raise UsageError("give at least one output (-o OUTPUT)")
     return check_outputs(dests, overwrite=overwrite)
+
+
+def _apply_image_mpp(src: ImageSource, image_mpp: float | None) -> None:
+    """``--image-mpp``: the µm/px of an input that records none (inputs that do keep theirs)."""
+    if image_mpp is None:
+        return
+    if not math.isfinite(image_mpp) or image_mpp <= 0:
+        raise UsageError(f"--image-mpp must be a positive number of µm/px, got {image_mpp}")
+    if src.kind == "raster" or src.gsd_m is not None:
+        raise UsageError(f"{src.path}: --image-mpp is for microscopy images; this raster's pixel size "
+                         "comes from its georeference (use --gsd for the working resolution)")
+    if src.mpp is None:
+        src.mpp = float(image_mpp)
+
+
+def _instance_spec(bundle: ModelBundle, res: Resolution, min_area: float | None,
+                   dests: list[Path]) -> InstanceSpec | None:
+    """The model's object rule; a table output from a model without objects is refused now."""
+    from gigavim.engine.instances import instance_spec
+
+    spec = instance_spec(bundle.meta, res, min_area=min_area)
+    tables = [d for d in dests if d.suffix.lower() == ".csv"]
+    if spec is None and tables:
+        raise UsageError(f"{tables[0]}: a table of objects needs a model that separates objects; "
+                         f"{bundle.meta.name!r} only labels classes")
+    return spec
+
+
+def _object_summary(label_map: LabelMap, src: ImageSource, res: Resolution, mask: LowResMask,
+                    data_px: int) -> dict[str, Any]:
+    """Object count and density: per mm² of tissue (slides), per km² of data (rasters)."""
+    objects = label_map.instances
+    if objects is None:
+        return {}
+    area, unit = None, None
+    if res.gsd_m:
+        area, unit = data_px * res.gsd_m**2 / 1e6, "km²"
+    elif src.mpp:
+        area, unit = mask.fraction * src.height * src.width * src.mpp**2 / 1e6, "mm² of tissue"
+    return {"objects": objects.count, "object_class": objects.object_class,
+            "object_density": objects.count / area if area else None,
+            "density_unit": unit if area else None}
 
 
 def _check_not_input(dests: list[Path], src: ImageSource) -> None:

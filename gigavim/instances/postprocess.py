@@ -25,7 +25,7 @@ from skimage.morphology import disk, h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 
-def _finish(labels: np.ndarray, min_area_px: int) -> np.ndarray:
+def drop_small(labels: np.ndarray, min_area_px: int) -> np.ndarray:
     """Drop objects under `min_area_px` and renumber 1..N (int32, 0 = background)."""
     if min_area_px > 1 and labels.any():
         areas = np.bincount(labels.ravel())
@@ -35,18 +35,35 @@ def _finish(labels: np.ndarray, min_area_px: int) -> np.ndarray:
     return relabel_sequential(labels.astype(np.int32, copy=False))[0].astype(np.int32, copy=False)
 
 
+def probability_foreground(probs: np.ndarray, *, interior: int = 1, boundary: int = 2,
+                           foreground_threshold: float = 0.5) -> np.ndarray:
+    """Object pixels of a three-class map: interior + boundary > `foreground_threshold`.
+
+    One function for the in-memory pass and the slide engine's block-wise connected components,
+    so both see exactly the same foreground.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    return (probs[interior] + probs[boundary]) > foreground_threshold
+
+
 def instances_from_probabilities(probs: np.ndarray, *, interior: int = 1, boundary: int = 2,
                                  foreground_threshold: float = 0.5, marker_threshold: float = 0.5,
-                                 min_marker_px: int = 4, min_area_px: int = 1) -> np.ndarray:
+                                 min_marker_px: int = 4, min_area_px: int = 1,
+                                 within: np.ndarray | None = None) -> np.ndarray:
     """(K, H, W) class probabilities of a background/interior/boundary model → (H, W) int32 ids.
 
     A pixel is foreground when interior + boundary > `foreground_threshold`; a marker pixel when
     interior − boundary > `marker_threshold`. Markers smaller than `min_marker_px` are noise and
-    seed nothing (their pixels join a neighbour through the flood).
+    seed nothing (their pixels join a neighbour through the flood). `within` (boolean, H × W)
+    restricts the foreground; restricted to whole 4-connected foreground regions it gives those
+    regions exactly the ids they get without it (the flood never leaves a region).
     """
     probs = np.asarray(probs, dtype=np.float32)
     p_in, p_bd = probs[interior], probs[boundary]
-    foreground = (p_in + p_bd) > foreground_threshold
+    foreground = probability_foreground(probs, interior=interior, boundary=boundary,
+                                        foreground_threshold=foreground_threshold)
+    if within is not None:
+        foreground &= within
     seeds = (p_in - p_bd) > marker_threshold
     seeds &= foreground
     markers, _ = ndi.label(seeds)
@@ -56,7 +73,7 @@ def instances_from_probabilities(probs: np.ndarray, *, interior: int = 1, bounda
         tiny[0] = False
         markers[tiny[markers]] = 0
     labels = watershed(p_bd - p_in, markers=markers, mask=foreground)
-    return _finish(labels, min_area_px)
+    return drop_small(labels, min_area_px)
 
 
 def instances_from_foreground(mask: np.ndarray, *, min_distance_px: float = 3.0, smooth_px: float = 1.0,
@@ -76,7 +93,7 @@ def instances_from_foreground(mask: np.ndarray, *, min_distance_px: float = 3.0,
     peaks = h_maxima(distance, max(min_distance_px / 2.0, 0.5)) & mask
     markers, _ = ndi.label(peaks)
     labels = watershed(-distance, markers=markers, mask=mask)
-    return _finish(labels, min_area_px)
+    return drop_small(labels, min_area_px)
 
 
 def haematoxylin_density(rgb: np.ndarray) -> np.ndarray:

@@ -51,11 +51,14 @@ def write_synthetic_slide(
     vendor: Literal["aperio", "generic"] = "aperio",
     compression: str | None = "jpeg",
     quality: int = 90,
+    painter: Painter | None = None,
 ) -> Path:
     """Write a tiled RGB pyramid that OpenSlide opens as ``aperio`` (or ``generic-tiff``).
 
     ``levels`` defaults to :func:`default_level_count`; level ``i`` is ``downsample**i``
-    smaller. ``compression=None`` or ``"zlib"`` give lossless pixels (for exact comparisons).
+    smaller. ``painter`` (a function of level-0 pixel-centre coordinates) replaces ``pattern``
+    when a test needs a scene of its own. ``compression=None`` or ``"zlib"`` give lossless
+    pixels (for exact comparisons).
     Memory use is a few tiles, whatever the size.
     """
     import tifffile
@@ -63,7 +66,7 @@ def write_synthetic_slide(
     path = Path(path)
     levels = default_level_count(height, width, downsample) if levels is None else levels
     shapes = [(max(1, height // downsample**i), max(1, width // downsample**i)) for i in range(levels)]
-    paint = _PATTERNS[pattern](height, width, seed)
+    paint = painter or _PATTERNS[pattern](height, width, seed)
     raw_bytes = sum(h * w * 3 for h, w in shapes)
     codec_args: dict[str, Any] = {"compression": compression}
     if compression == "jpeg":

@@ -65,6 +65,8 @@ def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, An
                 "label": "resolution (µm/px, m/px; 0 = model's)"},
     context={"choices": CONTEXT_CHOICES, "label": "context"},
     bands={"label": "bands (e.g. 4,3,2; empty: as they are)"},
+    image_mpp={"min": 0.0, "max": 1e3, "step": 0.05,
+               "label": "pixel size if the file has none (µm/px; 0 = none)"},
     output={"mode": "w", "filter": "*.zarr"},
 )
 def segment_widget(
@@ -74,6 +76,7 @@ def segment_widget(
     resolution: float = 0.0,
     context: str = "tile",
     bands: str = "",
+    image_mpp: float = 0.0,
     output: Path = Path("segmentation.ome.zarr"),
     overwrite: bool = False,
 ) -> None:
@@ -90,7 +93,7 @@ def segment_widget(
     bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
     worker = thread_worker(segment_steps)(
         source, output, model=model or None, resolution=resolution or None, overwrite=overwrite,
-        context=context, bands=bands.strip() or None,
+        context=context, bands=bands.strip() or None, image_mpp=image_mpp or None,
     )
 
     def on_progress(p: Any) -> None:

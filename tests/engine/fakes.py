@@ -128,3 +128,78 @@ def s2_bundle_file(path: Path) -> Path:
                      input_contract=contract.to_dict())
     torch.manual_seed(0)
     return ModelBundle(build_segmenter(**arch).eval(), meta).save(path)
+
+
+# -- instance models: nuclei drawn as colours, classified pixel by pixel ------------------------
+GLASS, EOSIN = (243, 243, 246), (233, 160, 196)
+NUCLEUS, RIM = (92, 52, 150), (30, 15, 40)
+
+
+class ColourNet(nn.Module):
+    """Per-pixel nearest colour → background / nucleus / boundary logits (receptive field 1 px).
+
+    Tiles then agree exactly wherever they overlap, so the blended map is the image's own.
+    """
+
+    def __init__(self, colours: list[list[tuple[int, int, int]]], sharpness: float = 200.0) -> None:
+        super().__init__()
+        self.colours = [torch.tensor(c, dtype=torch.float32)[:, :, None, None] / 255 for c in colours]
+        self.sharpness = sharpness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_class = [-(((x[:, None] - c[None]) ** 2).sum(2)).amax(1) for c in self.colours]
+        return torch.stack(per_class, 1) * self.sharpness
+
+
+def nuclei_bundle(*, mpp: float | None = 0.5, tile: int = 256, overlap: int = 32,
+                  instances: dict | None = None, max_size_um: float = 64.0) -> ModelBundle:
+    """A three-class nuclei "model" reading the colours of :func:`nuclei_scene`."""
+    meta = ModelMeta(
+        name="colour-nuclei", classes=["background", "nucleus", "boundary"],
+        colors=[(0, 0, 0), (220, 40, 40), (40, 40, 220)], arch={"name": "colour"}, bands=3,
+        mean=[0.0] * 3, std=[1.0] * 3, mpp=mpp, tile=tile, overlap=overlap, trained=True,
+        instances={"method": "three-class-watershed", "object_class": "nucleus", "interior": 1,
+                   "boundary": 2, "min_area_um2": 5.0, "max_size_um": max_size_um}
+        if instances is None else instances,
+    )
+    return ModelBundle(ColourNet([[GLASS, EOSIN], [NUCLEUS], [RIM]]).eval(), meta)
+
+
+def nuclei_scene(centre: tuple[int, int], half: int = 400, scale: float = 1.0,
+                 bar: bool = True) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Pixels (from broadcastable yy, xx) of a square of tissue around ``centre`` on glass.
+
+    The tissue holds pairs of touching nuclei (two overlapping discs of radius 9, a dark rim
+    around them and where they meet) every 40 px, placed so that pairs straddle the row and
+    column through ``centre``; with ``bar`` a long nucleus-coloured bar (far larger than any
+    nucleus) crosses the centre column. ``scale`` multiplies every length (not ``half``).
+    """
+    cy, cx = centre
+    spacing, r2_out, r2_in = 40 * scale, (9 * scale) ** 2, (6.5 * scale) ** 2
+
+    def paint(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        yy, xx = np.broadcast_arrays(yy, xx)
+        img = np.empty((*yy.shape, 3), np.uint8)
+        img[:] = GLASS
+        if yy.max() <= cy - half or yy.min() >= cy + half or xx.max() <= cx - half or xx.min() >= cx + half:
+            return img  # glass only: most of a slide
+        tissue = (abs(yy - cy) < half) & (abs(xx - cx) < half)
+        img[tissue] = EOSIN
+        cell_y, cell_x = (yy - cy + spacing / 2) // spacing, (xx - cx + 7 * scale) // spacing
+        gy, gx = yy - cy - cell_y * spacing, xx - cx - cell_x * spacing
+        jitter = (cell_y * 7 + cell_x * 3) % 5 * scale
+        d_a = gy**2 + (gx - jitter) ** 2
+        d_b = gy**2 + (gx - 14 * scale - jitter) ** 2
+        inside = tissue & ((d_a < r2_out) | (d_b < r2_out)) & (abs(yy - cy) < half - spacing)
+        rim = inside & (((d_a >= r2_in) & (d_b >= r2_in)) | ((d_a < r2_out) & (d_b < r2_out)))
+        img[inside] = NUCLEUS
+        img[rim] = RIM
+        if bar:
+            bar_y, edge = cy + half - 20 * scale, 2 * scale
+            in_bar = (abs(yy - bar_y) < 10 * scale) & (abs(xx - cx) < half - 40 * scale)
+            img[in_bar] = NUCLEUS
+            img[in_bar & ((abs(yy - bar_y) >= 10 * scale - edge)
+                          | (abs(xx - cx) >= half - 40 * scale - edge))] = RIM
+        return img
+
+    return paint

@@ -52,7 +52,7 @@ def test_rasters_use_metres() -> None:
 
 def test_missing_pixel_size_fails_clearly() -> None:
     src = _pyramid(kind="image", mpp=None)
-    with pytest.raises(UsageError, match=r"no physical pixel size.*--level"):
+    with pytest.raises(UsageError, match=r"no physical pixel size.*--image-mpp.*--level"):
         resolve_resolution(src, model_mpp=0.5)
     with pytest.raises(UsageError, match="no physical pixel size"):
         resolve_resolution(src, mpp=1.0)

@@ -1,4 +1,4 @@
-"""Output writers: OME-Zarr labels, Cloud-Optimized GeoTIFF, GeoJSON polygons."""
+"""Output writers: OME-Zarr labels, Cloud-Optimized GeoTIFF, GeoJSON polygons, CSV object tables."""
 
 from __future__ import annotations
 
@@ -30,11 +30,23 @@ FORMATS: dict[str, str] = {
     ".tiff": "geotiff",
     ".geojson": "geojson",
     ".json": "geojson",
+    ".csv": "csv",
 }
 
 
-def _writer(fmt: str) -> Writer:
-    """The writer of a format, imported on use so that importing ``LabelMap`` stays light."""
+def _writer(fmt: str, label_map: LabelMap) -> Writer:
+    """The writer of a format, imported on use so that importing ``LabelMap`` stays light.
+
+    An instance model's GeoJSON holds its objects (QuPath detections), not class polygons.
+    """
+    if fmt == "csv":
+        from gigavim.io.writers.csv_table import write_object_table
+
+        return write_object_table
+    if fmt == "geojson" and label_map.instances is not None:
+        from gigavim.io.writers.geojson_objects import write_detections
+
+        return write_detections
     if fmt == "ome-zarr":
         from gigavim.io.writers.ome_zarr import write_ome_zarr
 
@@ -96,7 +108,7 @@ def write_outputs(
             current = dest
             tmp = temporary_sibling(dest)
             staged.append((tmp, dest))
-            _writer(output_format(dest))(label_map, tmp)
+            _writer(output_format(dest), label_map)(label_map, tmp)
         for tmp, dest in staged:
             current = dest
             commit(tmp, dest)

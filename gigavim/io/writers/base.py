@@ -26,6 +26,8 @@ class LabelMap:
     working µm/px (mean over the axes, see :attr:`mpp_yx`). ``image`` is an optional
     (h, w, C) uint8 array-like of the input covering the same area (any resolution, usually a
     low-resolution copy): OME-Zarr then uses it as the parent image of the labels.
+    ``instances`` (an :class:`~gigavim.io.writers.objects.InstanceMap`) holds the objects of an
+    instance model: OME-Zarr adds their id map, GeoJSON writes them as detections, CSV as a table.
     """
 
     labels: Any
@@ -43,6 +45,7 @@ class LabelMap:
     model: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     image: Any = None
+    instances: Any = None
 
     @property
     def scale_to_level0_yx(self) -> tuple[float, float]:

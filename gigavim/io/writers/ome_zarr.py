@@ -218,6 +218,10 @@ def write_ome_zarr(label_map: LabelMap, path: Path) -> None:
             metadata={"omero": _omero_channels(label_map.classes, label_map.colors)},
         )
     root.attrs["gigavim"] = _gigavim_attrs(label_map, has_probabilities)
+    if label_map.instances is not None:
+        from gigavim.io.writers.ome_zarr_instances import write_instance_labels
+
+        write_instance_labels(root, label_map)
 
 
 def _write_root_image(
