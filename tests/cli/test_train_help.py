@@ -27,8 +27,8 @@ def test_help_shows_the_training_defaults() -> None:
     for option, value in (("--steps", cfg.steps), ("--batch-size", cfg.batch_size), ("--patch", cfg.patch),
                           ("--lr", cfg.lr), ("--tile", cfg.tile), ("--val-gap", cfg.val_gap)):
         after = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
-        assert f"[default: {value}]" in after, (option, after)
-    assert "[default: 192 (Vim-tiny)]" in text and "[default: 24 (Vim-tiny)]" in text
+        assert f"[default: ({value})]" in after, (option, after)
+    assert "[default: (192 (Vim-tiny))]" in text and "[default: (24 (Vim-tiny))]" in text
 
 
 def test_backbone_defaults_shown_are_the_backbones_own() -> None:
