@@ -167,7 +167,17 @@ def zarr_layers(path: str | os.PathLike[str], *, image: bool = True) -> list[Lay
     if attrs.get("probabilities"):
         layers.append(_probability_layer(root[attrs["probabilities"]], attrs["classes"], name))
     layers.append(_labels_layer(root[attrs.get("labels", "labels/segmentation")], name, str(path)))
+    if attrs.get("instances"):
+        layers.append(_instances_layer(root[attrs["instances"]], name))
     return layers
+
+
+def _instances_layer(group: Any, name: str) -> LayerData:
+    """One id per object (e.g. nuclei) in napari's own label colours, so touching objects differ."""
+    levels, (py, px), unit = _levels(group, group.attrs["multiscales"][0])
+    kwargs = {"name": f"{name} {group.basename}", "multiscale": len(levels) > 1, "opacity": 0.6,
+              **_placement(py, px, _napari_unit(unit))}
+    return (levels if len(levels) > 1 else levels[0], kwargs, "labels")
 
 
 def _levels(group: Any, multiscale: dict[str, Any]) -> tuple[list[Any], tuple[float, float], str | None]:
