@@ -117,7 +117,9 @@ def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     if facts["mpp"] is not None:
         rows.append(("pixel size", f"{facts['mpp']:.4g} µm/px"))
     if facts["gsd_m"] is not None:
-        rows.append(("ground distance", f"{facts['gsd_m']:.4g} m/px"))
+        per_axis = facts.get("ground_pixel_yx_m")
+        axes = f" (y {per_axis[0]:.4g} m, x {per_axis[1]:.4g} m on the ground)" if per_axis else ""
+        rows.append(("ground distance", f"{facts['gsd_m']:.4g} m/px{axes}"))
     if facts["crs"] is not None:
         rows.append(("CRS", _short_crs(facts["crs"])))
     if facts["objective_power"] is not None:

@@ -59,12 +59,12 @@ def image_layers(path: str | os.PathLike[str], *, chunk: int = 1024) -> list[Lay
 
     src = open_image(path)
     levels = [src.to_dask(i, chunk=chunk) for i in range(src.level_count)]
-    unit, pixel = _source_pixel(src.mpp, src.gsd_m)
+    unit, (pixel_y, pixel_x) = _source_pixel(src)
     kwargs: dict[str, Any] = {
         "name": Path(path).name,
         "metadata": {"path": str(Path(path)), "gigavim_source": src.describe()},
         "multiscale": len(levels) > 1,
-        **_placement(pixel, pixel, unit),
+        **_placement(pixel_y, pixel_x, unit),
     }
     rgb = src.bands in (3, 4) and np.dtype(src.dtype) == np.uint8
     if rgb:
@@ -88,13 +88,17 @@ def _band_labels(band_names: list[str], bands: int) -> list[str]:
     return [f"band {i + 1}" for i in range(bands)]
 
 
-def _source_pixel(mpp: float | None, gsd_m: float | None) -> tuple[str | None, float]:
-    """(napari unit, pixel size): µm for slides and microscopy, metres for rasters, else pixels."""
-    if mpp:
-        return "micrometer", float(mpp)
-    if gsd_m:
-        return "meter", float(gsd_m)
-    return None, 1.0
+def _source_pixel(src: Any) -> tuple[str | None, tuple[float, float]]:
+    """(napari unit, (y, x) pixel size): µm for slides and microscopy, metres for rasters (each
+    axis its own ground size, as the writers do: on EPSG:4326 a pixel is not square on the
+    ground), else pixels."""
+    if src.mpp:
+        return "micrometer", (float(src.mpp), float(src.mpp))
+    if src.ground_pixel_yx:
+        return "meter", (float(src.ground_pixel_yx[0]), float(src.ground_pixel_yx[1]))
+    if src.gsd_m:
+        return "meter", (float(src.gsd_m), float(src.gsd_m))
+    return None, (1.0, 1.0)
 
 
 def _placement(pixel_y: float, pixel_x: float, unit: str | None) -> dict[str, Any]:
