@@ -53,8 +53,10 @@ def eval_cmd(
         for c in row["per_class"]:
             cells += [_fmt(c["iou"]), _fmt(c["dice"])]
         table.add_row(*cells, _fmt(row["pixel_accuracy"]))
+    from gigavim.cli._tables import print_table
+
     console = Console()
-    console.print(table)
+    print_table(console, table)  # image names whole at any width
     console.print(f"confusion matrix (rows = truth, columns = prediction; {', '.join(result['classes'])}):")
     for line in result["overall"]["confusion_matrix"]:
         console.print("  " + "  ".join(f"{v:>10d}" for v in line))

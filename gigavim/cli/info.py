@@ -98,12 +98,16 @@ def _render(facts: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=facts["path"], show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    console = Console()
+    # The path on a line of its own, never re-wrapped: a table title breaks it mid-name at the
+    # table's width, and copying it back from the terminal then fails.
+    console.print(facts["path"], soft_wrap=True, highlight=False, markup=False)
+    table = Table(show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for key, value in _readable_rows(facts):
         table.add_row(key, value)
-    Console().print(table)
+    console.print(table)
 
 
 def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:

@@ -31,9 +31,11 @@ TRANSPARENT_CLASSES = ("background", "nodata")
 
 # -- slides and rasters -----------------------------------------------------------------------
 def get_image_reader(path: str | Sequence[str]) -> ReaderFunction | None:
-    """The reader for slides/rasters/images ``open_image`` accepts; ``None`` for anything else."""
+    """The reader for what needs gigavim: slides (OpenSlide formats, tiled pyramids, OME-TIFF
+    and OME-Zarr images) and georeferenced or very large rasters. ``None`` for plain images
+    (a PNG/JPEG/TIFF that napari's builtin reader shows as well) and anything unreadable."""
     paths = _as_paths(path)
-    if not paths or not all(_opens_as_image(p) for p in paths):
+    if not paths or not all(_needs_gigavim(p) for p in paths):
         return None
     return _read_images
 
@@ -42,15 +44,16 @@ def _read_images(path: str | Sequence[str]) -> list[LayerData]:
     return [layer for p in _as_paths(path) for layer in image_layers(p)]
 
 
-def _opens_as_image(path: str) -> bool:
-    """Whether gigavim reads ``path`` (headers only); any failure means 'not ours'."""
+def _needs_gigavim(path: str) -> bool:
+    """Whether gigavim reads ``path`` (headers only) as more than a plain picture: a slide, or a
+    raster (georeferenced, or too large to load whole). Any failure means 'not ours'."""
     from gigavim.io import open_image
 
     try:
-        open_image(path).close()
+        with open_image(path) as src:
+            return src.kind != "image"
     except Exception:  # a reader must decline, never raise into napari
         return False
-    return True
 
 
 def image_layers(path: str | os.PathLike[str], *, chunk: int = 1024) -> list[LayerData]:
@@ -170,7 +173,7 @@ def zarr_layers(path: str | os.PathLike[str], *, image: bool = True) -> list[Lay
         layers.append(_image_layer(root, multiscale, name))
     if attrs.get("probabilities"):
         layers.append(_probability_layer(root[attrs["probabilities"]], attrs["classes"], name))
-    layers.append(_labels_layer(root[attrs.get("labels", "labels/segmentation")], name, str(path)))
+    layers.append(_labels_layer(root[attrs.get("labels", "labels/segmentation")], name, str(path), attrs))
     if attrs.get("instances"):
         layers.append(_instances_layer(root[attrs["instances"]], name))
     return layers
@@ -215,8 +218,9 @@ def _probability_layer(group: Any, classes: list[str], name: str) -> LayerData:
     return (levels if len(levels) > 1 else levels[0], kwargs, "image")
 
 
-def _labels_layer(group: Any, name: str, path: str) -> LayerData:
-    """The class-id pyramid with the NGFF class colours and class names as features."""
+def _labels_layer(group: Any, name: str, path: str, attrs: dict[str, Any] | None = None) -> LayerData:
+    """The class-id pyramid with the NGFF class colours and class names as features; the output's
+    ``gigavim`` attributes ride along in the metadata so the writer can save edits back."""
     levels, (py, px), unit = _levels(group, group.attrs["multiscales"][0])
     label_meta = group.attrs["image-label"]
     classes = {p["label-value"]: p["class"] for p in label_meta.get("properties", [])}
@@ -226,7 +230,7 @@ def _labels_layer(group: Any, name: str, path: str) -> LayerData:
         "colormap": label_colormap(label_meta.get("colors", []), classes),
         "features": {"index": list(classes), "class": list(classes.values())},
         "opacity": 0.5,
-        "metadata": {"path": path, "classes": classes},
+        "metadata": {"path": path, "classes": classes, GIGAVIM_ATTR: attrs or {}},
         **_placement(py, px, _napari_unit(unit)),
     }
     return (levels if len(levels) > 1 else levels[0], kwargs, "labels")
