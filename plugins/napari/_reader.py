@@ -49,6 +49,8 @@ def _needs_gigavim(path: str) -> bool:
     raster (georeferenced, or too large to load whole). Any failure means 'not ours'."""
     from gigavim.io import open_image
 
+    if gigavim_attrs(path) is not None:  # a gigavim output: the zarr reader's
+        return False
     try:
         with open_image(path) as src:
             return src.kind != "image"
