@@ -47,7 +47,7 @@ def bench(
     \b
     scan         selective scan: loop, chunked, unfused, fused Triton,
                  SDPA; on a GPU first checks Triton against the loop
-    model        Vim backbone forward at 224², 512², 1024²: images/s
+    model        Vim vs DeiT forward, 224² up: time, memory, exponent
     segment      gigavim.segment on synthetic slides: MP/s, peak RSS
     whole-image  --context image vs tile: seconds, peak RSS vs tokens
     readers      slide/raster reads: windows, whole level, dask views
