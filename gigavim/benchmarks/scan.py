@@ -239,6 +239,7 @@ class Plan:
     fwd: list[ScanPath]
     bwd: list[ScanPath]
     sdpa_max_len: int | None
+    memory_lengths: tuple[int, ...] = ()  # CPU: L of the peak-memory rows (each in its own process)
 
 
 def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
@@ -285,6 +286,7 @@ def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
             ScanPath("fused triton", None),
         ],
         4096,
+        (4096,) if quick else (1 << 16, 1 << 18),
     )
 
 
@@ -622,8 +624,8 @@ def _run(device: str, quick: bool, threads: int, plan: Plan, progress: Progress 
             runner.case(sdpa_path, batch, length, "fwd", sdpa_case=True)
             for path in plan.bwd:
                 runner.case(path, batch, length, "fwd+bwd")
-    if not cuda:
-        runner.rows += memory_rows([1 << 16] if quick else [1 << 16, 1 << 18], threads, progress)
+    if plan.memory_lengths:
+        runner.rows += memory_rows(list(plan.memory_lengths), threads, progress)
     if cuda:
         checks.append(
             long_sequence_check(device, plan.dtype, 1 << 20 if quick else 1 << 22, 6 if quick else 2, 1 << 16)
