@@ -54,10 +54,12 @@ def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImag
     """Images and labels at the working resolution; labels must be class ids of ``cfg.classes``."""
     images: list[TrainImage] = []
     try:
-        for img, lab in pairs:
+        for img, lab, *own_mpp in pairs:  # a third element: this image's µm/px
             images.append(load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m,
-                                           image_mpp=cfg.image_mpp, mode=cfg.label_mode,
-                                           value_map=cfg.value_map, class_names=cfg.classes))
+                                           image_mpp=float(own_mpp[0]) if own_mpp else cfg.image_mpp,
+                                           mode=cfg.label_mode,  # type: ignore[arg-type]
+                                           value_map=cfg.value_map, class_names=cfg.classes,
+                                           boundary_um=cfg.boundary_um))
             check_class_ids(images[-1].labels, cfg.classes, images[-1].label_path)
     except BaseException:
         close_images(images)
@@ -155,6 +157,17 @@ def model_resolution(cfg: TrainConfig, image: TrainImage) -> dict[str, float | N
     return {"mpp": image.pixel_size.get("mpp"), "gsd_m": None}
 
 
+def default_instances(cfg: TrainConfig) -> dict[str, Any]:
+    """How a boundary-mode model's classes become objects (thresholds to be tuned after training);
+    empty for a purely semantic model."""
+    if cfg.label_mode != "boundary":
+        return {}
+    from gigavim.instances.settings import DEFAULT_THREE_CLASS
+
+    return {"method": "three-class-watershed", "object_class": cfg.classes[1], "interior": 1,
+            "boundary": 2, **DEFAULT_THREE_CLASS, "boundary_um": cfg.boundary_um}
+
+
 def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, Any] | None) -> ModelBundle:
     """A fresh (or resumed) bundle: network from the arch, normalisation from the training pixels."""
     from gigavim.models.factory import build_segmenter
@@ -176,7 +189,8 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
                          bands=bands, input_scale=scale, mean=mean, std=std,
                          input_contract=contract.to_dict(),
                          **model_resolution(cfg, images[0]), tile=cfg.tile, overlap=cfg.overlap,
-                         trained=False, description=cfg.description)
+                         trained=False, description=cfg.description,
+                         instances=default_instances(cfg))
     extra = {"pretrained_backbone": cfg.init_backbone} if (cfg.init_backbone and resumed is None) else {}
     try:
         net = build_segmenter(**meta.arch, **extra)
@@ -327,7 +341,7 @@ def check_training_bands(cfg: TrainConfig, resumed: dict[str, Any] | None) -> No
 
     The model's bands are the resumed model's, else the first training image's.
     """
-    paths = [image for image, _ in [*cfg.pairs, *cfg.val_pairs]]
+    paths = [pair[0] for pair in [*cfg.pairs, *cfg.val_pairs]]
     if resumed is not None:
         meta = ModelMeta.from_dict(resumed["meta"])
         expected, what = meta.bands, f"model {meta.name!r} (resumed) expects {meta.bands}"
