@@ -7,7 +7,9 @@
 
 Folds: leave one MoNuSeg-2018 organ out (its images held out; the other organs and all 13 MICCAI-
 2015 tiles train), plus "miccai2015" (all MoNuSeg trains, the 13 MICCAI tiles are held out), plus
-"final" (everything trains, nothing held out: the shipped model). Every pair carries its µm/px:
+"final" (everything trains, nothing held out: the shipped model), plus "base-miccai" (the 13 MICCAI
+tiles only: the organ folds start from it, so no organ is ever seen by its own fold). Every pair
+carries its µm/px:
 MoNuSeg 0.25, MICCAI 0.5 (20x: 01–06) or 0.25 (40x: 08–15).
 """
 
@@ -18,7 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-DATA = Path(os.environ.get("GIGAVIM_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
+DATA = Path(os.environ.get("GIGAVIM_REAL_DATA",
+                          Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
 MICCAI_20X = ("01", "02", "03", "04", "05", "06")
 MICCAI_40X = ("08", "09", "10", "11", "12", "13", "15")
 
@@ -48,9 +51,11 @@ def folds(work: Path, recipe: Path) -> None:
             for organ in sorted(organs)}
     plan["miccai2015"] = (all_monuseg, miccai())
     plan["final"] = (all_monuseg + miccai(), [])
+    plan["base-miccai"] = (miccai(), [])  # warm start of the organ folds: holds no MoNuSeg organ
     work.mkdir(parents=True, exist_ok=True)
     for name, (train, held) in plan.items():
-        cfg = {**base, "pairs": train, "out": str(work / f"{name}.pt"), "state_path": str(work / f"{name}.state.pt")}
+        cfg = {**base, "pairs": train, "out": str(work / f"{name}.pt"),
+               "state_path": str(work / f"{name}.state.pt")}
         (work / f"{name}.train.json").write_text(json.dumps(cfg, indent=1))
         if held:
             (work / f"{name}.heldout.json").write_text(json.dumps(held, indent=1))
@@ -75,7 +80,8 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
         im = load_train_image(image, labels, mpp=bundle.meta.mpp, image_mpp=mpp)
         try:
             truth = _instance_truth(im, labels)
-            probs = predict_probabilities(bundle, im.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+            probs = predict_probabilities(bundle, im.image, tile=bundle.meta.tile,
+                                          overlap=bundle.meta.overlap)
         finally:
             im.close()
         images.append(TuningImage(probs, truth, im.pixel_size.get("mpp")))
@@ -84,7 +90,8 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
     bundle.meta.instances = best
     bundle.save(model)
     top = max(tried, key=lambda t: (t["aji"] or 0) + (t["pq"] or 0))
-    print(json.dumps({"chosen": {k: best[k] for k in ("foreground_threshold", "marker_threshold", "min_marker_px")},
+    keys = ("foreground_threshold", "marker_threshold", "min_marker_px")
+    print(json.dumps({"chosen": {k: best[k] for k in keys},
                       "train_aji": top["aji"], "train_pq": top["pq"], "train_f1": top["object_f1"],
                       "images": len(images)}, default=float))
     del np
@@ -115,16 +122,23 @@ def _pool(rows: list[dict]) -> dict[str, float | None]:
     cm = [[sum(r["objects"]["confusion_matrix"][i][j] for r in rows) for j in range(2)] for i in range(2)]
     dq = tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else None
     sq = iou / tp if tp else None
-    return {"dice": 2 * cm[1][1] / (2 * cm[1][1] + cm[0][1] + cm[1][0]) if cm[1][1] + cm[0][1] + cm[1][0] else None,
+    errors = cm[0][1] + cm[1][0]
+    return {"dice": 2 * cm[1][1] / (2 * cm[1][1] + errors) if cm[1][1] + errors else None,
             "aji": inter / union if union else None, "dq": dq, "sq": sq,
             "pq": dq * sq if dq is not None and sq is not None else None,
             "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None, "nuclei": tp + fn}
 
 
-def summarize(paths: list[Path]) -> None:
+def _cells(m: dict, b: dict) -> str:
+    """Table cells after the image count: nuclei, then model / baseline per score."""
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
+    pairs = " | ".join(f"{f(m[k])} / {f(b[k])}" for k in ("dice", "aji", "pq"))
+    return f"{m['nuclei']} | {pairs} | {f(m['dq'])} / {f(m['sq'])} | {f(m['f1'])} / {f(b['f1'])} |"
+
+
+def summarize(paths: list[Path]) -> None:
     print("| fold (held out) | images | nuclei | Dice model / base | AJI model / base | PQ model / base "
           "| DQ / SQ model | object F1 model / base |")
     print("|---|---|---|---|---|---|---|---|")
@@ -137,13 +151,10 @@ def summarize(paths: list[Path]) -> None:
         if name != "miccai2015":
             for k in rows:
                 pooled["monuseg"][k] += rows[k]
-        print(f"| {name} | {len(rows['model'])} | {m['nuclei']} | {f(m['dice'])} / {f(b['dice'])} | {f(m['aji'])} / "
-              f"{f(b['aji'])} | {f(m['pq'])} / {f(b['pq'])} | {f(m['dq'])} / {f(m['sq'])} | {f(m['f1'])} / {f(b['f1'])} |")
+        print(f"| {name} | {len(rows['model'])} | {_cells(m, b)}")
     if pooled["monuseg"]["model"]:
         m, b = _pool(pooled["monuseg"]["model"]), _pool(pooled["monuseg"]["baseline"])
-        print(f"| **MoNuSeg organ folds, pooled** | {len(pooled['monuseg']['model'])} | {m['nuclei']} | "
-              f"{f(m['dice'])} / {f(b['dice'])} | {f(m['aji'])} / {f(b['aji'])} | {f(m['pq'])} / {f(b['pq'])} | "
-              f"{f(m['dq'])} / {f(m['sq'])} | {f(m['f1'])} / {f(b['f1'])} |")
+        print(f"| **MoNuSeg organ folds, pooled** | {len(pooled['monuseg']['model'])} | {_cells(m, b)}")
 
 
 if __name__ == "__main__":

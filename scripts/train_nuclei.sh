@@ -12,16 +12,22 @@
 # the classical haematoxylin baseline by the same code (scripts/nuclei_recipe.py). "final" trains
 # on everything and becomes gigavim/data/models/nuclei-he.pt (FINAL=0 skips that).
 #
-# Cost: LANES trainings run side by side with one thread each (a 2-core CPU); each training is
-# capped at MINUTES (the step count is the recipe; the cap only guards a busy machine and is
-# recorded in the bundle). FOLDS picks folds, e.g. FOLDS="final kidney" for a quick check.
+# Two stages, so that eight validation trainings and the final one fit a shared 2-core CPU:
+#   1. "base-miccai" (the 13 MICCAI tiles only) and "miccai2015" (all MoNuSeg) from scratch;
+#   2. each organ fold continues base-miccai's training state on its own training set (MICCAI +
+#      the other six organs: its held-out organ is never seen), and "final" continues miccai2015's
+#      on everything.
+# Each training is time-boxed (MINUTES_A / MINUTES_B; the learning rate anneals by the clock as
+# well as by the step count, so a capped run ends annealed; bundles record steps and seconds).
+# Up to LANES organ folds train side by side (plus final), one thread each. ORGANS picks folds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-build/models/nuclei}
 SEED=${SEED:-0}
-STEPS=${STEPS:-600}
-MINUTES=${MINUTES:-30}
-LANES=${LANES:-2}
+STEPS=${STEPS:-3000}  # an upper bound: the time boxes end these runs
+MINUTES_A=${MINUTES_A:-15}
+MINUTES_B=${MINUTES_B:-16}
+LANES=${LANES:-4}
 FINAL=${FINAL:-1}
 mkdir -p "$WORK"
 
@@ -37,28 +43,49 @@ cat > "$WORK/recipe.json" <<JSON
   "warmup_steps": 30, "sampling": "foreground", "foreground_p": 0.5,
   "augment": {"flips": true, "rotate90": true, "brightness": 0.1, "contrast": 0.2, "saturation": 0.2,
               "stain": 0.3, "blur_p": 0.3, "blur_sigma": 1.2, "jpeg_p": 0.3, "jpeg_quality": [30, 90]},
-  "val_every": 1000000, "log_every": 20, "seed": $SEED, "time_limit_s": $((MINUTES * 60)),
+  "val_every": 1000000, "log_every": 20, "seed": $SEED,
   "description": "H&E nuclei (background / interior / boundary → one id per nucleus) at 0.5 µm/px; MoNuSeg 2018 (CC BY-NC-SA 4.0: non-commercial) + MICCAI 2015"
 }
 JSON
-all_folds=$(python scripts/nuclei_recipe.py folds "$WORK" "$WORK/recipe.json")
-FOLDS=${FOLDS:-$all_folds}
+python scripts/nuclei_recipe.py folds "$WORK" "$WORK/recipe.json" > /dev/null
+ORGANS=${ORGANS:-kidney breast liver prostate bladder colon stomach}
 
-run_fold() {  # train, tune thresholds on the fold's training images, score its held-out images
-  local fold=$1 w=$WORK
+train_fold() {  # FOLD MINUTES [START_STATE]
+  local fold=$1 minutes=$2 start=${3:-}
   export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
-  echo "$(date -u +%T) start $fold"
-  gigavim train --config "$w/$fold.train.json" > "$w/$fold.log" 2>&1
-  python scripts/nuclei_recipe.py tune "$w/$fold.pt" "$w/$fold.train.json" > "$w/$fold.tune.json"
-  if [[ -f $w/$fold.heldout.json ]]; then
-    python scripts/nuclei_recipe.py evaluate "$w/$fold.pt" "$w/$fold.heldout.json" "$w/$fold.eval.json"
-  fi
-  echo "$(date -u +%T) done $fold"
+  echo "$(date -u +%T) train $fold"
+  gigavim train --config "$WORK/$fold.train.json" --time-limit "$minutes" ${start:+--resume "$start"} \
+    > "$WORK/$fold.log" 2>&1
 }
-export -f run_fold
-export WORK
-# shellcheck disable=SC2086
-printf '%s\n' $FOLDS | xargs -P "$LANES" -I{} bash -c 'run_fold {}'
+score_fold() {  # FOLD: thresholds tuned on its training images, then its held-out images scored
+  local fold=$1
+  export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+  python scripts/nuclei_recipe.py tune "$WORK/$fold.pt" "$WORK/$fold.train.json" > "$WORK/$fold.tune.json"
+  if [[ -f $WORK/$fold.heldout.json ]]; then
+    python scripts/nuclei_recipe.py evaluate "$WORK/$fold.pt" "$WORK/$fold.heldout.json" "$WORK/$fold.eval.json"
+  fi
+  echo "$(date -u +%T) scored $fold"
+}
+export -f train_fold score_fold
+export WORK MINUTES_B
+
+organ_folds() {
+  [[ ${SKIP_A:-0} == 1 ]] || train_fold base-miccai "$MINUTES_A"
+  # shellcheck disable=SC2086
+  printf '%s\n' $ORGANS | xargs -P "$LANES" -I{} bash -c \
+    'train_fold {} "$MINUTES_B" "$WORK/base-miccai.state.pt" && score_fold {}'
+}
+final_and_miccai() {
+  [[ ${SKIP_A:-0} == 1 ]] || train_fold miccai2015 "$MINUTES_A"
+  if [[ $FINAL == 1 ]]; then
+    (train_fold final "$MINUTES_B" "$WORK/miccai2015.state.pt" && score_fold final) &
+  fi
+  score_fold miccai2015
+  wait
+}
+organ_folds &
+final_and_miccai &
+wait
 
 shopt -s nullglob
 evals=("$WORK"/*.eval.json)

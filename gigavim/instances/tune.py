@@ -32,7 +32,8 @@ class TuningImage:
 
 
 def tune_settings(images: Sequence[TuningImage], settings: dict[str, Any],
-                  grid: dict[str, Sequence[float]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                  grid: dict[str, Sequence[float]] | None = None,
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The best settings (``settings`` with the grid's keys replaced) and every tried point's scores."""
     grid = grid or GRID
     keys = list(grid)

@@ -165,7 +165,8 @@ def evaluate_baseline(pairs: list[tuple[str, ...]], *, mpp: float, image_mpp: fl
     object_pixels = np.zeros((2, 2), dtype=np.int64)
     per_image = []
     for image_path, mask_path, *own_mpp in pairs:
-        im = load_train_image(image_path, mask_path, mpp=mpp, image_mpp=float(own_mpp[0]) if own_mpp else image_mpp)
+        im = load_train_image(image_path, mask_path, mpp=mpp,
+                              image_mpp=float(own_mpp[0]) if own_mpp else image_mpp)
         try:
             truth_ids = _instance_truth(im, mask_path)
             rgb = np.asarray(im.image[0:im.shape[0], 0:im.shape[1]])[..., :3]

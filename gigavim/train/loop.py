@@ -110,12 +110,26 @@ def band_statistics(images: list[TrainImage], scale: float | np.ndarray, offset:
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio``."""
+def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio``.
+
+    ``time_fraction`` (elapsed / time budget of a time-capped run) advances the decay when the
+    clock runs out before the steps do, so a run stopped by ``time_limit_s`` on a busy machine
+    still ends annealed instead of at a high learning rate.
+    """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _time_fraction(cfg: TrainConfig, t0: float, loop_t0: float) -> float:
+    """How much of a time cap the loop has used (0 without a cap); loading time is not counted
+    against the schedule."""
+    if cfg.time_limit_s is None:
+        return 0.0
+    budget = max(1e-6, cfg.time_limit_s - (loop_t0 - t0))
+    return (time.perf_counter() - loop_t0) / budget
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
@@ -286,7 +300,9 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
     sampler = PatchSampler(images, cfg.patch, len(cfg.classes), cfg.sampling,  # type: ignore[arg-type]
                            cfg.foreground_p, seed=cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    loop_t0 = time.perf_counter()
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg, _time_fraction(cfg, t0, loop_t0)))
     step, history = 0, []
     if resumed is not None:
         opt.load_state_dict(resumed["optimizer"])
