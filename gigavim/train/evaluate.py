@@ -105,7 +105,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
         row = {"image": str(Path(image_path)), "mask": str(Path(mask_path)), **scores(cm, meta.classes)}
         if objects is not None and truth_ids is not None:
             pixels, score = _score_objects(probs, truth_ids, objects, im.pixel_size, object_scores,
-                                           str(Path(image_path)))
+                                           str(Path(image_path)), list(meta.classes))
             object_pixels += pixels
             row["instances"] = {**score, "objects": scores(pixels, ["background", _object_name(objects)])}
         per_image.append(row)
@@ -133,13 +133,14 @@ def _instance_truth(im: Any, mask_path: str) -> np.ndarray:
 
 
 def _score_objects(probs: np.ndarray, truth_ids: np.ndarray, objects: dict[str, Any],
-                   pixel_size: dict[str, float], into: Any, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+                   pixel_size: dict[str, float], into: Any, name: str,
+                   classes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Post-process one image's probabilities and score its objects; returns the object-vs-
     background confusion matrix and the image's instance scores."""
     from gigavim.instances.settings import instances_from_settings
 
     pred_ids = instances_from_settings(probs, objects, mpp=pixel_size.get("mpp"),
-                                       gsd_m=pixel_size.get("gsd_m"))
+                                       gsd_m=pixel_size.get("gsd_m"), classes=classes)
     return score_object_map(pred_ids, truth_ids, into, name)
 
 
