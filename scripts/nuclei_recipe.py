@@ -51,6 +51,7 @@ def folds(work: Path, recipe: Path) -> None:
             for organ in sorted(organs)}
     plan["miccai2015"] = (all_monuseg, miccai())
     plan["final"] = (all_monuseg + miccai(), [])
+    plan["final-more"] = (all_monuseg + miccai(), [])  # final, trained on once the folds are done
     plan["base-miccai"] = (miccai(), [])  # warm start of the organ folds: holds no MoNuSeg organ
     work.mkdir(parents=True, exist_ok=True)
     for name, (train, held) in plan.items():

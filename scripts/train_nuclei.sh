@@ -16,7 +16,8 @@
 #   1. "base-miccai" (the 13 MICCAI tiles only) and "miccai2015" (all MoNuSeg) from scratch;
 #   2. each organ fold continues base-miccai's training state on its own training set (MICCAI +
 #      the other six organs: its held-out organ is never seen), and "final" continues miccai2015's
-#      on everything.
+#      on everything;
+#   3. once the folds are done, "final-more" continues final's state for MINUTES_C: the shipped model.
 # Each training is time-boxed (MINUTES_A / MINUTES_B; the learning rate anneals by the clock as
 # well as by the step count, so a capped run ends annealed; bundles record steps and seconds).
 # Up to LANES organ folds train side by side (plus final), one thread each. ORGANS picks folds.
@@ -27,6 +28,7 @@ SEED=${SEED:-0}
 STEPS=${STEPS:-3000}  # an upper bound: the time boxes end these runs
 MINUTES_A=${MINUTES_A:-15}
 MINUTES_B=${MINUTES_B:-16}
+MINUTES_C=${MINUTES_C:-27}
 LANES=${LANES:-4}
 FINAL=${FINAL:-1}
 mkdir -p "$WORK"
@@ -86,12 +88,15 @@ final_and_miccai() {
 organ_folds &
 final_and_miccai &
 wait
+if [[ $FINAL == 1 ]]; then  # 3. the CPU is free again: the shipped model trains on for MINUTES_C
+  train_fold final-more "$MINUTES_C" "$WORK/final.state.pt" && score_fold final-more
+fi
 
 shopt -s nullglob
 evals=("$WORK"/*.eval.json)
 if ((${#evals[@]})); then
   python scripts/nuclei_recipe.py summarize "${evals[@]}" | tee "$WORK/summary.md"
 fi
-if [[ $FINAL == 1 && -f $WORK/final.pt ]]; then
-  cp "$WORK/final.pt" gigavim/data/models/nuclei-he.pt
+if [[ $FINAL == 1 && -f $WORK/final-more.pt ]]; then
+  cp "$WORK/final-more.pt" gigavim/data/models/nuclei-he.pt
 fi
