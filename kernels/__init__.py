@@ -16,8 +16,13 @@ from types import ModuleType
 
 import torch
 import torch.nn.functional as F
-from gigavim.kernels.chunked import selective_scan_chunked
-from gigavim.kernels.reference import causal_conv1d_ref, selective_scan_ref
+from gigavim.kernels.chunked import fused_cpu, scan_inputs_bc, selective_scan_chunked
+from gigavim.kernels.reference import (
+    _compute_dtype,
+    causal_conv1d_ref,
+    conv_final_state,
+    selective_scan_ref,
+)
 
 from gigavim.errors import UsageError
 
@@ -25,6 +30,7 @@ __all__ = [
     "bidirectional_scan",
     "causal_conv1d",
     "causal_conv1d_ref",
+    "fused_cpu",
     "scan_backend",
     "selective_scan",
     "selective_scan_chunked",
@@ -69,7 +75,26 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 def _bidirectional_torch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
                          delta_bias_b, initial_state, initial_state_b, delta_softplus):
-    """The PyTorch path: two chunked scans (the backward one indexes from the end, no flips)."""
+    """The PyTorch path: two chunked scans (the backward one indexes from the end, no flips).
+
+    Without autograd on CPU: two fused passes writing one output, the second adding its
+    direction, halving and gating in its store (kernels/cpu_fused.py)."""
+    fused = fused_cpu(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
+                      delta_bias_b, initial_state, initial_state_b) if u.shape[-1] else None
+    if fused is not None:
+        cd = _compute_dtype(u)
+
+        def c(t):
+            return t.to(cd) if t is not None else None
+
+        out = u.new_empty(u.shape, dtype=cd)
+        s_f = fused.scan_pass(c(u), c(A), scan_inputs_bc(B, C, cd), out, delta=c(delta),
+                              delta_bias=c(delta_bias), softplus=delta_softplus, D=c(D), h0=c(initial_state))
+        s_b = fused.scan_pass(c(u_b), c(A_b), scan_inputs_bc(B_b, C_b, cd), out, delta=c(delta_b),
+                              delta_bias=c(delta_bias_b), softplus=delta_softplus, D=c(D_b),
+                              z=(c(z), 0) if z is not None else None, h0=c(initial_state_b), reverse=True,
+                              combine=True, scale=0.5)
+        return out.to(u.dtype), s_f, s_b
     y_f, s_f = selective_scan_chunked(u, delta, A, B, C, D, None, delta_bias, delta_softplus,
                                       initial_state, True, False)
     y_b, s_b = selective_scan_chunked(u_b, delta_b, A_b, B_b, C_b, D_b, None, delta_bias_b,
@@ -102,7 +127,15 @@ def causal_conv1d(x, weight, bias=None, activation="silu", initial_state=None,
                   return_final_state=False, reverse=False):
     """Depthwise causal (or, with ``reverse``, anti-causal) conv1d with optional carried state."""
     if scan_backend(x) == "torch":
-        return causal_conv1d_ref(x, weight, bias, activation, initial_state, return_final_state, reverse)
+        fused = fused_cpu(x, weight, bias, initial_state) if activation in (None, "silu", "swish") else None
+        if fused is None:
+            return causal_conv1d_ref(x, weight, bias, activation, initial_state, return_final_state, reverse)
+        cd = _compute_dtype(x)
+        out = fused.conv_silu(x.to(cd), weight, bias, initial_state=initial_state, reverse=reverse,
+                              silu=activation is not None).to(x.dtype)
+        if return_final_state:
+            return out, conv_final_state(x, initial_state, weight.shape[-1], reverse)
+        return out
     conv = _triton_module("conv1d")
 
     def fast(*t):

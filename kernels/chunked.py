@@ -156,6 +156,29 @@ def _compiled_cpu():
 _CPU_SCAN = None
 # Tests and benchmarks set this to run the eager PyTorch blocks on CPU too.
 _FORCE_EAGER = False
+# ... and this to run inference through the unfused (autograd) path, to compare the two.
+_FORCE_UNFUSED = False
+
+
+def fused_cpu(*tensors: torch.Tensor | None):
+    """:mod:`gigavim.kernels.cpu_fused` when these tensors take the fused inference path, else None.
+
+    That path (no autograd graph) serves CPU tensors when numba is there and no gradient is
+    wanted: inference under ``no_grad``/``inference_mode``, or inputs that require none."""
+    t0 = tensors[0]
+    if t0.device.type != "cpu" or _FORCE_EAGER or _FORCE_UNFUSED or _compiled_cpu() is None:
+        return None
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return None
+    from gigavim.kernels import cpu_fused
+
+    return cpu_fused
+
+
+def scan_inputs_bc(B: torch.Tensor, C: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+    """B and C (batch, n, L) as the fused kernel reads them: one (batch, L, 2n) tensor, O(L·n)."""
+    n = B.shape[1]
+    return torch.cat([B, C], 1).to(dtype).transpose(1, 2).contiguous(), 0, n
 
 
 class ScanCore(torch.autograd.Function):
@@ -216,6 +239,16 @@ def selective_scan_chunked(
     cd = _compute_dtype(u)
     batch, dim, length = u.shape
     d_state = A.shape[1]
+    fused = fused_cpu(u, delta, A, B, C, D, z, delta_bias, initial_state) if length else None
+    if fused is not None:  # inference: softplus, skip and gate inside the compiled loop
+        out = u.new_empty(batch, dim, length, dtype=cd)
+        h_last = fused.scan_pass(
+            u.to(cd), A.to(cd), scan_inputs_bc(B, C, cd), out, delta=delta.to(cd),
+            delta_bias=delta_bias.to(cd) if delta_bias is not None else None, softplus=delta_softplus,
+            D=D.to(cd) if D is not None else None, z=(z.to(cd), 0) if z is not None else None,
+            h0=initial_state.to(cd) if initial_state is not None else None, reverse=reverse)
+        out = out.to(dtype_in)
+        return (out, h_last) if return_last_state else out
     u_c = u.to(cd)
     dl = prepare_delta(delta, delta_bias, delta_softplus, cd)
     h0 = initial_state.to(cd) if initial_state is not None else u_c.new_zeros(batch, dim, d_state)

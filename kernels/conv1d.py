@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from gigavim.kernels.reference import conv_final_state as _final_state
 from gigavim.kernels.triton_common import offset3, silu
 
 __all__ = ["causal_conv1d_triton"]
@@ -66,16 +67,6 @@ def _conv_kernel(x_ptr, w_ptr, bias_ptr, init_ptr, out_ptr,
         acc = silu(acc)
     o = out_ptr + offset3(pid_b, s_ob, d_offs[:, None], s_od, t_offs[None, :], s_ot)
     tl.store(o, acc.to(out_ptr.dtype.element_ty), mask=d_mask[:, None] & t_mask[None, :])
-
-
-def _final_state(x: torch.Tensor, initial_state: torch.Tensor | None, width: int,
-                 reverse: bool) -> torch.Tensor:
-    """The last W-1 inputs in processing order (what the next piece needs), from small slices."""
-    batch, dim, _ = x.shape
-    xs = x[..., : width - 1].flip(-1) if reverse else x[..., max(0, x.shape[-1] - (width - 1)):]
-    pad = (initial_state.to(x.dtype) if initial_state is not None
-           else x.new_zeros(batch, dim, width - 1))
-    return torch.cat([pad, xs], dim=-1)[..., -(width - 1):] if width > 1 else x.new_zeros(batch, dim, 0)
 
 
 def causal_conv1d_triton(x, weight, bias=None, activation="silu", initial_state=None,

@@ -4,12 +4,12 @@ In float64 these are libm's (the exactness tests compare float64 against the loo
 at 1e-12). In float32 they are plain arithmetic, so LLVM vectorises the loops around them
 (libm calls are not vectorised without Intel's SVML):
 
-* ``fast_exp``: exp(x) = 2^y, y = x·log2 e clamped to [-127, 128], as 2^-m · 2^f with
-  m = trunc(-y) and f ∈ (-1, 1); 2^f is a degree-9 polynomial (rel. error ~1e-7) and 2^-m is
-  built in the float's exponent bits ((127 - m) << 23, a bit cast): no table, so no memory
-  access whatever x is. Bits 0 and 255 give 0.0 and +inf, so exp(≤ -88) = 0 and
-  exp(≥ 88.8) = inf as in libm; NaN stays NaN (an explicit select, kept under the fastmath
-  flags used here, which exclude ``nnan``).
+* ``fast_exp2`` / ``fast_exp``: 2^y (exp(x) = 2^(x·log2 e)), y clamped to [-127, 128], as
+  2^-m · 2^f with m = rint(-y) and |f| ≤ 1/2; 2^f is a degree-7 polynomial (rel. error ~1e-7)
+  and 2^-m is built in the float's exponent bits ((127 - m) << 23, a bit cast): no table, so no
+  memory access whatever y is. Bits 0 and 255 give 0.0 and +inf, so exp(≤ -88) = 0 and
+  exp(≥ 88.8) = inf as in libm; a NaN passes the clamp (written so the comparison fails) and
+  stays NaN through the polynomial (the fastmath flags here exclude ``nnan``).
 * ``fast_softplus``: x if x > 20 (PyTorch's threshold) else max(x, 0) + log1p(exp(-|x|)), the
   log1p as 2·atanh(w / (2 + w)) by its odd series (w ∈ (0, 1], 8 terms).
 * ``fast_silu``: z / (1 + exp(-z)).
@@ -24,7 +24,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["FASTMATH", "fast_exp", "fast_silu", "fast_softplus"]
+__all__ = ["FASTMATH", "LOG2E", "fast_exp", "fast_exp2", "fast_silu", "fast_softplus"]
+
+LOG2E = 1.4426950408889634
 
 # Vectorised sums and FMAs; NaN/inf semantics unchanged (no nnan/ninf), so NaN checks survive.
 FASTMATH = {"reassoc", "contract"}
@@ -51,6 +53,11 @@ def fast_exp(x):  # pragma: no cover - replaced by the overload inside compiled 
     return math.exp(x)
 
 
+def fast_exp2(y):  # pragma: no cover - replaced by the overload inside compiled code
+    """2^y: see module doc (the scan pre-scales A by log2 e and calls this, one multiply less)."""
+    return math.exp(y * math.log(2.0))
+
+
 def fast_softplus(x):  # pragma: no cover - replaced by the overload inside compiled code
     """log(1 + exp(x)) with PyTorch's threshold 20."""
     return x if x > 20.0 else math.log1p(math.exp(x))
@@ -65,21 +72,18 @@ def _is_f64(x) -> bool:
     return isinstance(x, types.Float) and x.bitwidth == 64
 
 
-@overload(fast_exp, inline="always", fastmath=FASTMATH)
-def _fast_exp(x):
-    if _is_f64(x):
-        return lambda x: math.exp(x)
+@overload(fast_exp2, inline="always", fastmath=FASTMATH)
+def _fast_exp2(y):
+    if _is_f64(y):
+        return lambda y: math.exp(y * 0.6931471805599453)
 
-    def exp32(x):  # pragma: no cover - compiled
-        y = x * np.float32(1.4426950408889634)
-        # NaN fails both tests and becomes -127 here (a safe exponent); restored at the end
-        y = y if y > np.float32(-127.0) else np.float32(-127.0)
-        y = y if y < np.float32(128.0) else np.float32(128.0)
-        m = np.int32(-y)  # in [-128, 127]
-        z = (y + np.float32(m)) * np.float32(0.6931471805599453)  # f·ln 2, |f| < 1
-        p = np.float32(1 / 362880)
-        p = p * z + np.float32(1 / 40320)
-        p = p * z + np.float32(1 / 5040)
+    def exp2_32(y):  # pragma: no cover - compiled
+        # clamp written so a NaN fails the test and passes through (maxps/minps operand order)
+        lo = np.float32(-127.0) if y < np.float32(-127.0) else y
+        yc = np.float32(128.0) if lo > np.float32(128.0) else lo
+        m = np.int32(np.rint(-yc))  # in [-128, 127]
+        z = (yc + np.float32(m)) * np.float32(0.6931471805599453)  # f·ln 2, |f| ≤ 1/2
+        p = np.float32(1 / 5040)
         p = p * z + np.float32(1 / 720)
         p = p * z + np.float32(1 / 120)
         p = p * z + np.float32(1 / 24)
@@ -87,10 +91,16 @@ def _fast_exp(x):
         p = p * z + np.float32(0.5)
         p = p * z + np.float32(1.0)
         p = p * z + np.float32(1.0)
-        r = p * _int32_bits_as_float32((np.int32(127) - m) << np.int32(23))
-        return r if x == x else x
+        return p * _int32_bits_as_float32((np.int32(127) - m) << np.int32(23))
 
-    return exp32
+    return exp2_32
+
+
+@overload(fast_exp, inline="always", fastmath=FASTMATH)
+def _fast_exp(x):
+    if _is_f64(x):
+        return lambda x: math.exp(x)
+    return lambda x: fast_exp2(x * np.float32(LOG2E))  # pragma: no cover - compiled
 
 
 @overload(fast_softplus, inline="always", fastmath=FASTMATH)

@@ -117,3 +117,13 @@ def causal_conv1d_ref(
     if reverse:
         out = out.flip(-1)
     return (out, final) if return_final_state else out
+
+
+def conv_final_state(x: torch.Tensor, initial_state: torch.Tensor | None, width: int,
+                     reverse: bool) -> torch.Tensor:
+    """The last W-1 inputs in processing order (what the next piece needs), from small slices."""
+    batch, dim, _ = x.shape
+    xs = x[..., : width - 1].flip(-1) if reverse else x[..., max(0, x.shape[-1] - (width - 1)):]
+    pad = (initial_state.to(x.dtype) if initial_state is not None
+           else x.new_zeros(batch, dim, width - 1))
+    return torch.cat([pad, xs], dim=-1)[..., -(width - 1):] if width > 1 else x.new_zeros(batch, dim, 0)

@@ -5,6 +5,12 @@ bad luck: it is returned as a failed record so dask does not retry it and the ot
 on. Anything else (a bug, a flaky disk) propagates, so dask's ``retries`` gets another try and
 the client records the exception if it keeps failing. A worker that dies mid-run is rescheduled
 by the scheduler; ``resume=True`` lets the new attempt continue from the work dir.
+
+The segmentation's own dask work (the writers' ``da.store``, lazy source views) runs on a local
+thread pool inside the task. Left to the default, a ``compute`` inside a task goes to the
+cluster and *secedes* the task's thread, so the worker starts its next input while this one is
+still writing: one worker then runs several segmentations at once (memory and torch threads
+oversubscribed). A worker runs exactly one segmentation per task thread.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 import warnings
 from typing import Any
 
+import dask
 from gigavim.pipelines.manifest import utc_now
 
 
@@ -36,11 +43,12 @@ def segment_one(source: str, outputs: list[str], segment_kwargs: dict[str, Any],
     from gigavim.engine import segment
     from gigavim.errors import GigavimError
 
-    _limit_threads(worker_torch_threads(torch_threads))
+    threads = worker_torch_threads(torch_threads)
+    _limit_threads(threads)
     started, t0 = utc_now(), time.perf_counter()
     record: dict[str, Any] = {"started": started, "worker": _worker_address()}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), dask.config.set(scheduler="threads", num_workers=threads):
             warnings.simplefilter("ignore", UserWarning)  # the result carries them
             result = segment(source, outputs, **segment_kwargs)
     except GigavimError as err:

@@ -1,55 +1,102 @@
 #!/usr/bin/env bash
-# Recipe of the bundled `nuclei-he` model (H&E nuclei vs background at 0.5 µm/px, 20×).
+# Recipe of the bundled `nuclei-he` model: H&E nuclei as OBJECTS (background / nucleus interior /
+# nucleus boundary → one id per nucleus by marker watershed) at 0.5 µm/px.
 #
-# Data: the three annotated MICCAI 2015 tiles in ../shared/data/real/nuclei_miccai2015 (instance
-# labels → foreground). First a leave-one-image-out (LOO) check — train on 2 tiles, evaluate the
-# 3rd in both contexts (independent tiles, and the whole tile as ONE Vim sequence) — then the
-# shipped model on all 3. Every model uses the recipe below: 256-px training patches (64×64 =
-# 4096 tokens at patch 4), batch 2, 256-px inference tiles with 64-px overlap. (The previous
-# recipe, 64-px patches / batch 8 / tile 128, scored pooled LOO Dice 0.760 against 0.810: see the
-# model card in docs/models.md.) About 3 minutes per training on a 2-core CPU.
-# Results land in $WORK (eval JSON) and gigavim/data/models/nuclei-he.pt (FINAL=0 skips that).
-# Run-to-run spread: SEED=1 WORK=build/models/nuclei-seed1 FINAL=0 bash scripts/train_nuclei.sh
+# Data (../shared/data/real, see its README): the 30 MoNuSeg-2018 training images (7 organs, 40x,
+# 0.25 µm/px, CC BY-NC-SA 4.0) and the 13 MICCAI-2015 tiles (01–06 at 20x ≈ 0.5 µm/px, 08–15 at
+# 40x ≈ 0.25 µm/px; no licence stated, TCGA research use), all resampled to 0.5 µm/px.
+# Validation: leave one MoNuSeg organ out (7 folds; the held-out organ's images are never seen,
+# everything else trains) plus "miccai2015" (train on all MoNuSeg, hold out the 13 MICCAI tiles).
+# Each fold's post-processing thresholds are tuned on ITS TRAINING images only, then the held-out
+# images are scored — pixel Dice, AJI, PQ (DQ/SQ), object F1 at IoU ≥ 0.5 — for the model and for
+# the classical haematoxylin baseline by the same code (scripts/nuclei_recipe.py). "final" trains
+# on everything and becomes gigavim/data/models/nuclei-he.pt (FINAL=0 skips that).
+#
+# Two stages, so that eight validation trainings and the final one fit a shared 2-core CPU:
+#   1. "base-miccai" (the 13 MICCAI tiles only) and "miccai2015" (all MoNuSeg) from scratch;
+#   2. each organ fold continues base-miccai's training state on its own training set (MICCAI +
+#      the other six organs: its held-out organ is never seen), and "final" continues miccai2015's
+#      on everything;
+#   3. once the folds are done, "final-more" continues final's state for MINUTES_C: the shipped model.
+# Each training is time-boxed (MINUTES_A / MINUTES_B; the learning rate anneals by the clock as
+# well as by the step count, so a capped run ends annealed; bundles record steps and seconds).
+# Up to LANES organ folds train side by side (plus final), one thread each. ORGANS picks folds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${GIGAVIM_REAL_DATA:-../shared/data/real}/nuclei_miccai2015
 WORK=${WORK:-build/models/nuclei}
-MINUTES=${MINUTES:-10}  # safety cap per training on a shared CPU; the recipe is the step count
-FINAL=${FINAL:-1}
 SEED=${SEED:-0}
+STEPS=${STEPS:-3000}  # an upper bound: the time boxes end these runs
+MINUTES_A=${MINUTES_A:-15}
+MINUTES_B=${MINUTES_B:-16}
+MINUTES_C=${MINUTES_C:-27}
+LANES=${LANES:-4}
+FINAL=${FINAL:-1}
 mkdir -p "$WORK"
 
-recipe=(
-  --name nuclei-he --classes background,nucleus --label-mode binary --input-kind slide
-  --image-mpp 0.5 --mpp 0.5
-  --arch '{"backbone": {"embed_dim": 48, "depth": 4, "patch_size": 4, "stride": 4, "img_size": 256,
-           "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}'
-  --patch 256 --tile 256 --overlap 64 --batch-size 2 --steps 400 --lr 2e-3 --warmup-steps 30 --sampling foreground
-  --stain-jitter 0.05 --colour-jitter 0.1 --val-every 100000 --time-limit "$MINUTES" --seed "$SEED"
-  --description "H&E nuclei vs background at 0.5 µm/px (20x); trained on 3 MICCAI 2015 tiles with 256-px patches"
-)
+cat > "$WORK/recipe.json" <<JSON
+{
+  "name": "nuclei-he", "classes": ["background", "nucleus", "nucleus-boundary"],
+  "colors": [[0, 0, 0], [230, 25, 75], [255, 225, 25]], "input_kind": "slide",
+  "label_mode": "boundary", "boundary_um": 0.5, "mpp": 0.5,
+  "arch": {"backbone": {"embed_dim": 48, "depth": 4, "patch_size": 4, "stride": 4, "img_size": 256,
+                        "cls_token": "none", "pos_embed_mode": "sincos"},
+           "head": {"kind": "fpn", "channels": 32}},
+  "patch": 256, "tile": 256, "overlap": 64, "batch_size": 2, "steps": $STEPS, "lr": 0.002,
+  "warmup_steps": 30, "sampling": "foreground", "foreground_p": 0.5,
+  "augment": {"flips": true, "rotate90": true, "brightness": 0.1, "contrast": 0.2, "saturation": 0.2,
+              "stain": 0.3, "blur_p": 0.3, "blur_sigma": 1.2, "jpeg_p": 0.3, "jpeg_quality": [30, 90]},
+  "val_every": 1000000, "log_every": 20, "seed": $SEED,
+  "description": "H&E nuclei (background / interior / boundary → one id per nucleus) at 0.5 µm/px; MoNuSeg 2018 (CC BY-NC-SA 4.0: non-commercial) + MICCAI 2015"
+}
+JSON
+python scripts/nuclei_recipe.py folds "$WORK" "$WORK/recipe.json" > /dev/null
+ORGANS=${ORGANS:-kidney breast liver prostate bladder colon stomach}
 
-tiles=(image01 image02 image06)
-for held in "${tiles[@]}"; do
-  pairs=()
-  for t in "${tiles[@]}"; do
-    [[ $t == "$held" ]] || pairs+=("$DATA/$t.png:$DATA/${t}_label.png")
-  done
-  gigavim train "${pairs[@]}" "${recipe[@]}" -o "$WORK/loio-$held.pt" --state "$WORK/loio-$held.state.pt" \
-    > "$WORK/loio-$held.log" 2>&1
-  for context in tile image; do
-    gigavim eval --model "$WORK/loio-$held.pt" --image-mpp 0.5 --context "$context" \
-      "$DATA/$held.png:$DATA/${held}_label.png" --json > "$WORK/loio-$held.$context.eval.json"
-  done
-done
+train_fold() {  # FOLD MINUTES [START_STATE]
+  local fold=$1 minutes=$2 start=${3:-}
+  export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+  echo "$(date -u +%T) train $fold"
+  gigavim train --config "$WORK/$fold.train.json" --time-limit "$minutes" ${start:+--resume "$start"} \
+    > "$WORK/$fold.log" 2>&1
+}
+score_fold() {  # FOLD: thresholds tuned on its training images, then its held-out images scored
+  local fold=$1
+  export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+  python scripts/nuclei_recipe.py tune "$WORK/$fold.pt" "$WORK/$fold.train.json" > "$WORK/$fold.tune.json"
+  if [[ -f $WORK/$fold.heldout.json ]]; then
+    python scripts/nuclei_recipe.py evaluate "$WORK/$fold.pt" "$WORK/$fold.heldout.json" "$WORK/$fold.eval.json"
+  fi
+  echo "$(date -u +%T) scored $fold"
+}
+export -f train_fold score_fold
+export WORK MINUTES_B
 
-for context in tile image; do
-  echo "== $context context"
-  python scripts/summarize_eval.py "$WORK"/loio-*."$context".eval.json
-done
+organ_folds() {
+  [[ ${SKIP_A:-0} == 1 ]] || train_fold base-miccai "$MINUTES_A"
+  # shellcheck disable=SC2086
+  printf '%s\n' $ORGANS | xargs -P "$LANES" -I{} bash -c \
+    'train_fold {} "$MINUTES_B" "$WORK/base-miccai.state.pt" && score_fold {}'
+}
+final_and_miccai() {
+  [[ ${SKIP_A:-0} == 1 ]] || train_fold miccai2015 "$MINUTES_A"
+  if [[ $FINAL == 1 ]]; then
+    (train_fold final "$MINUTES_B" "$WORK/miccai2015.state.pt" && score_fold final) &
+  fi
+  score_fold miccai2015
+  wait
+}
+organ_folds &
+final_and_miccai &
+wait
+if [[ $FINAL == 1 ]]; then  # 3. the CPU is free again: the shipped model trains on for MINUTES_C
+  train_fold final-more "$MINUTES_C" "$WORK/final.state.pt" && score_fold final-more
+fi
 
-if [[ $FINAL == 1 ]]; then
-  all=()
-  for t in "${tiles[@]}"; do all+=("$DATA/$t.png:$DATA/${t}_label.png"); done
-  gigavim train "${all[@]}" "${recipe[@]}" -o gigavim/data/models/nuclei-he.pt --state "$WORK/final.state.pt"
+shopt -s nullglob
+evals=("$WORK"/*.eval.json)
+if ((${#evals[@]})); then
+  python scripts/nuclei_recipe.py summarize "${evals[@]}" | tee "$WORK/summary.md"
+fi
+if [[ $FINAL == 1 && -f $WORK/final-more.pt ]]; then
+  cp "$WORK/final-more.pt" gigavim/data/models/nuclei-he.pt
 fi

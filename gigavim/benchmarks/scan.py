@@ -41,9 +41,12 @@ from gigavim.benchmarks.report import (
     Column,
     Progress,
     bench_device,
+    child_main,
     cpu_threads,
     device_kind,
     load_average,
+    peak_rss_mib,
+    run_child,
     show_row,
 )
 from gigavim.kernels import _bidirectional_torch, selective_scan_chunked, selective_scan_ref
@@ -72,8 +75,12 @@ COLUMNS = [
     Column("tokens_per_s", "tokens/s", ".3g"),
     Column("vs_loop", "vs loop", lambda v: f"{v:.3g}×"),
     Column("floor_pct", "% of floor", lambda v: f"{v:.3g}%"),
+    Column("peak_mib", "peak RSS MiB", ".0f"),
+    Column("over_inputs", "peak − inputs, in (dim, L) tensors", ".2f"),
     Column("note", "note"),
 ]
+MEMORY_MODE = "fwd, own process"
+MEMORY_PATHS = {"fused numba": "chunked_torch", "unfused numba": "unfused_numba"}
 
 
 def make_inputs(batch: int, length: int, device: str, dtype: torch.dtype, grad: bool = False) -> Inputs:
@@ -115,6 +122,24 @@ def loop_reference(x: Inputs) -> torch.Tensor:
 
 def chunked_torch(x: Inputs) -> torch.Tensor:
     return _bidirectional_torch(*x["f"], *x["b"], x["z"], x["bias"], x["bias_b"], None, None, True)[0]
+
+
+def unfused_numba(x: Inputs) -> torch.Tensor:
+    """Inference through the autograd path's numba core with softplus, skip, gate and combine as
+    separate PyTorch ops (what CPU inference ran before the fused kernel)."""
+    from gigavim.kernels import chunked
+
+    chunked._FORCE_UNFUSED = True
+    try:
+        return chunked_torch(x)
+    finally:
+        chunked._FORCE_UNFUSED = False
+
+
+def fused_core(x: Inputs) -> torch.Tensor:
+    """The fused kernel's core alone: one direction, no softplus, skip or gate (vs the exp floor)."""
+    u, dl, A, B, C, _ = x["f"]
+    return selective_scan_chunked(u, dl, A, B, C)
 
 
 def eager_blocks(x: Inputs) -> torch.Tensor:
@@ -198,6 +223,7 @@ class ScanPath:
     fn: Callable[[Inputs], torch.Tensor] | None  # None: not runnable on this device (a skip row)
     max_len: int | None = None
     max_batch: int = 8
+    exps_per_token: int = EXPS_PER_TOKEN  # for the CPU's % of floor (the core: one direction)
 
 
 @dataclass(frozen=True)
@@ -213,6 +239,7 @@ class Plan:
     fwd: list[ScanPath]
     bwd: list[ScanPath]
     sdpa_max_len: int | None
+    memory_lengths: tuple[int, ...] = ()  # CPU: L of the peak-memory rows (each in its own process)
 
 
 def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
@@ -245,8 +272,10 @@ def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
         3 if quick else 10,
         [
             ScanPath("loop reference", loop_reference),
-            ScanPath("chunked torch", chunked_torch),
-            ScanPath("chunked, eager blocks", eager_blocks),
+            ScanPath("fused numba", chunked_torch),
+            ScanPath("fused numba core, one direction", fused_core, exps_per_token=EXPS_PER_TOKEN // 2),
+            ScanPath("unfused numba", unfused_numba),
+            ScanPath("chunked, eager blocks", eager_blocks, 4096),
             ScanPath("official-style unfused", unfused(selective_scan_chunked)),
             ScanPath("fused triton", None),
         ],
@@ -257,7 +286,54 @@ def plan_for(device: str, quick: bool, budget_s: float | None) -> Plan:
             ScanPath("fused triton", None),
         ],
         4096,
+        (4096,) if quick else (1 << 16, 1 << 18),
     )
+
+
+_EXP_LOOP: Callable[..., Any] | None = None
+
+
+def _exp_loop() -> Callable[..., Any]:
+    """A numba loop doing nothing but the scan kernel's float32 exp (compiled on first use)."""
+    global _EXP_LOOP
+    if _EXP_LOOP is None:
+        import numba
+        import numpy as np
+
+        from gigavim.kernels.cpu_math import FASTMATH, fast_exp2
+
+        @numba.njit(parallel=True, fastmath=FASTMATH)
+        def loop(y, reps, out):  # pragma: no cover - compiled
+            for j in numba.prange(out.shape[0]):
+                acc = np.zeros(y.shape[0], dtype=y.dtype)
+                for _ in range(reps):
+                    for i in range(y.shape[0]):
+                        acc[i] += fast_exp2(y[i])
+                out[j] = acc.sum()
+
+        _EXP_LOOP = loop
+    return _EXP_LOOP
+
+
+def exp_floor(threads: int, reps: int = 40) -> float:
+    """The exp-bound floor of this CPU: float32 exps per second on ``threads`` threads, with the exact
+    exp the scan kernel uses, over an L1-resident array (best of 5 short runs; CPU time on one
+    thread, as the scan cases are timed)."""
+    import time
+
+    import numpy as np
+
+    loop = _exp_loop()
+    y = -(np.arange(4096, dtype=np.float32) % 97) / np.float32(13.0)
+    out = np.zeros(threads, dtype=np.float32)
+    loop(y, 1, out)
+    clock = time.process_time if threads == 1 else time.perf_counter
+    best = math.inf
+    for _ in range(5):
+        t0 = clock()
+        loop(y, reps, out)
+        best = min(best, clock() - t0)
+    return threads * y.shape[0] * reps / best
 
 
 def _sync(device: str) -> None:
@@ -271,19 +347,23 @@ def _free(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def time_call(fn: Callable[[], object], device: str, min_total_s: float = 1.0, max_reps: int = 10) -> float:
+def time_call(fn: Callable[[], object], device: str, min_total_s: float = 1.0, max_reps: int = 10,
+              cpu_time: bool = False) -> float:
     """Seconds per call: one warm-up (compiles kernels), then the best of repeats until ``min_total_s``
-    has passed (at least one, at most ``max_reps``): the best is the least disturbed by other jobs."""
+    has passed (at least one, at most ``max_reps``): the best is the least disturbed by other jobs.
+    ``cpu_time``: the process's CPU seconds instead of wall time (one thread on a shared host:
+    other jobs' time slices are not counted)."""
     import time
 
+    clock = time.process_time if cpu_time else time.perf_counter
     fn()
     _sync(device)
     best, total, reps = math.inf, 0.0, 0
     while reps < max_reps and (reps == 0 or total < min_total_s):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         _sync(device)
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         best, total, reps = min(best, dt), total + dt, reps + 1
     return best
 
@@ -298,8 +378,10 @@ def _leaves(x: Inputs) -> list[torch.Tensor]:
 class Runner:
     """Runs (path, batch, L, mode) cases, skipping those a smaller run says exceed the budget."""
 
-    def __init__(self, device: str, plan: Plan, progress: Progress | None = None):
-        self.device, self.plan, self.progress = device, plan, progress
+    def __init__(self, device: str, plan: Plan, progress: Progress | None = None, threads: int = 1):
+        self.device, self.plan, self.progress, self.threads = device, plan, progress, threads
+        self.cpu_time = not device.startswith("cuda") and threads == 1
+        self.floor_exps: float | None = None  # the CPU's exp/s on all its threads, measured beside each case
         self.rows: list[dict[str, Any]] = []
         self.last: dict[tuple[str, int, str], tuple[int, float]] = {}
         self.ref_tps: dict[tuple[int, int, str], float] = {}
@@ -319,6 +401,8 @@ class Runner:
                     path.name, batch, length, mode, None, f"skipped (est. {prev_s * scale:.3g} s per call)"
                 )
                 return
+        if not self.device.startswith("cuda"):
+            self.floor_exps = exp_floor(self.threads)  # side by side with the case it prices
         try:
             sec = self._time(path.fn, batch, length, mode, sdpa_case)
         except torch.cuda.OutOfMemoryError:
@@ -330,7 +414,7 @@ class Runner:
         finally:
             _free(self.device)
         self.last[key] = (length, sec)
-        self._row(path.name, batch, length, mode, sec, "")
+        self._row(path.name, batch, length, mode, sec, "", path.exps_per_token)
 
     def _time(
         self, fn: Callable[[Inputs], torch.Tensor], batch: int, length: int, mode: str, sdpa_case: bool
@@ -342,16 +426,17 @@ class Runner:
             x = make_inputs(batch, length, self.device, p.dtype, mode != "fwd")
         if mode == "fwd":
             with torch.no_grad():
-                return time_call(lambda: fn(x), self.device, p.min_total_s, p.max_reps)
+                return time_call(lambda: fn(x), self.device, p.min_total_s, p.max_reps, self.cpu_time)
         leaves = [t for t in _leaves(x) if t.requires_grad]
 
         def step() -> None:
             out = fn(x)
             torch.autograd.grad(out.float().square().mean(), leaves)
 
-        return time_call(step, self.device, p.min_total_s, min(3, p.max_reps))
+        return time_call(step, self.device, p.min_total_s, min(3, p.max_reps), self.cpu_time)
 
-    def _row(self, name: str, batch: int, length: int, mode: str, sec: float | None, note: str) -> None:
+    def _row(self, name: str, batch: int, length: int, mode: str, sec: float | None, note: str,
+             exps_per_token: int = EXPS_PER_TOKEN) -> None:
         tokens = batch * length
         tps = tokens / sec if sec else None
         if name == "loop reference" and tps:
@@ -360,6 +445,8 @@ class Runner:
         floor = None
         if tps and self.device.startswith("cuda") and name != "sdpa" and mode == "fwd":
             floor = 100 * floor_s_per_token(self.plan.dtype) * tps
+        elif tps and self.floor_exps and name not in ("sdpa", "loop reference") and mode == "fwd":
+            floor = 100 * exps_per_token * tps / self.floor_exps
         row = {
             "backend": name,
             "batch": batch,
@@ -463,6 +550,50 @@ def long_sequence_check(device: str, dtype: torch.dtype, length: int, batch: int
         _free(device)
 
 
+def measure_memory(path: str, length: int | str, threads: int | str = 1) -> dict[str, Any]:
+    """In this (child) process: one bidirectional forward at batch 1, L ``length``; its peak RSS and
+    how far it rises above the inputs, counted in (dim, L) float32 tensors (each direction has u and
+    Δ, plus z: five such inputs; the output is one more)."""
+    import time
+    from pathlib import Path
+
+    length, threads = int(length), int(threads)
+    cpu_threads(threads)
+    fn = globals()[MEMORY_PATHS[path]]
+    warm = make_inputs(1, 256, "cpu", torch.float32)
+    with torch.no_grad():
+        fn(warm)  # compile/load before the baseline
+        x = make_inputs(1, length, "cpu", torch.float32)
+        with open("/proc/self/statm") as fh:
+            base = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+        except OSError:
+            base = peak_rss_mib()
+        t0 = time.perf_counter()
+        fn(x)
+        sec = time.perf_counter() - t0
+    peak = peak_rss_mib()
+    one = DIM * length * 4 / 2**20
+    return {"backend": path, "batch": 1, "length": length, "tokens": length, "mode": MEMORY_MODE,
+            "ms": sec * 1e3, "tokens_per_s": length / sec, "peak_mib": peak,
+            "over_inputs": (peak - base) / one, "note": "wall time, one call"}
+
+
+def memory_rows(lengths: list[int], threads: int, progress: Progress | None) -> list[dict[str, Any]]:
+    """The fused and unfused CPU forwards, each length in its own process (peak RSS is its own)."""
+    rows = []
+    for length in lengths:
+        for path in MEMORY_PATHS:
+            try:
+                rows.append(run_child(__name__, path, length, threads))
+            except RuntimeError as err:
+                rows.append({"backend": path, "batch": 1, "length": length, "tokens": length,
+                             "mode": MEMORY_MODE, "note": f"error: {str(err).strip().splitlines()[-1][:80]}"})
+            show_row(progress, COLUMNS, rows[-1])
+    return rows
+
+
 def run(
     device: str = "auto",
     quick: bool = False,
@@ -484,7 +615,7 @@ def _run(device: str, quick: bool, threads: int, plan: Plan, progress: Progress 
     checks = kernel_checks(device) if cuda else []  # a wrong kernel's timings mean nothing: check first
     for c in checks:
         _say(progress, c.line())
-    runner = Runner(device, plan, progress)
+    runner = Runner(device, plan, progress, threads)
     sdpa_path = ScanPath("sdpa", sdpa, plan.sdpa_max_len)
     for batch in plan.batches:
         for length in plan.lengths:
@@ -493,6 +624,8 @@ def _run(device: str, quick: bool, threads: int, plan: Plan, progress: Progress 
             runner.case(sdpa_path, batch, length, "fwd", sdpa_case=True)
             for path in plan.bwd:
                 runner.case(path, batch, length, "fwd+bwd")
+    if plan.memory_lengths:
+        runner.rows += memory_rows(list(plan.memory_lengths), threads, progress)
     if cuda:
         checks.append(
             long_sequence_check(device, plan.dtype, 1 << 20 if quick else 1 << 22, 6 if quick else 2, 1 << 16)
@@ -510,7 +643,8 @@ def _run(device: str, quick: bool, threads: int, plan: Plan, progress: Progress 
             f"z gate), {str(plan.dtype).removeprefix('torch.')} inputs, best of up to {plan.max_reps} calls "
             f"(≥ {plan.min_total_s:g} s) after a warm-up; tokens/s = batch × L / time. `fwd+bwd` = "
             f"forward + gradients of every input. "
-            + ("" if cuda else f"torch threads: {threads}; ")
+            + ("" if cuda else f"torch/numba threads: {threads}"
+               + ("; times are process CPU seconds" if threads == 1 else "") + "; ")
             + f"load average at the end: {load_average():.1f} (other jobs share the host)."
         ),
         notes=_notes(cuda, plan),
@@ -539,10 +673,22 @@ def _notes(cuda: bool, plan: Plan) -> list[str]:
         "No GPU here: the fused Triton path is checked for correctness under Triton's interpreter "
         f'(tests/kernels) and timed only on a GPU (its rows say "{NO_GPU}"); `vs loop` = tokens/s '
         "relative to the loop reference at the same batch, L and mode.",
-        "On CPU `chunked torch` runs its core as compiled numba loops (kernels/cpu_scan.py); "
-        "`chunked, eager blocks` is the same algorithm in eager PyTorch (the fallback without "
-        "numba). Cases a smaller run predicts over the time budget are skipped; the loop "
-        "reference's fwd+bwd runs only at 1K (not with --quick).",
+        "`fused numba` is what CPU inference runs (kernels/cpu_fused.py: softplus, D skip, gate and the "
+        "two-direction combine inside the compiled loop, channels as vector lanes); `fused numba core, "
+        "one direction` is its scan alone; `unfused numba` is the autograd path's numba core with "
+        "softplus, skip, gate and combine as separate PyTorch ops (CPU inference before the fused "
+        "kernel; `chunked torch` fwd+bwd is that path with gradients); `chunked, eager blocks` the same "
+        "algorithm in eager PyTorch (the fallback without numba). Cases a smaller run predicts over the "
+        "time budget are skipped; the loop reference's fwd+bwd runs only at 1K (not with --quick).",
+        f"`{MEMORY_MODE}` rows: one bidirectional forward in a fresh process; `peak − inputs` is how far "
+        "its peak RSS rises above the RSS once the inputs exist, in units of one (dim, L) float32 tensor "
+        "(the output alone is 1). The fused path stays near 1 at every L: O(L·D) with no per-state or "
+        "per-op full-size temporaries.",
+        "% of floor (CPU): the exp-bound floor is measured beside every case — the kernel's own float32 "
+        "exp in a loop over an L1-resident array, exps/s on the same threads — and the row's exps "
+        f"(2 × {DIM} × {D_STATE} per token, half for the one-direction core) per second are divided by "
+        "it. With one thread both are timed in process CPU time, so other jobs on the shared host "
+        "change the ratio less than they change either number.",
     ]
 
 
@@ -578,3 +724,7 @@ def plot(report: BenchReport, png: Path) -> Path | None:
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return png
+
+
+if __name__ == "__main__":
+    child_main(measure_memory)

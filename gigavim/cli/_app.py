@@ -14,6 +14,25 @@ class _State:
 
 state = _State()
 
+
+def _hide_flag_types() -> None:
+    """Typer ≥ 0.2x prints a type beside every option, ``<bool>`` for flags too, as if
+    ``--quick`` took a value; flags take none, so show nothing there."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_gigavim", False):
+        return
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._gigavim = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
+
 app = typer.Typer(
     name="gigavim",
     help="Segment gigapixel slides and satellite scenes with Vision Mamba.",

@@ -23,6 +23,15 @@ def bands_option() -> str | None:
     )
 
 
+def force_resolution_option() -> bool:
+    """``--force-resolution``: run a working grid the guard rails would refuse."""
+    return typer.Option(
+        False, "--force-resolution",
+        help="Run even when the working grid is upsampled more than 4x from the image or looks too "
+             "big for the disk/memory (refused otherwise, before any work).",
+    )
+
+
 def context_option(what: str = "the whole image") -> Context:
     """``--context tile|image`` (``what`` names what image mode runs as one sequence)."""
     return typer.Option(

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option, image_mpp_option
+from gigavim.cli._options import (
+    Context,
+    bands_option,
+    context_option,
+    force_resolution_option,
+    image_mpp_option,
+)
 
 if TYPE_CHECKING:
     from gigavim.pipelines import BatchReport, InputRecord
@@ -92,6 +98,7 @@ def batch(
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     context: Context = context_option("each input's whole image"),
     bands: str | None = bands_option(),
+    force_resolution: bool = force_resolution_option(),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
@@ -105,6 +112,8 @@ def batch(
     options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap, "bands": bands,
                "image_mpp": image_mpp}
     segment_kwargs = {k: v for k, v in options.items() if v is not None}
+    if force_resolution:
+        segment_kwargs["force_resolution"] = True
     segment_kwargs.update(batch_size=batch_size, device=device, allow_untrained=allow_untrained,
                           context=context.value)
     bar = InputsProgressBar() if not quiet and not json_out and sys.stderr.isatty() else None

@@ -24,7 +24,10 @@ class Benchmark(str, Enum):
 
 @app.command()
 def bench(
-    name: Benchmark = typer.Argument(..., help="Which benchmark (all: every one in turn)."),
+    name: Benchmark = typer.Argument(
+        ..., metavar="NAME", show_choices=False,
+        help="Which benchmark (listed above; all: every one in turn).",
+    ),
     device: str = typer.Option(
         "auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]; for all but readers, writers."
     ),
@@ -42,13 +45,13 @@ def bench(
     """Measure speed and memory: print a table (or JSON), optionally update docs/benchmarks.md.
 
     \b
-    scan         selective scan: loop reference, chunked, unfused, fused Triton, SDPA;
-                 on a GPU it first checks the Triton kernels against the reference
-    model        Vim backbone forward at 224², 512², 1024²: images/s, peak memory
-    segment      gigavim.segment on synthetic slides: throughput, peak RSS vs size
-    whole-image  segment --context image vs tile: seconds, peak RSS vs token count
-    readers      slide/raster reads: random windows, whole level through dask
-    writers      OME-Zarr, COG GeoTIFF, GeoJSON: seconds, MP/s, peak RSS vs size
+    scan         selective scan: loop, chunked, unfused, fused Triton,
+                 SDPA; on a GPU first checks Triton against the loop
+    model        Vim vs DeiT forward, 224² up: time, memory, exponent
+    segment      gigavim.segment on synthetic slides: MP/s, peak RSS
+    whole-image  --context image vs tile: seconds, peak RSS vs tokens
+    readers      slide/raster reads: windows, whole level, dask views
+    writers      OME-Zarr, COG, GeoJSON: seconds, MP/s, peak RSS
     """
     from rich.console import Console
 

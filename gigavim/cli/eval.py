@@ -18,6 +18,10 @@ def eval_cmd(
     value_map: str = typer.Option(None, help="Raw mask value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     context: Context = context_option(),
+    instances: bool = typer.Option(
+        None, "--instances/--no-instances",
+        help="Score objects (AJI, PQ, object F1) from instance-id masks; default: when the model "
+             "says how it makes objects."),
     json_out: bool = typer.Option(False, "--json", help="Print all numbers as JSON."),
 ) -> None:
     """Evaluate a model on images with ground-truth masks, per image and overall."""
@@ -35,7 +39,7 @@ def eval_cmd(
     else:
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
-                      device=device, context=context.value)
+                      device=device, context=context.value, instances=instances)
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -53,11 +57,41 @@ def eval_cmd(
         for c in row["per_class"]:
             cells += [_fmt(c["iou"]), _fmt(c["dice"])]
         table.add_row(*cells, _fmt(row["pixel_accuracy"]))
+    from gigavim.cli._tables import print_table
+
     console = Console()
-    console.print(table)
+    print_table(console, table)  # image names whole at any width
     console.print(f"confusion matrix (rows = truth, columns = prediction; {', '.join(result['classes'])}):")
     for line in result["overall"]["confusion_matrix"]:
         console.print("  " + "  ".join(f"{v:>10d}" for v in line))
+    if "instances" in result["overall"]:
+        console.print(_object_table(result))
+
+
+def _object_table(result: dict) -> object:
+    """Objects vs the masks' instances: pixel IoU/Dice of objects, AJI, PQ (DQ × SQ), object F1."""
+    from rich.table import Table
+
+    overall = result["overall"]["instances"]
+    name = overall["objects"]["per_class"][1]["class"]
+    table = Table(title=f"{name} objects (match at IoU ≥ {overall['match_iou']:g})")
+    for col in ("image", "truth", "found", "IoU", "Dice", "AJI", "PQ", "DQ", "SQ", "object F1"):
+        table.add_column(col, justify="left" if col == "image" else "right")
+
+    def cells(label: str, s: dict, pixels: dict | None, truth: object = "", found: object = "") -> list[str]:
+        fg = pixels["per_class"][1] if pixels else {}
+        return [label, str(truth), str(found), _fmt(fg.get("iou")), _fmt(fg.get("dice")), _fmt(s["aji"]),
+                _fmt(s["pq"]),
+                _fmt(s["dq"]), _fmt(s["sq"]), _fmt(s["object_f1"])]
+
+    for row in result["images"]:
+        s = row["instances"]
+        table.add_row(*cells(row["image"], s, s["objects"], s["truth_objects"], s["pred_objects"]))
+    pooled = overall["pooled"]
+    table.add_row(*cells("pooled", pooled, overall["objects"], pooled["tp"] + pooled["fn"],
+                         pooled["tp"] + pooled["fp"]))
+    table.add_row(*cells("mean of images", overall["mean"], None))
+    return table
 
 
 def _fmt(v: float | None) -> str:

@@ -98,12 +98,16 @@ def _render(facts: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=facts["path"], show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
+    console = Console()
+    # The path on a line of its own, never re-wrapped: a table title breaks it mid-name at the
+    # table's width, and copying it back from the terminal then fails.
+    console.print(facts["path"], soft_wrap=True, highlight=False, markup=False)
+    table = Table(show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for key, value in _readable_rows(facts):
         table.add_row(key, value)
-    Console().print(table)
+    console.print(table)
 
 
 def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -117,7 +121,9 @@ def _readable_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     if facts["mpp"] is not None:
         rows.append(("pixel size", f"{facts['mpp']:.4g} µm/px"))
     if facts["gsd_m"] is not None:
-        rows.append(("ground distance", f"{facts['gsd_m']:.4g} m/px"))
+        per_axis = facts.get("ground_pixel_yx_m")
+        axes = f" (y {per_axis[0]:.4g} m, x {per_axis[1]:.4g} m on the ground)" if per_axis else ""
+        rows.append(("ground distance", f"{facts['gsd_m']:.4g} m/px{axes}"))
     if facts["crs"] is not None:
         rows.append(("CRS", _short_crs(facts["crs"])))
     if facts["objective_power"] is not None:

@@ -37,11 +37,13 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
                       ", ".join(defaults.get(r["name"], [])))
     contracts = Table(title="input contracts (what each model expects; see docs/models.md)")
     for col in ("name", "bands", "sensor", "values", "scaling", "nodata"):
-        contracts.add_column(col, overflow="fold")
+        contracts.add_column(col)
     for r in rows:
         c = r["input"]
         contracts.add_row(r["name"], ", ".join(c["bands"]), c["sensor"] or "", c["values"], c["scaling_text"],
                           c["nodata"] + (" (derived: stored before contracts)" if c["derived"] else ""))
+    from gigavim.cli._tables import print_table
+
     console = Console()
-    console.print(table)
-    console.print(contracts)
+    print_table(console, table)  # whole names at any width (a table, or one block per model)
+    print_table(console, contracts)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option, image_mpp_option
+from gigavim.cli._options import (
+    Context,
+    bands_option,
+    context_option,
+    force_resolution_option,
+    image_mpp_option,
+)
 from gigavim.errors import UsageError
 
 if TYPE_CHECKING:  # the engine imports torch: keep `gigavim --help`/`info` fast
@@ -114,6 +120,7 @@ def segment(
     image_mpp: float | None = image_mpp_option(),
     context: Context = context_option(),
     bands: str | None = bands_option(),
+    force_resolution: bool = force_resolution_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -142,7 +149,7 @@ def segment(
                 overwrite=overwrite, allow_untrained=allow_untrained, probabilities=probabilities,
                 workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
                 with_image=with_image,
-                bands=bands,
+                bands=bands, force_resolution=force_resolution,
                 min_area=min_area, image_mpp=image_mpp,
             )
     for note in result.warnings:

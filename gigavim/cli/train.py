@@ -65,7 +65,9 @@ def train(
     classes: str = typer.Option(None, help="Comma-separated class names, background first.",
                                 show_default=_default("classes")),
     label_mode: str = typer.Option(
-        None, help="binary (labels > 0 are class 1; default for 2 classes) or values (class ids)."),
+        None, help="binary (labels > 0 are class 1; default for 2 classes), values (class ids) or "
+                   "boundary (instance ids → background/interior/boundary, for object models)."),
+    boundary_um: float = typer.Option(None, help="Label mode boundary: boundary band width in µm."),
     value_map: str = typer.Option(None, help="Raw label value → class id, e.g. 0:0,255:1 (255 = ignore)."),
     val: list[str] = typer.Option(None, "--val", help="Validation IMAGE:LABELS pair (repeatable)."),
     val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image.",
@@ -145,7 +147,7 @@ def train(
     flags = {
         "pairs": [list(parse_pair(p)) for p in pairs] if pairs else None,
         "out": str(out) if out else None, "name": name, "classes": _split(classes),
-        "label_mode": label_mode, "value_map": parse_value_map(value_map),
+        "label_mode": label_mode, "boundary_um": boundary_um, "value_map": parse_value_map(value_map),
         "val_pairs": [list(parse_pair(p)) for p in val] if val else None,
         "val_fraction": val_fraction, "val_gap": val_gap, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
         "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,

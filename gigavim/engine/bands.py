@@ -64,7 +64,7 @@ class BandView(ImageSource):
             bands=len(indexes), dtype=base.dtype, nodata=base.nodata, mpp=base.mpp, gsd_m=base.gsd_m,
             crs=base.crs, transform=base.transform, objective_power=base.objective_power,
             vendor=base.vendor, band_names=[names[i] for i in indexes] if names else [],
-            properties=base.properties,
+            properties=base.properties, ground_pixel_yx=base.ground_pixel_yx,
         )
         self.base, self.indexes = base, list(indexes)
 

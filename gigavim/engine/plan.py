@@ -11,7 +11,9 @@ output *blocks* aligned to the tile stride; a block is final once every tile cov
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -187,11 +189,23 @@ class TileGrid:
             math.ceil(s / b) for s, b in zip(self.shape, self.block_shape, strict=True)
         )
 
+    @property
+    def tile_count(self) -> int:
+        return self.n_tiles[0] * self.n_tiles[1]
+
+    def iter_tiles(self) -> Iterator[tuple[int, int]]:
+        """Every tile, row-major, one at a time: a huge grid costs no memory up front."""
+        return itertools.product(range(self.n_tiles[0]), range(self.n_tiles[1]))
+
+    def iter_blocks(self) -> Iterator[tuple[int, int]]:
+        return itertools.product(range(self.n_blocks[0]), range(self.n_blocks[1]))
+
     def tiles(self) -> list[tuple[int, int]]:
-        return [(iy, ix) for iy in range(self.n_tiles[0]) for ix in range(self.n_tiles[1])]
+        """Every tile as a list (small grids; the engine iterates :meth:`iter_tiles`)."""
+        return list(self.iter_tiles())
 
     def blocks(self) -> list[tuple[int, int]]:
-        return [(by, bx) for by in range(self.n_blocks[0]) for bx in range(self.n_blocks[1])]
+        return list(self.iter_blocks())
 
     def tile_window(self, iy: int, ix: int) -> Window:
         th, tw = self.tile_shape

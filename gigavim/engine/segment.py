@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gigavim.engine.bands import BandView, check_values, match_bands
+from gigavim.engine.guard import check_working_grid, describe_request
 from gigavim.engine.memory import return_large_buffers_to_os
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
@@ -123,6 +124,7 @@ def segment(
     bands: str | list[int | str] | None = None,
     min_area: float | None = None,
     image_mpp: float | None = None,
+    force_resolution: bool = False,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -140,6 +142,8 @@ def segment(
     id per object (:mod:`gigavim.engine.instances`); ``min_area`` overrides its minimum object
     area (µm² for slides, m² for rasters). ``image_mpp`` is the µm/px of an input that records
     no pixel size (a PNG or plain TIFF tile); it is ignored for inputs that record one.
+    A working grid upsampled more than 4× from level 0, or too big for the disk or memory, is
+    refused before any work (:mod:`gigavim.engine.guard`) unless ``force_resolution``.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -165,6 +169,9 @@ def segment(
                                  model_mpp=bundle.meta.mpp, model_gsd_m=bundle.meta.gsd_m)
         grid = TileGrid(res.shape, bundle.meta.tile if tile is None else tile,
                         bundle.meta.overlap if overlap is None else overlap)
+        check_working_grid(src, res, grid, asked=describe_request(mpp, gsd, level, res, bundle.meta),
+                           bytes_per_pixel=1 + probabilities * bundle.num_classes,
+                           out_dir=dests[0].parent, force=force_resolution)
         value_note = check_values(src, bundle.meta.contract(), band_check, bundle.meta.name)
         notes += [value_note] if value_note else []
         spec = _instance_spec(bundle, res, min_area, dests)
@@ -214,7 +221,7 @@ def segment(
         megapixels=res.shape[0] * res.shape[1] / 1e6,
         megapixels_level0=src.width * src.height / 1e6,
         foreground_fraction=fg / data if data else 0.0,
-        tiles_total=len(grid.tiles()), tiles_foreground=len(foreground), tiles_computed=computed,
+        tiles_total=grid.tile_count, tiles_foreground=len(foreground), tiles_computed=computed,
         context=context, input_check=band_check.to_dict(),
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
         **_object_summary(label_map, src, res, mask, data),
@@ -249,7 +256,7 @@ class _Run:
     def execute(self, device: str, batch_size: int, workers: int, progress: ProgressCallback | None,
                 started: float) -> tuple[int, int]:
         """Compute every tile still needed; returns (tiles done before this run, tiles computed)."""
-        self.merger.finalize_ready(self.grid.blocks())
+        self.merger.finalize_ready(self.grid.iter_blocks())
         order = sorted(self.foreground)
         batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         todo = [b for b in batches if any(self.merger.pending(t) for t in b)]
@@ -270,7 +277,7 @@ class _Run:
                 pixels += valid.size
                 if progress is not None:
                     progress(Progress(done, len(order), pixels, time.perf_counter() - started))
-        missing = [b for b in self.grid.blocks() if b not in self.merger.finalized]
+        missing = [b for b in self.grid.iter_blocks() if b not in self.merger.finalized]
         if missing:  # a bug, not a user error: every block must be final by now
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")
         return done_before, computed
@@ -422,7 +429,7 @@ def _check_trained(bundle: ModelBundle, allow_untrained: bool) -> list[str]:
 def _foreground_tiles(grid: TileGrid, res: Resolution, mask: LowResMask) -> set[tuple[int, int]]:
     ds = res.downsample
     tiles = set()
-    for t in grid.tiles():
+    for t in grid.iter_tiles():
         w = grid.tile_window(*t)
         if mask.any_in(w.y * ds, w.x * ds, (w.y + w.height) * ds, (w.x + w.width) * ds):
             tiles.add(t)

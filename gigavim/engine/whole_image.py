@@ -115,7 +115,7 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
     Tile counts keep tile mode's meaning for the summary: the foreground tiles are all
     "computed" (as one sequence) unless a resumed run had already written every block.
     """
-    blocks = [b for b in run.grid.blocks() if b not in run.merger.finalized]
+    blocks = [b for b in run.grid.iter_blocks() if b not in run.merger.finalized]
     n_fg = len(run.foreground)
     if not blocks:
         return n_fg, 0

@@ -124,7 +124,8 @@ class ImageInstanceScore:
 
     def to_dict(self) -> dict[str, Any]:
         return {"image": self.name, "truth_objects": self.truth_objects, "pred_objects": self.pred_objects,
-                **_derived(self.tp, self.fp, self.fn, self.iou_sum, self.aji_inter, self.aji_union)}
+                **_derived(self.tp, self.fp, self.fn, self.iou_sum, self.aji_inter, self.aji_union),
+                "iou_sum": self.iou_sum, "aji_inter": self.aji_inter, "aji_union": self.aji_union}
 
 
 def _ratio(a: float, b: float) -> float | None:

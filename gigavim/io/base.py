@@ -49,8 +49,9 @@ class ImageSource(ABC):
     """A lazily-read, multi-level image.
 
     Attributes are filled by each reader's constructor. ``mpp`` is µm per level-0 pixel (slides
-    and microscopy images), ``gsd_m`` metres per level-0 pixel (rasters with a projected or
-    geographic CRS; geographic degrees are converted at the scene centre), ``crs`` a WKT/EPSG
+    and microscopy images), ``gsd_m`` metres per level-0 pixel on the ground (rasters with a
+    projected or geographic CRS: geodesic lengths at the scene centre, so degrees and Web
+    Mercator metres are converted; per axis in ``ground_pixel_yx``), ``crs`` a WKT/EPSG
     string and ``transform`` the level-0 affine (rasterio ``Affine``) for rasters.
     """
 
@@ -69,6 +70,9 @@ class ImageSource(ABC):
     vendor: str | None = None
     band_names: list[str] = field(default_factory=list)
     properties: dict[str, str] = field(default_factory=dict)
+    # (y, x) ground metres of a level-0 pixel (rasters; pixels need not be square on the ground,
+    # e.g. in degrees or Web Mercator); ``gsd_m`` is the square root of their product.
+    ground_pixel_yx: tuple[float, float] | None = None
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -203,6 +207,7 @@ class ImageSource(ABC):
             ],
             "mpp": self.mpp,
             "gsd_m": self.gsd_m,
+            "ground_pixel_yx_m": None if self.ground_pixel_yx is None else list(self.ground_pixel_yx),
             "crs": self.crs,
             "transform": list(self.transform)[:6] if self.transform is not None else None,
             "bands": self.bands,

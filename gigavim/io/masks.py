@@ -23,6 +23,8 @@ OVERVIEW_SIZE = 1024
 # this range so a slide that is all tissue (or all glass) is not split at noise.
 SATURATION_RANGE = (0.05, 0.2)
 _READ_SIDE = 1024  # level pixels per side read at once while building an overview
+MASK_READ_BUDGET = 1 << 28
+"""Level pixels a mask may read (268 MP); beyond (no overviews), block rows are sampled."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,22 @@ def _overview_plan(source: ImageSource, max_size: int) -> tuple[int, int]:
     return level, k
 
 
-def _reduce_blockwise(source: ImageSource, max_size: int, read, func, dtype) -> tuple[np.ndarray, float]:
-    """Read a level in bounded pieces and reduce each k×k block with ``func``."""
+def _reduce_blockwise(source: ImageSource, max_size: int, read, func, dtype,
+                      ) -> tuple[np.ndarray, float, bool]:
+    """Read a level in bounded pieces and reduce each k×k block with ``func``.
+
+    A level larger than :data:`MASK_READ_BUDGET` pixels (a huge image without overviews) is not
+    read whole: each block contributes a centred band of its rows (all its columns), so at most
+    about the budget is read. Returns (reduced, downsample, whether rows were sampled).
+    """
     level, k = _overview_plan(source, max_size)
     lv = source.levels[level]
     out_h, out_w = math.ceil(lv.height / k), math.ceil(lv.width / k)
+    rows = k
+    if k > 1 and lv.width * lv.height > MASK_READ_BUDGET:
+        rows = max(1, min(k, MASK_READ_BUDGET // (out_h * k * out_w)))
+    if rows < k:
+        return _reduce_row_sampled(source, level, k, rows, read, func, dtype), lv.downsample * k, True
     step = max(1, _READ_SIDE // k)  # overview pixels per piece side
     out: np.ndarray | None = None
     for r in range(0, out_h, step):
@@ -69,17 +82,41 @@ def _reduce_blockwise(source: ImageSource, max_size: int, read, func, dtype) -> 
                 out = np.empty((out_h, out_w, *reduced.shape[2:]), dtype=dtype)
             out[r:r + h, c:c + w] = reduced
     assert out is not None
-    return out, lv.downsample * k
+    return out, lv.downsample * k, False
+
+
+def _reduce_row_sampled(source: ImageSource, level: int, k: int, rows: int, read, func,
+                        dtype) -> np.ndarray:
+    """Each k×k block reduced from its centred ``rows`` rows only, read a row of blocks at a time."""
+    lv = source.levels[level]
+    out_h, out_w = math.ceil(lv.height / k), math.ceil(lv.width / k)
+    step = max(1, _READ_SIDE * _READ_SIDE // (rows * k))  # blocks per read (about 1 MP)
+    offset = (k - rows) // 2
+    out: np.ndarray | None = None
+    for r in range(out_h):
+        y = min(r * k + offset, max(0, lv.height - rows))  # the last block may be short
+        for c in range(0, out_w, step):
+            w = min(step, out_w - c)
+            piece = read(level, Window(y, c * k, rows, w * k))
+            reduced = block_reduce(piece, (rows, k) + (1,) * (piece.ndim - 2), func=func)
+            if out is None:
+                out = np.empty((out_h, out_w, *reduced.shape[2:]), dtype=dtype)
+            out[r:r + 1, c:c + w] = reduced
+    assert out is not None
+    return out
 
 
 def read_overview(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> tuple[np.ndarray, float]:
     """A (h, w, bands) float32 overview (box-filtered) and its downsample from level 0."""
-    return _reduce_blockwise(source, max_size, source.read, np.mean, np.float32)
+    overview, ds, _sampled = _reduce_blockwise(source, max_size, source.read, np.mean, np.float32)
+    return overview, ds
 
 
 def valid_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMask:
     """Where the raster holds data (not nodata/NaN/alpha): a mask pixel is set if any pixel is."""
-    mask, ds = _reduce_blockwise(source, max_size, source.read_valid, np.max, bool)
+    mask, ds, sampled = _reduce_blockwise(source, max_size, source.read_valid, np.max, bool)
+    if sampled:  # data seen in some rows only: widen by a cell so no edge tile is skipped
+        mask = dilation(mask, np.ones((3, 3), bool))
     return LowResMask(mask, ds)
 
 

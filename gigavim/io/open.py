@@ -38,6 +38,24 @@ def check_input_file(path: Path) -> None:
         raise InputError(f"{path}: file is empty (0 bytes)")
 
 
+def _pyramid_reader(path: Path) -> type[ImageSource] | None:
+    """The reader for an OME-Zarr image directory or a SubIFD OME-TIFF pyramid, else None
+    (OpenSlide would read only the full-resolution page of the latter)."""
+    from gigavim.io.zarr_levels_source import (
+        OmeTiffPyramidSource,
+        OmeZarrSource,
+        is_ome_zarr,
+        is_subifd_pyramid,
+    )
+
+    if path.is_dir():
+        return OmeZarrSource if is_ome_zarr(path) else None
+    if path.suffix.lower() in (".tif", ".tiff") and is_subifd_pyramid(path) and not (_gdal_facts(path) or
+                                                                                      ("", False, 0))[1]:
+        return OmeTiffPyramidSource
+    return None
+
+
 def detect_kind(path: Path) -> SourceKind:
     """``"slide"``, ``"raster"`` or ``"image"`` from the file's contents."""
     vendor = _openslide_format(path)
@@ -74,6 +92,9 @@ def open_image(path: str | os.PathLike[str], *, kind: SourceKind | None = None) 
     from gigavim.io.raster_source import RasterSource
 
     path = Path(path)
+    pyramid = _pyramid_reader(path) if kind is None and path.exists() else None
+    if pyramid is not None:
+        return pyramid(path)
     check_input_file(path)
     readers = {"slide": OpenSlideSource, "raster": RasterSource, "image": PlainImageSource}
     if kind is not None and kind not in readers:

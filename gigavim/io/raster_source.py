@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyproj
 import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -26,10 +27,6 @@ from rasterio.windows import Window as RioWindow
 from gigavim.errors import InputError
 from gigavim.io.base import ImageSource, Level, Window
 from gigavim.io.windows import read_padded
-
-# WGS84 ellipsoid, for converting geographic degrees to metres at the scene centre.
-_WGS84_A = 6378137.0
-_WGS84_E2 = 6.69437999014e-3
 
 
 class RasterSource(ImageSource):
@@ -45,6 +42,7 @@ class RasterSource(ImageSource):
                     downsample = (ds.width / ov.width + ds.height / ov.height) / 2
                     levels.append(Level(ov.width, ov.height, downsample))
             dtypes = [ds.dtypes[i - 1] for i in band_indexes]
+            ground = pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
             super().__init__(
                 path=path,
                 kind="raster",
@@ -53,7 +51,8 @@ class RasterSource(ImageSource):
                 bands=len(band_indexes),
                 dtype=np.result_type(*dtypes) if dtypes else np.dtype(np.uint8),
                 nodata=None if ds.nodata is None else float(ds.nodata),
-                gsd_m=ground_sample_distance_m(ds),
+                gsd_m=_geometric_mean(ground),
+                ground_pixel_yx=ground,
                 crs=crs_string(ds.crs),
                 transform=ds.transform,
                 band_names=[_band_name(ds, i) for i in band_indexes],
@@ -169,37 +168,73 @@ def crs_string(crs: Any) -> str | None:
 
 
 def ground_sample_distance_m(ds: Any) -> float | None:
-    """Metres per level-0 pixel (the square root of the pixel's ground area).
+    """Metres per level-0 pixel on the ground (the square root of the pixel's ground area).
 
-    Projected CRSs use their linear unit; geographic CRSs convert degrees to metres on the
-    WGS84 ellipsoid at the scene centre; rasters without a CRS have no ground distance.
+    See :func:`pixel_size_m`; rasters without a CRS have no ground distance.
     """
-    sizes = pixel_size_m(ds.crs, ds.transform, ds.width, ds.height)
+    return _geometric_mean(pixel_size_m(ds.crs, ds.transform, ds.width, ds.height))
+
+
+def _geometric_mean(sizes: tuple[float, float] | None) -> float | None:
     return None if sizes is None else math.sqrt(sizes[0] * sizes[1])
 
 
 def pixel_size_m(crs: Any, transform: Any, width: int, height: int) -> tuple[float, float] | None:
-    """(y, x) metres of one pixel of a ``width`` × ``height`` grid (pixels need not be square).
+    """(y, x) ground metres of one pixel at the centre of a ``width`` × ``height`` grid.
 
-    ``crs`` is a rasterio ``CRS`` (or anything ``CRS.from_user_input`` takes); geographic CRSs
-    are converted on the WGS84 ellipsoid at the grid centre. ``None`` without a usable CRS.
+    Each axis is the geodesic length (pyproj ``Geod`` on the CRS's own ellipsoid) of one pixel
+    step along that axis through the grid centre: exact for geographic CRSs (degrees) and for
+    projections whose metres are not ground metres, e.g. Web Mercator's (1/cos(latitude) too
+    long). A projected CRS's own size (linear unit) is kept where it is within
+    :data:`NOMINAL_TOLERANCE` of the ground length — UTM and national grids, whose scale factor is
+    within 0.1 % — so a 10 m Sentinel-2 tile stays 10 m. CRSs with no geodetic datum use their
+    linear unit. ``None`` without a usable CRS. Outputs keep the input's CRS and grid; only the
+    *reported* size in metres comes from here.
     """
     if not crs:
         return None
-    crs = rasterio.crs.CRS.from_user_input(crs)
-    t = transform
-    size_x, size_y = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
-    if crs.is_geographic:
-        lat = math.radians((t @ (width / 2, height / 2))[1])
-        s2 = math.sin(lat) ** 2
-        m_per_rad_lat = _WGS84_A * (1 - _WGS84_E2) / (1 - _WGS84_E2 * s2) ** 1.5
-        m_per_rad_lon = _WGS84_A * math.cos(lat) / math.sqrt(1 - _WGS84_E2 * s2)
-        return size_y * math.radians(1) * m_per_rad_lat, size_x * math.radians(1) * m_per_rad_lon
     try:
-        factor = crs.linear_units_factor[1]
-    except Exception:
+        pcrs = pyproj.CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    except pyproj.exceptions.CRSError:
         return None
-    return size_y * factor, size_x * factor
+    t = transform
+    centre = t * (width / 2, height / 2)
+    col_step, row_step = (t.a, t.d), (t.b, t.e)  # one pixel along x, one along y, in CRS units
+    geodetic = pcrs.geodetic_crs
+    if geodetic is None or not (pcrs.is_geographic or pcrs.is_projected):
+        factor = _linear_unit_m(pcrs)
+        return None if factor is None else (math.hypot(*row_step) * factor, math.hypot(*col_step) * factor)
+    to_lonlat = (None if pcrs.is_geographic
+                 else pyproj.Transformer.from_crs(pcrs, geodetic, always_xy=True).transform)
+    geod = pcrs.get_geod()
+
+    def ground(step: tuple[float, float]) -> float:
+        x0, y0 = centre[0] - step[0] / 2, centre[1] - step[1] / 2
+        x1, y1 = centre[0] + step[0] / 2, centre[1] + step[1] / 2
+        if to_lonlat is not None:
+            (x0, x1), (y0, y1) = to_lonlat((x0, x1), (y0, y1))
+        return float(geod.inv(x0, y0, x1, y1)[2])  # GDAL's geographic order: x = lon, y = lat
+
+    sizes = ground(row_step), ground(col_step)
+    if not all(math.isfinite(v) and v > 0 for v in sizes):
+        return None
+    factor = None if pcrs.is_geographic else _linear_unit_m(pcrs)
+    if factor is None:
+        return sizes
+    nominal = math.hypot(*row_step) * factor, math.hypot(*col_step) * factor
+    close = all(abs(g / n - 1) <= NOMINAL_TOLERANCE for g, n in zip(sizes, nominal, strict=True))
+    return nominal if close else sizes
+
+
+NOMINAL_TOLERANCE = 0.005
+"""A projected grid's own metres are reported when within 0.5 % of the ground length."""
+
+
+def _linear_unit_m(pcrs: Any) -> float | None:
+    try:
+        return float(pcrs.axis_info[0].unit_conversion_factor)
+    except (IndexError, AttributeError):
+        return None
 
 
 def _band_name(ds: Any, index: int) -> str:

@@ -10,6 +10,7 @@ shapes and registration order match hustvl/Vim so official state_dicts load stri
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,34 @@ class BiMambaMixer(nn.Module):
         delta = torch.matmul(dt_proj.weight, x_dbl[:, :r])  # bias goes in as delta_bias
         return u, delta, x_dbl[:, r:r + n], x_dbl[:, r + n:]
 
+    def _forward_fused_cpu(self, hidden: torch.Tensor, fused: ModuleType) -> torch.Tensor:
+        """Inference on CPU with the fused kernels: per direction the conv (a 4-tap loop), x_proj,
+        then one compiled pass doing dt_proj, softplus, the scan, D·u and — second direction —
+        the combine and gate into one output. Full-size tensors alive at once: xz, one
+        direction's u, the output (O(L·D), nothing per state)."""
+        cd = compute_dtype(hidden.dtype)
+        w_in = self.in_proj.weight.to(cd)
+        xz = torch.matmul(w_in, hidden.to(cd).transpose(1, 2)).contiguous()  # (B, 2E, L)
+        e, r, n = self.d_inner, self.dt_rank, self.d_state
+        out = xz.new_empty(xz.shape[0], e, xz.shape[2])
+        branches = ((self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
+                    (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b))
+        for reverse, (conv, x_proj, dt_proj, a_log, d) in zip((False, True), branches, strict=True):
+            u = fused.conv_silu(xz, conv.weight, conv.bias, dim=e, reverse=reverse)
+            xd = torch.matmul(u.transpose(1, 2), x_proj.weight.to(cd).t())  # (B, L, R + 2N)
+            fused.scan_pass(u, -torch.exp(a_log.to(cd)), (xd, r, r + n), out, dt_w=dt_proj.weight.to(cd),
+                            delta_bias=dt_proj.bias.to(cd), softplus=True, D=d.to(cd),
+                            z=(xz, e) if reverse else None, reverse=reverse, combine=reverse,
+                            scale=(0.5 if self.divide_out else 1.0) if reverse else 1.0)
+            del u, xd
+        y = F.linear(out.transpose(1, 2), self.out_proj.weight.to(cd))
+        return y.to(hidden.dtype)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        fused = (kernels.fused_cpu(hidden, self.A_log) if kernels.scan_backend(hidden) == "torch"
+                 and hidden.shape[1] else None)
+        if fused is not None:
+            return self._forward_fused_cpu(hidden, fused)
         cd = compute_dtype(hidden.dtype)
         xz = torch.matmul(self.in_proj.weight.to(hidden.dtype), hidden.transpose(1, 2))  # (B, 2E, L)
         x, z = xz[:, :self.d_inner], xz[:, self.d_inner:]

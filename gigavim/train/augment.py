@@ -1,9 +1,11 @@
 """Training-time augmentation on raw (B, H, W, bands) patches and their (B, H, W) labels.
 
 Geometric changes (flips, 90° rotations) apply to image and labels alike; photometric ones
-(colour jitter, H&E stain jitter) to the image only. Stain jitter perturbs each pixel's
-haematoxylin/eosin/DAB optical densities (``skimage.color.rgb2hed``), which mimics the slide-to-
-slide staining variation that plain RGB jitter does not.
+(colour jitter, H&E stain jitter, blur, JPEG re-compression) to the image only. Stain jitter
+perturbs each pixel's haematoxylin/eosin/DAB optical densities (``skimage.color.rgb2hed``), which
+mimics the slide-to-slide staining variation that plain RGB jitter does not; blur and JPEG
+mimic other scanners' optics and the compression of most whole-slide files. Every random choice
+comes from the caller's generator, so a seeded run is repeatable.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
         if cfg.stain > 0 and img.shape[-1] == 3:
             img = stain_jitter(img, cfg.stain, rng, value_max)
         img = colour_jitter(img, cfg, rng, value_max, clip=bounded)
+        if cfg.blur_p > 0 and rng.random() < cfg.blur_p:
+            img = blur(img, float(rng.uniform(0.3, max(cfg.blur_sigma, 0.3))))
+        if cfg.jpeg_p > 0 and img.shape[-1] in (1, 3) and rng.random() < cfg.jpeg_p:
+            img = jpeg_round_trip(img, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),
+                                  value_max)
         out_img[i], out_lab[i] = img, lab
     return out_img, out_lab
 
@@ -85,3 +92,26 @@ def stain_jitter(img: np.ndarray, strength: float, rng: np.random.Generator,
     shift = rng.uniform(-strength / 10, strength / 10, size=3)
     rgb = hed2rgb(hed * scale + shift)
     return np.clip(rgb, 0, 1).astype(np.float32) * value_max
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of every band (not across bands): a softer lens or focus."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(img, sigma=(sigma, sigma, 0), mode="reflect").astype(np.float32)
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int, value_max: float = 255.0) -> np.ndarray:
+    """Encode as JPEG at ``quality`` and decode (Pillow): the block and ringing artefacts of
+    JPEG-compressed slides. Values are scaled to 8 bits and back."""
+    import io
+
+    from PIL import Image
+
+    grey = img.shape[-1] == 1
+    eight = np.clip(np.nan_to_num(img) / value_max * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(eight[..., 0] if grey else eight).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    out = np.asarray(Image.open(buf), dtype=np.float32) / 255.0 * value_max
+    return out[..., None] if grey else out

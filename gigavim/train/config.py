@@ -31,9 +31,13 @@ class AugmentConfig:
     contrast: float = 0.1
     saturation: float = 0.1
     stain: float = 0.0  # H&E jitter strength: scale ~ U(1±s), shift ~ U(±s/10) in OD space
+    blur_p: float = 0.0  # probability of a Gaussian blur of sigma ~ U(0.3, blur_sigma) px
+    blur_sigma: float = 1.0
+    jpeg_p: float = 0.0  # probability of a JPEG round trip at quality ~ U(jpeg_quality)
+    jpeg_quality: tuple[int, int] = (30, 90)
 
 
-_CHOICES = {"label_mode": ("binary", "values"), "sampling": ("random", "balanced", "foreground"),
+_CHOICES = {"label_mode": ("binary", "values", "boundary"), "sampling": ("random", "balanced", "foreground"),
             "model_resolution": ("training", "native"), "scaling": ("auto", "fixed", "percentile")}
 
 
@@ -41,7 +45,8 @@ _CHOICES = {"label_mode": ("binary", "values"), "sampling": ("random", "balanced
 class TrainConfig:
     """A training run: data, model, optimisation and outputs.
 
-    ``pairs`` / ``val_pairs`` are ``(image, labels)`` path pairs; without ``val_pairs`` the
+    ``pairs`` / ``val_pairs`` are ``(image, labels)`` path pairs, or ``(image, labels, µm/px)``
+    for an image that records no pixel size (mixing 20x and 40x tiles); without ``val_pairs`` the
     right-most ``val_fraction`` of each image is held out for validation. ``arch`` is passed
     to :func:`gigavim.models.factory.build_segmenter` as keywords.
     """
@@ -56,6 +61,7 @@ class TrainConfig:
     input_kind: str = "any"
     label_mode: str | None = None  # None: "binary" for two classes, else "values" (as eval)
     value_map: dict[int, int] | None = None
+    boundary_um: float = 0.5  # label mode "boundary": width of each object's boundary band in µm
     val_pairs: list[tuple[str, str]] = field(default_factory=list)
     val_fraction: float = 0.0
     val_gap: int = 0  # columns between the training part and the held-out part (used by neither)
@@ -110,6 +116,14 @@ class TrainConfig:
             raise UsageError("no training images given (IMAGE:LABELS pairs)")
         if self.label_mode is None:
             self.label_mode = "binary" if len(self.classes) == 2 else "values"
+        if self.label_mode == "boundary" and len(self.classes) != 3:
+            raise UsageError(f"label mode 'boundary' gives three classes (background, interior, "
+                             f"boundary), but {len(self.classes)} classes were given")
+        if not self.boundary_um > 0:
+            raise UsageError(f"boundary width must be positive, not {self.boundary_um!r} µm")
+        for pair in [*self.pairs, *self.val_pairs]:
+            if len(pair) not in (2, 3):
+                raise UsageError(f"a training pair is (image, labels) or (image, labels, µm/px), not {pair}")
         if self.label_mode == "binary" and len(self.classes) > 2:
             raise UsageError(f"binary labels only give classes 0 and 1, but {len(self.classes)} classes "
                              "were given; use label mode 'values' (class ids) for more")

@@ -39,7 +39,7 @@ from gigavim.io.base import ImageSource
 from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.working_image import row_blocks
 
-LabelMode = Literal["binary", "values"]
+LabelMode = Literal["binary", "values", "boundary"]
 VECTOR_SUFFIXES = (".geojson", ".json")
 _OUTSIDE = -1  # raw value for "no label here" before class mapping
 
@@ -57,18 +57,27 @@ def grid_transform(source: ImageSource, resolution: Resolution) -> Affine:
 
 def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: Resolution | None = None,
                    mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
-                   class_names: list[str] | None = None) -> np.ndarray:
+                   class_names: list[str] | None = None, boundary_um: float | None = None) -> np.ndarray:
     """(H, W) uint8 class ids on the working grid ``resolution`` (default: level 0);
     :data:`IGNORE_LABEL` where unlabelled.
 
     ``mode="binary"`` turns every value > 0 into class 1; ``"values"`` keeps values as class
-    ids. ``value_map`` (raw value → class id, or :data:`IGNORE_LABEL`) is applied first.
+    ids; ``"boundary"`` reads instance ids (0 background, 1..N objects; GeoJSON: one polygon per
+    object) and gives background 0 / interior 1 / boundary 2, the boundary a band of
+    ``boundary_um`` µm inside each object (see :mod:`gigavim.train.instance_labels`).
+    ``value_map`` (raw value → class id, or :data:`IGNORE_LABEL`) is applied first.
     ``class_names`` map GeoJSON/QuPath classification names to ids.
     """
     label_path = Path(label_path)
     if not label_path.is_file():
         raise InputError(f"{label_path}: label file not found")
     res = resolution if resolution is not None else resolve_resolution(source)
+    if mode == "boundary":
+        from gigavim.train import instance_labels as il
+
+        ids = il.load_instance_map(source, label_path, resolution=res)
+        width = il.DEFAULT_BOUNDARY_UM if boundary_um is None else boundary_um
+        return il.interior_boundary_classes(ids, il.boundary_radius_px(width, res.mpp))
     if label_path.suffix.lower() in VECTOR_SUFFIXES:
         raw = rasterize_annotations(source, label_path, resolution=res, class_names=class_names)
     else:
@@ -236,11 +245,12 @@ def _reproject_labels(src: Any, label_path: Path, source: ImageSource, resolutio
 
 
 def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolution | None = None,
-                          class_names: list[str] | None = None) -> np.ndarray:
+                          class_names: list[str] | None = None, instances: bool = False) -> np.ndarray:
     """GeoJSON / QuPath features burnt onto the working grid (raw values, 0 = background).
 
     A feature's value is its QuPath ``classification.name`` (or ``class``/``label`` property)
-    looked up in ``class_names``, else 1. Geometries in a GeoJSON with a ``crs`` member are
+    looked up in ``class_names``, else 1; with ``instances`` it is the feature's number 1..N
+    (one object id per polygon, int32). Geometries in a GeoJSON with a ``crs`` member are
     transformed into the raster's CRS; without one they are taken to be in the image's own
     coordinates (the raster's CRS, or level-0 pixels for slides and images).
     """
@@ -257,14 +267,15 @@ def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolu
             from rasterio.warp import transform_geom
 
             geom = transform_geom(crs, source.crs, geom)
-        shapes.append((geom, _feature_value(feat, class_names, path)))
+        value = len(shapes) + 1 if instances else _feature_value(feat, class_names, path)
+        shapes.append((geom, value))
     if not shapes:
         return np.zeros(res.shape, dtype=np.int32)
     transform = grid_transform(source, res)
     _check_overlap([g for g, _ in shapes], transform, res.shape, path)
     # One byte per working pixel when every value fits (class ids do): the burnt map is as
     # large as the label map itself, and int32 made it 4× that on a whole-slide grid.
-    small = all(0 <= v <= 255 for _, v in shapes)
+    small = not instances and all(0 <= v <= 255 for _, v in shapes)
     return rasterize(shapes, out_shape=res.shape, fill=0, transform=transform,
                      dtype="uint8" if small else "int32")
 

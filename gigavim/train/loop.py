@@ -54,10 +54,12 @@ def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImag
     """Images and labels at the working resolution; labels must be class ids of ``cfg.classes``."""
     images: list[TrainImage] = []
     try:
-        for img, lab in pairs:
+        for img, lab, *own_mpp in pairs:  # a third element: this image's µm/px
             images.append(load_train_image(img, lab, mpp=cfg.mpp, gsd_m=cfg.gsd_m,
-                                           image_mpp=cfg.image_mpp, mode=cfg.label_mode,
-                                           value_map=cfg.value_map, class_names=cfg.classes))
+                                           image_mpp=float(own_mpp[0]) if own_mpp else cfg.image_mpp,
+                                           mode=cfg.label_mode,  # type: ignore[arg-type]
+                                           value_map=cfg.value_map, class_names=cfg.classes,
+                                           boundary_um=cfg.boundary_um))
             check_class_ids(images[-1].labels, cfg.classes, images[-1].label_path)
     except BaseException:
         close_images(images)
@@ -108,12 +110,26 @@ def band_statistics(images: list[TrainImage], scale: float | np.ndarray, offset:
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio``."""
+def lr_factor(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio``.
+
+    ``time_fraction`` (elapsed / time budget of a time-capped run) advances the decay when the
+    clock runs out before the steps do, so a run stopped by ``time_limit_s`` on a busy machine
+    still ends annealed instead of at a high learning rate.
+    """
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _time_fraction(cfg: TrainConfig, t0: float, loop_t0: float) -> float:
+    """How much of a time cap the loop has used (0 without a cap); loading time is not counted
+    against the schedule."""
+    if cfg.time_limit_s is None:
+        return 0.0
+    budget = max(1e-6, cfg.time_limit_s - (loop_t0 - t0))
+    return (time.perf_counter() - loop_t0) / budget
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
@@ -155,6 +171,17 @@ def model_resolution(cfg: TrainConfig, image: TrainImage) -> dict[str, float | N
     return {"mpp": image.pixel_size.get("mpp"), "gsd_m": None}
 
 
+def default_instances(cfg: TrainConfig) -> dict[str, Any]:
+    """How a boundary-mode model's classes become objects (thresholds to be tuned after training);
+    empty for a purely semantic model."""
+    if cfg.label_mode != "boundary":
+        return {}
+    from gigavim.instances.settings import DEFAULT_THREE_CLASS
+
+    return {"method": "three-class-watershed", "object_class": cfg.classes[1], "interior": 1,
+            "boundary": 2, **DEFAULT_THREE_CLASS, "boundary_um": cfg.boundary_um}
+
+
 def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, Any] | None) -> ModelBundle:
     """A fresh (or resumed) bundle: network from the arch, normalisation from the training pixels."""
     from gigavim.models.factory import build_segmenter
@@ -176,7 +203,8 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
                          bands=bands, input_scale=scale, mean=mean, std=std,
                          input_contract=contract.to_dict(),
                          **model_resolution(cfg, images[0]), tile=cfg.tile, overlap=cfg.overlap,
-                         trained=False, description=cfg.description)
+                         trained=False, description=cfg.description,
+                         instances=default_instances(cfg))
     extra = {"pretrained_backbone": cfg.init_backbone} if (cfg.init_backbone and resumed is None) else {}
     try:
         net = build_segmenter(**meta.arch, **extra)
@@ -272,7 +300,9 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
     sampler = PatchSampler(images, cfg.patch, len(cfg.classes), cfg.sampling,  # type: ignore[arg-type]
                            cfg.foreground_p, seed=cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    loop_t0 = time.perf_counter()
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg, _time_fraction(cfg, t0, loop_t0)))
     step, history = 0, []
     if resumed is not None:
         opt.load_state_dict(resumed["optimizer"])
@@ -327,7 +357,7 @@ def check_training_bands(cfg: TrainConfig, resumed: dict[str, Any] | None) -> No
 
     The model's bands are the resumed model's, else the first training image's.
     """
-    paths = [image for image, _ in [*cfg.pairs, *cfg.val_pairs]]
+    paths = [pair[0] for pair in [*cfg.pairs, *cfg.val_pairs]]
     if resumed is not None:
         meta = ModelMeta.from_dict(resumed["meta"])
         expected, what = meta.bands, f"model {meta.name!r} (resumed) expects {meta.bands}"

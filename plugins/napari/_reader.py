@@ -31,9 +31,11 @@ TRANSPARENT_CLASSES = ("background", "nodata")
 
 # -- slides and rasters -----------------------------------------------------------------------
 def get_image_reader(path: str | Sequence[str]) -> ReaderFunction | None:
-    """The reader for slides/rasters/images ``open_image`` accepts; ``None`` for anything else."""
+    """The reader for what needs gigavim: slides (OpenSlide formats, tiled pyramids, OME-TIFF
+    and OME-Zarr images) and georeferenced or very large rasters. ``None`` for plain images
+    (a PNG/JPEG/TIFF that napari's builtin reader shows as well) and anything unreadable."""
     paths = _as_paths(path)
-    if not paths or not all(_opens_as_image(p) for p in paths):
+    if not paths or not all(_needs_gigavim(p) for p in paths):
         return None
     return _read_images
 
@@ -42,15 +44,18 @@ def _read_images(path: str | Sequence[str]) -> list[LayerData]:
     return [layer for p in _as_paths(path) for layer in image_layers(p)]
 
 
-def _opens_as_image(path: str) -> bool:
-    """Whether gigavim reads ``path`` (headers only); any failure means 'not ours'."""
+def _needs_gigavim(path: str) -> bool:
+    """Whether gigavim reads ``path`` (headers only) as more than a plain picture: a slide, or a
+    raster (georeferenced, or too large to load whole). Any failure means 'not ours'."""
     from gigavim.io import open_image
 
+    if gigavim_attrs(path) is not None:  # a gigavim output: the zarr reader's
+        return False
     try:
-        open_image(path).close()
+        with open_image(path) as src:
+            return src.kind != "image"
     except Exception:  # a reader must decline, never raise into napari
         return False
-    return True
 
 
 def image_layers(path: str | os.PathLike[str], *, chunk: int = 1024) -> list[LayerData]:
@@ -59,12 +64,12 @@ def image_layers(path: str | os.PathLike[str], *, chunk: int = 1024) -> list[Lay
 
     src = open_image(path)
     levels = [src.to_dask(i, chunk=chunk) for i in range(src.level_count)]
-    unit, pixel = _source_pixel(src.mpp, src.gsd_m)
+    unit, (pixel_y, pixel_x) = _source_pixel(src)
     kwargs: dict[str, Any] = {
         "name": Path(path).name,
         "metadata": {"path": str(Path(path)), "gigavim_source": src.describe()},
         "multiscale": len(levels) > 1,
-        **_placement(pixel, pixel, unit),
+        **_placement(pixel_y, pixel_x, unit),
     }
     rgb = src.bands in (3, 4) and np.dtype(src.dtype) == np.uint8
     if rgb:
@@ -88,13 +93,17 @@ def _band_labels(band_names: list[str], bands: int) -> list[str]:
     return [f"band {i + 1}" for i in range(bands)]
 
 
-def _source_pixel(mpp: float | None, gsd_m: float | None) -> tuple[str | None, float]:
-    """(napari unit, pixel size): µm for slides and microscopy, metres for rasters, else pixels."""
-    if mpp:
-        return "micrometer", float(mpp)
-    if gsd_m:
-        return "meter", float(gsd_m)
-    return None, 1.0
+def _source_pixel(src: Any) -> tuple[str | None, tuple[float, float]]:
+    """(napari unit, (y, x) pixel size): µm for slides and microscopy, metres for rasters (each
+    axis its own ground size, as the writers do: on EPSG:4326 a pixel is not square on the
+    ground), else pixels."""
+    if src.mpp:
+        return "micrometer", (float(src.mpp), float(src.mpp))
+    if src.ground_pixel_yx:
+        return "meter", (float(src.ground_pixel_yx[0]), float(src.ground_pixel_yx[1]))
+    if src.gsd_m:
+        return "meter", (float(src.gsd_m), float(src.gsd_m))
+    return None, (1.0, 1.0)
 
 
 def _placement(pixel_y: float, pixel_x: float, unit: str | None) -> dict[str, Any]:
@@ -166,8 +175,18 @@ def zarr_layers(path: str | os.PathLike[str], *, image: bool = True) -> list[Lay
         layers.append(_image_layer(root, multiscale, name))
     if attrs.get("probabilities"):
         layers.append(_probability_layer(root[attrs["probabilities"]], attrs["classes"], name))
-    layers.append(_labels_layer(root[attrs.get("labels", "labels/segmentation")], name, str(path)))
+    layers.append(_labels_layer(root[attrs.get("labels", "labels/segmentation")], name, str(path), attrs))
+    if attrs.get("instances"):
+        layers.append(_instances_layer(root[attrs["instances"]], name))
     return layers
+
+
+def _instances_layer(group: Any, name: str) -> LayerData:
+    """One id per object (e.g. nuclei) in napari's own label colours, so touching objects differ."""
+    levels, (py, px), unit = _levels(group, group.attrs["multiscales"][0])
+    kwargs = {"name": f"{name} {group.basename}", "multiscale": len(levels) > 1, "opacity": 0.6,
+              **_placement(py, px, _napari_unit(unit))}
+    return (levels if len(levels) > 1 else levels[0], kwargs, "labels")
 
 
 def _levels(group: Any, multiscale: dict[str, Any]) -> tuple[list[Any], tuple[float, float], str | None]:
@@ -201,8 +220,9 @@ def _probability_layer(group: Any, classes: list[str], name: str) -> LayerData:
     return (levels if len(levels) > 1 else levels[0], kwargs, "image")
 
 
-def _labels_layer(group: Any, name: str, path: str) -> LayerData:
-    """The class-id pyramid with the NGFF class colours and class names as features."""
+def _labels_layer(group: Any, name: str, path: str, attrs: dict[str, Any] | None = None) -> LayerData:
+    """The class-id pyramid with the NGFF class colours and class names as features; the output's
+    ``gigavim`` attributes ride along in the metadata so the writer can save edits back."""
     levels, (py, px), unit = _levels(group, group.attrs["multiscales"][0])
     label_meta = group.attrs["image-label"]
     classes = {p["label-value"]: p["class"] for p in label_meta.get("properties", [])}
@@ -212,7 +232,7 @@ def _labels_layer(group: Any, name: str, path: str) -> LayerData:
         "colormap": label_colormap(label_meta.get("colors", []), classes),
         "features": {"index": list(classes), "class": list(classes.values())},
         "opacity": 0.5,
-        "metadata": {"path": path, "classes": classes},
+        "metadata": {"path": path, "classes": classes, GIGAVIM_ATTR: attrs or {}},
         **_placement(py, px, _napari_unit(unit)),
     }
     return (levels if len(levels) > 1 else levels[0], kwargs, "labels")

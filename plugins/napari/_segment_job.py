@@ -17,6 +17,40 @@ from typing import Any
 #: How often (s) the generator wakes to check for progress while the run is silent.
 POLL_S = 0.1
 
+#: Appended to the input's name for the widget's default output (beside the input).
+OUTPUT_SUFFIX = ".segmentation.ome.zarr"
+
+
+def default_output(source: str | Path) -> Path:
+    """``/data/slide.svs`` → ``/data/slide.segmentation.ome.zarr``: absolute, beside the input
+    (never relative to wherever napari was started)."""
+    source = Path(source).resolve()
+    return source.with_name(source.name.split(".")[0] + OUTPUT_SUFFIX)
+
+
+def resolve_output(source: str | Path, output: str | Path | None) -> Path:
+    """The output the widget writes: the default when left empty, a relative name beside the
+    input, an absolute path as given."""
+    if output is None or str(output) in ("", "."):
+        return default_output(source)
+    output = Path(output).expanduser()
+    return output if output.is_absolute() else Path(source).resolve().parent / output
+
+
+def segment_outcome(source: str | Path, output: str | Path, **options: Any) -> Generator[Any, None, Any]:
+    """:func:`segment_steps`, returning a ``GigavimError`` instead of raising it.
+
+    napari's thread worker reports a raised exception itself (and re-raises it in the main
+    thread, which ends a script that never started the event loop); a user error is a result to
+    show once, as one line.
+    """
+    from gigavim.errors import GigavimError
+
+    try:
+        return (yield from segment_steps(source, output, **options))
+    except GigavimError as err:
+        return err
+
 
 def segment_steps(
     source: str | Path, output: str | Path, *, model: str | None = None,

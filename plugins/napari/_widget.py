@@ -5,7 +5,10 @@ plugin's readers put in the layer metadata): gigavim segments the file at full f
 the pixels on screen. ``context`` chooses tile mode or the whole image as one Vim sequence. The
 run happens in a napari ``thread_worker`` so the viewer stays live; its progress (steps done of
 total: tiles, or band passes in whole-image mode) drives a napari progress bar, and the finished
-OME-Zarr's segmentation is added as a labels layer over the image. User errors are one line.
+OME-Zarr's segmentation is added as a labels layer over the image. User errors are one line,
+shown once; they never raise into the main thread (a script without ``napari.run()`` goes on).
+The output defaults to ``<input>.segmentation.ome.zarr`` beside the input (absolute; a relative
+name is taken beside the input too, never in napari's working directory).
 """
 
 # No ``from __future__ import annotations``: magicgui reads the real annotation objects.
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gigavim.napari._reader import zarr_layers
-from gigavim.napari._segment_job import segment_steps
+from gigavim.napari._segment_job import default_output, resolve_output, segment_outcome
 from magicgui import magic_factory
 
 import napari
@@ -58,7 +61,28 @@ def add_layer_data(viewer: "napari.Viewer", layers: list[tuple[Any, dict[str, An
     return added
 
 
+def _init_widget(widget: Any) -> None:
+    """Fill the output with the default beside the chosen image's file, when one is chosen
+    (unless the user typed an output of their own)."""
+    auto: dict[str, Any] = {"path": None}
+
+    def follow(layer: Any) -> None:
+        if layer is None:
+            return
+        try:
+            source = layer_source_path(layer)
+        except UsageError:
+            return
+        if str(widget.output.value) in ("", ".") or widget.output.value == auto["path"]:
+            auto["path"] = default_output(source)
+            widget.output.value = auto["path"]
+
+    widget.image.changed.connect(follow)
+    follow(widget.image.value)
+
+
 @magic_factory(
+    widget_init=_init_widget,
     call_button="Segment",
     model={"choices": model_choices},
     resolution={"min": 0.0, "max": 1e6, "step": 0.25,
@@ -77,7 +101,7 @@ def segment_widget(
     context: str = "tile",
     bands: str = "",
     image_mpp: float = 0.0,
-    output: Path = Path("segmentation.ome.zarr"),
+    output: Path = Path(),
     overwrite: bool = False,
 ) -> None:
     """Segment the image's file with a bundled model; add the result as a labels layer."""
@@ -90,8 +114,11 @@ def segment_widget(
     except UsageError as err:
         show_error(f"gigavim: {err}")
         return
+    output = resolve_output(source, output)
     bar = progress(total=0, desc=f"gigavim: segmenting {source.name}")
-    worker = thread_worker(segment_steps)(
+    # ignore_errors: a bug is reported once by napari's own notification, not re-raised into
+    # the main thread; user errors come back as results (segment_outcome).
+    worker = thread_worker(segment_outcome, ignore_errors=True)(
         source, output, model=model or None, resolution=resolution or None, overwrite=overwrite,
         context=context, bands=bands.strip() or None, image_mpp=image_mpp or None,
     )
@@ -102,6 +129,9 @@ def segment_widget(
         bar.refresh()
 
     def on_done(result: Any) -> None:
+        if isinstance(result, Exception):
+            show_error(f"gigavim: {result}")
+            return
         overlay = [layer for layer in zarr_layers(output, image=False) if layer[2] == "labels"]
         add_layer_data(viewer, overlay)
         show_info(f"gigavim: {source.name} → {output} in {result.seconds:.1f} s, "
@@ -115,7 +145,6 @@ def segment_widget(
 
     worker.yielded.connect(on_progress)
     worker.returned.connect(on_done)
-    worker.errored.connect(lambda err: show_error(f"gigavim: {err}"))
     worker.finished.connect(on_finished)
     _RUNNING.add(worker)
     worker.start()

@@ -72,19 +72,29 @@ def test_eval_numbers_are_exact(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert overall["pixel_accuracy"] == pytest.approx(41 / 1200)
 
 
-def test_eval_whole_image_context(real_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--context image` scores each image as one sequence; the result says which context ran."""
+def test_eval_whole_image_context(real_data: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--context image` scores each image as one sequence; the result says which context ran.
+    A model that cannot stream (nuclei-he's FPN head) is refused in one line."""
+    from gigavim.models.catalog import load_model
+
     tiles = real_data / "nuclei_miccai2015"
     pair = f"{tiles / 'image06.png'}:{tiles / 'image06_label.png'}"
+    streamable = load_model("tissue")  # streamable; small tiles so that the two contexts differ
+    streamable.meta.mpp, streamable.meta.tile, streamable.meta.overlap = None, 64, 16
+    model = str(streamable.save(tmp_path / "tissue-native.pt"))
     scores = {}
     for context in ("tile", "image"):
-        code, out, err = run(capsys, "eval", "--model", "nuclei-he", "--image-mpp", "0.5", "--json",
-                             "--context", context, pair)
+        code, out, err = run(capsys, "eval", "--model", model, "--json", "--context", context, pair)
         assert code == 0, err
         result = json.loads(out)
         assert result["context"] == context
-        scores[context] = result["overall"]["per_class"][1]["dice"]
-    assert scores["tile"] != scores["image"] and min(scores.values()) > 0.6
+        scores[context] = result["overall"]["confusion_matrix"]
+    assert scores["tile"] != scores["image"]
+    code, _, err = run(capsys, "eval", "--model", "nuclei-he", "--image-mpp", "0.5", "--context", "image",
+                       pair)
+    assert code != 0 and "cannot run with whole-image context" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_eval_bad_pair_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

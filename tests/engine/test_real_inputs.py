@@ -17,7 +17,8 @@ from .fakes import tiny_bundle
 
 def test_cog_overview_is_used_and_the_transform_scaled_exactly(real_data: Path, tmp_path: Path) -> None:
     path, out = real_data / "geo" / "cogeo.tif", tmp_path / "cog.tif"
-    result = segment(path, [out], model=tiny_bundle(tile=256, overlap=32), gsd=2 * 0.5971640348434448)
+    ground = 0.4722861  # m/px on the ground: 0.597 Web Mercator metres × cos(37.7°)
+    result = segment(path, [out], model=tiny_bundle(tile=256, overlap=32), gsd=2 * ground)
     assert (result.level, result.downsample, result.shape) == (1, 2.0, (512, 512))
     with rasterio.open(path) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs and dst.shape == (512, 512)

@@ -31,8 +31,8 @@ def test_every_bundled_model_ships_in_the_package_and_is_trained() -> None:
         assert bundle.meta.name == name and bundle.meta.trained
         assert rows[name]["size_bytes"] < 5_000_000 and rows[name]["trained"] is True
         assert bundle.meta.training["steps"] > 0
-    # nuclei-he is trained on all three annotated tiles; its held-out (leave-one-image-out)
-    # scores come from the recipe's extra models and are in docs/models.md.
+    # nuclei-he is trained on all its data; its held-out (leave-one-organ-out) scores come from
+    # the recipe's fold models and are in docs/models.md.
     for name in ("tissue", "land-water"):
         assert load_model(name).meta.training["validation"]["scores"]["mean_iou"] > 0.8
 
@@ -71,7 +71,7 @@ def test_nuclei_model_on_an_annotated_tile(real_data: Path, tmp_path: Path) -> N
     tiles = real_data / "nuclei_miccai2015"
     out = tmp_path / "nuclei.zarr"
     segment(tiles / "image02.png", [out], model="nuclei-he", level=0)
-    pred = _ome_labels(out) == 1
+    pred = _ome_labels(out) > 0  # nucleus interior or boundary
     truth = imread(tiles / "image02_label.png") > 0
     dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
     assert dice > 0.6  # a tile the shipped model was trained on; held-out Dice is in docs/models.md

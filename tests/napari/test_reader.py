@@ -51,7 +51,7 @@ def test_raster_scale_is_metres(real_data: Path) -> None:
     src = open_image(path)
     [(data, kwargs, _)] = image_layers(path)
     assert data.shape == (718, 791, 3) and kwargs["rgb"]
-    assert kwargs["scale"] == pytest.approx((src.gsd_m, src.gsd_m))
+    assert kwargs["scale"] == pytest.approx(src.ground_pixel_yx)  # y and x ground metres
     assert kwargs["metadata"]["gigavim_source"]["crs"] == src.crs
 
 

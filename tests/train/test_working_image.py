@@ -233,9 +233,9 @@ def test_eval_scores_the_engine_resampled_pixels(slide: tuple[Path, Path],
 
     def predict(bundle: ModelBundle, image: WorkingImage, **_: object) -> np.ndarray:
         seen.append(image)
-        return np.zeros(image.shape[:2], np.uint8)
+        return np.zeros((bundle.num_classes, *image.shape[:2]), np.float32)
 
-    monkeypatch.setattr(evaluate_module, "predict_labels", predict)
+    monkeypatch.setattr(evaluate_module, "predict_probabilities", predict)
     result = evaluate_module.evaluate(tiny_bundle(mpp=BETWEEN_LEVELS_MPP), [tuple(map(str, slide))])
     (image,) = seen
     assert isinstance(image, WorkingImage) and image.resolution.read_factor == 1.5
