@@ -26,7 +26,7 @@ from gigavim.errors import UsageError
 _RUNNING: set[Any] = set()
 
 
-#: The model choice that lets gigavim pick by input kind (tissue for slides, land-water for rasters).
+#: The model choice that lets gigavim pick by input (tissue for slides; rasters by bands and pixel size).
 DEFAULT_MODEL = ""
 
 #: ``gigavim.segment``'s ``context``: (label, value). Whole image = ONE Vim sequence over the image,
