@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Recipe of the bundled `land-water` model (the default for rasters).
+# Recipe of the bundled `land-water` model (colour-relief maps; the fallback raster default).
 #
 # Data: world.rgb.tif (global colour-relief + bathymetry map, EPSG:4326, 0.703°/px) with the
 # land/water mask world.byte.tif (0.125°/px, −75..75° latitude only) reprojected onto the image
