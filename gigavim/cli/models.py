@@ -13,7 +13,7 @@ from gigavim.cli._app import app
 def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the bundled models: name, task, classes, input kind and contract (bands, values,
     scaling), resolution, size."""
-    from gigavim.models.catalog import DEFAULT_MODELS, list_models
+    from gigavim.models.catalog import DEFAULT_MODELS, RASTER_DEFAULTS, list_models
 
     rows = list_models()
     if json_out:
@@ -23,8 +23,11 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")
     from rich.table import Table
 
     defaults = {}
+    for name, bands, _, coarsest in RASTER_DEFAULTS:
+        size = f" at ≤ {coarsest:g} m/px" if coarsest != float("inf") else ""
+        defaults.setdefault(name, []).append(f"{bands}-band rasters{size}")
     for kind, name in DEFAULT_MODELS.items():
-        defaults.setdefault(name, []).append(kind)
+        defaults.setdefault(name, []).append("other rasters" if kind == "raster" else kind)
     table = Table(title="bundled models")
     for col in ("name", "task", "classes", "input", "resolution", "size", "trained", "default for"):
         table.add_column(col)
