@@ -24,7 +24,7 @@ import torch
 
 from gigavim.engine.bands import BandView, check_values, match_bands
 from gigavim.engine.guard import check_working_grid, describe_request
-from gigavim.engine.memory import return_large_buffers_to_os
+from gigavim.engine.memory import release_free_memory
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
@@ -153,7 +153,6 @@ def segment(
     if context not in CONTEXTS:
         raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, not {context!r}")
     resolve_device(device)  # before any work: a missing GPU is a usage error
-    return_large_buffers_to_os()
     src, owned = _open(source)
     try:
         _check_not_input(dests, src)
@@ -276,6 +275,7 @@ class _Run:
                 probs = predictor(pixels_in)
                 data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
                 self.merger.add(batch, data)
+                release_free_memory()  # freed tile buffers back to the OS: RSS stays flat
                 done, computed = done + len(batch), computed + len(batch)
                 pixels += valid.size
                 if progress is not None:
