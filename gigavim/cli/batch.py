@@ -99,7 +99,7 @@ def batch(
     context: Context = context_option("each input's whole image"),
     bands: str | None = bands_option(),
     force_resolution: bool = force_resolution_option(),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     allow_untrained: bool = typer.Option(
         False, "--allow-untrained", help="Run a randomly initialised model (outputs are labelled so)."
     ),

@@ -103,7 +103,7 @@ def segment(
     tissue_model: str | None = typer.Option(
         None, "--tissue-model", help="Mask slides with this model (e.g. 'tissue') instead of Otsu."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     allow_untrained: bool = typer.Option(

@@ -24,13 +24,16 @@ TileRead = tuple[np.ndarray, np.ndarray]
 
 
 def resolve_device(device: str) -> torch.device:
-    """A torch device, refusing CUDA when this machine has none (a usage error, not a crash)."""
+    """A torch device (``auto``: CUDA when present, else CPU), refusing CUDA when this machine has
+    none (a usage error, not a crash)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise UsageError(f"unknown device {device!r} (use cpu or cuda)") from exc
+        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
     if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device}: unsupported device (use cpu or cuda)")
+        raise UsageError(f"--device {device}: unsupported device (use auto, cpu or cuda)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU is available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from gigavim.engine.workdir import WorkDir
 from gigavim.errors import InputError, ModelError, OutputError, UsageError
 from gigavim.io.base import ImageSource
 from gigavim.io.masks import LowResMask, foreground_mask
-from gigavim.io.writers import check_outputs, write_outputs
+from gigavim.io.writers import check_outputs, preload_writers, write_outputs
 from gigavim.io.writers.base import LabelMap
 from gigavim.models.bundle import ModelBundle
 
@@ -110,7 +111,7 @@ def segment(
     tile: int | None = None,
     overlap: int | None = None,
     batch_size: int = 4,
-    device: str = "cpu",
+    device: str = "auto",
     resume: bool = False,
     overwrite: bool = False,
     allow_untrained: bool = False,
@@ -131,6 +132,7 @@ def segment(
     Resolution: ``mpp`` (µm/px, slides), ``gsd`` (m/px, rasters) or a pyramid ``level``; by
     default the model's training resolution. ``tile``/``overlap`` default to the model's.
     Slides are masked by saturation/Otsu, or by ``tissue_model`` (e.g. ``"tissue"``) if given.
+    ``device="auto"`` runs on CUDA when this machine has a GPU, else on the CPU.
     With ``resume`` a run interrupted at any point continues from its work dir and produces the
     same output as an uninterrupted run. ``context="image"`` runs the model over the whole image
     as one token sequence (:mod:`gigavim.engine.whole_image`) instead of independent tiles.
@@ -152,7 +154,8 @@ def segment(
         raise UsageError(f"--batch-size and --workers must be at least 1, got {batch_size} and {workers}")
     if context not in CONTEXTS:
         raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, not {context!r}")
-    resolve_device(device)  # before any work: a missing GPU is a usage error
+    device = str(resolve_device(device))  # before any work: a missing GPU is a usage error
+    preload_writers(dests)  # their imports (dask, ome-zarr: ~2 s) overlap the tiles
     src, owned = _open(source)
     try:
         _check_not_input(dests, src)
@@ -270,16 +273,26 @@ class _Run:
             predictor = Predictor(self.bundle, device)
             reader = TileReader(self.src, self.res)
             windows = ([self.grid.tile_window(*t) for t in b] for b in todo)
-            for batch, (pixels_in, valid) in zip(todo, prefetched(windows, reader.read, workers=workers),
-                                                 strict=True):
-                probs = predictor(pixels_in)
-                data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
-                self.merger.add(batch, data)
-                release_free_memory()  # freed tile buffers back to the OS: RSS stays flat
-                done, computed = done + len(batch), computed + len(batch)
-                pixels += valid.size
-                if progress is not None:
-                    progress(Progress(done, len(order), pixels, time.perf_counter() - started))
+            # Three stages overlap: reader threads decode and resample the next batches, this
+            # thread runs the model, one merge thread caches tiles and blends/writes blocks
+            # (numpy, zarr and file writes release the GIL). One merge at a time, in batch order,
+            # so the work dir changes exactly as in a sequential run.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging:
+                merge: Future[None] | None = None
+                for batch, (pixels_in, valid) in zip(todo, prefetched(windows, reader.read, workers=workers),
+                                                     strict=True):
+                    probs = predictor(pixels_in)
+                    data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
+                    if merge is not None:
+                        merge.result()  # its errors surface here (disk full → OutputError)
+                    merge = merging.submit(self.merger.add, batch, data)
+                    release_free_memory()  # freed tile buffers back to the OS: RSS stays flat
+                    done, computed = done + len(batch), computed + len(batch)
+                    pixels += valid.size
+                    if progress is not None:
+                        progress(Progress(done, len(order), pixels, time.perf_counter() - started))
+                if merge is not None:
+                    merge.result()
         missing = [b for b in self.grid.iter_blocks() if b not in self.merger.finalized]
         if missing:  # a bug, not a user error: every block must be final by now
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")

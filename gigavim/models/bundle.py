@@ -97,13 +97,16 @@ class ModelBundle:
         if tiles.shape[-1] != self.meta.bands:  # callers check (and map) bands up front
             raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
                              f"got {tiles.shape[-1]}")
-        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).permute(0, 3, 1, 2)
+        # One contiguous (B, bands, h, w) float32 copy, then in place: the same operations in the
+        # same order as ``((x - offset) * scale - mean) / std``, without full-size temporaries on
+        # a channels-last view (which made this 20 % of a 1×1-conv run).
+        x = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2), dtype=np.float32))
         offset, scale = (torch.from_numpy(a)[None, :, None, None]
                          for a in self.meta.contract().offset_scale())
         mean = torch.tensor(self.meta.mean, dtype=torch.float32)[None, :, None, None]
         std = torch.tensor(self.meta.std, dtype=torch.float32)[None, :, None, None]
-        x = torch.nan_to_num((x - offset) * scale, nan=0.0)
-        return (x - mean) / std
+        torch.nan_to_num_(x.sub_(offset).mul_(scale), nan=0.0)
+        return x.sub_(mean).div_(std)
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically (temporary name, then rename)."""

@@ -93,3 +93,17 @@ def test_a_working_pixel_half_over_the_edge_keeps_its_data(gsd_m: float) -> None
     pixels, valid = TileReader(src, res).read(Window(h - 40, w - 40, 40, 40))
     assert valid.all()
     np.testing.assert_allclose(pixels, 100, atol=1e-3)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 16, 17])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.bool_, np.float32])
+def test_box_mean_equals_numpys_float32_mean_of_each_block(k: int, dtype: type) -> None:
+    """The fast strided sum gives numpy's float32 block mean bit for bit (integers exactly)."""
+    from gigavim.engine.reader import box_mean
+
+    rng = np.random.default_rng(k)
+    a = (rng.random((3 * k, 5 * k, 2)) * (1 if dtype in (np.bool_, np.float32) else 255 * k)).astype(dtype)
+    expected = a.reshape(3, k, 5, k, 2).mean(axis=(1, 3), dtype=np.float32)
+    got = box_mean(a, k)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gigavim.io.writers.atomic import (
 )
 from gigavim.io.writers.base import LabelMap
 
-__all__ = ["FORMATS", "LabelMap", "check_outputs", "output_format", "write_outputs"]
+__all__ = ["FORMATS", "LabelMap", "check_outputs", "output_format", "preload_writers", "write_outputs"]
 
 Writer = Callable[[LabelMap, Path], None]
 
@@ -58,6 +59,22 @@ def _writer(fmt: str, label_map: LabelMap) -> Writer:
     from gigavim.io.writers.geojson import write_geojson
 
     return write_geojson
+
+
+def preload_writers(outputs: Sequence[str | Path]) -> threading.Thread:
+    """Import the writers of ``outputs`` in a background thread (dask and ome-zarr take ~2 s to
+    import), so a run pays for it while its tiles are computed rather than after them."""
+
+    def load() -> None:
+        for fmt in {FORMATS.get(Path(p).suffix.lower()) for p in outputs} - {None}:
+            try:
+                _writer(fmt)  # type: ignore[arg-type]
+            except Exception:
+                pass
+
+    thread = threading.Thread(target=load, name="gigavim-import-writers", daemon=True)
+    thread.start()
+    return thread
 
 
 def output_format(path: Path) -> str:
