@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("scan", "model", "segment", "whole-image", "readers", "writers")
-DEVICE_AWARE = frozenset({"scan", "model", "segment", "whole-image"})  # readers/writers: CPU/IO
+NAMES = ("scan", "model", "segment", "whole-image", "readers", "writers", "engines")
+DEVICE_AWARE = frozenset({"scan", "model", "segment", "whole-image", "engines"})  # readers/writers: CPU/IO
 
 
 def module(name: str) -> ModuleType:

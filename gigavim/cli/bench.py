@@ -19,7 +19,9 @@ class Benchmark(str, Enum):
     whole_image = "whole-image"
     readers = "readers"
     writers = "writers"
+    engines = "engines"
     all = "all"
+    gpu_check = "gpu-check"
 
 
 @app.command()
@@ -41,6 +43,7 @@ def bench(
     ),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per benchmark (JSON Lines)."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads for scan and model."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="gpu-check: list its steps, run nothing."),
 ) -> None:
     """Measure speed and memory: print a table (or JSON), optionally update docs/benchmarks.md.
 
@@ -52,6 +55,8 @@ def bench(
     whole-image  --context image vs tile: seconds, peak RSS vs tokens
     readers      slide/raster reads: windows, whole level, dask views
     writers      OME-Zarr, COG, GeoJSON: seconds, MP/s, peak RSS
+    engines      gigavim vs MONAI's sliding window: same slide/net
+    gpu-check    on a lent GPU, first: kernels..whole-image (~8 min)
     """
     from rich.console import Console
 
@@ -59,6 +64,9 @@ def bench(
     from gigavim.benchmarks.report import bench_device, publish, source_checkout_doc
 
     err = Console(stderr=True, highlight=False)
+    if name is Benchmark.gpu_check:
+        _gpu_check(device, dry_run, write_docs, err)
+        return
     resolved = bench_device(device)  # before any work: no GPU → one line, non-zero exit
     doc = source_checkout_doc() if write_docs else None
     if write_docs and doc is None:
@@ -110,3 +118,35 @@ def _render(report: Any) -> None:
         out.print(f"{title}\n\n{report.table()}\n", markup=False, soft_wrap=True)
     for check in report.checks:
         out.print(check.line(), markup=False, style="green" if check.passed else "bold red")
+
+
+def _gpu_check(device: str, dry_run: bool, write_docs: bool, err: Any) -> None:
+    """``bench gpu-check``: the GPU steps in one run (``--dry-run``: list them, no GPU needed)."""
+    from gigavim.benchmarks import gpu_check
+    from gigavim.benchmarks.report import bench_device, publish, source_checkout_doc
+    from gigavim.errors import UsageError
+
+    target = "cuda" if device == "auto" else device
+    if dry_run:
+        typer.echo("\n".join(["gpu-check steps:", *gpu_check.plan(target)]))
+        return
+    if not target.startswith("cuda"):
+        raise UsageError(f"gpu-check runs on a CUDA GPU, not --device {device} (--dry-run lists its steps)")
+    resolved = bench_device(target)  # no GPU here → one line, non-zero exit
+    doc = source_checkout_doc() if write_docs else None
+
+    def write(report: Any) -> Any:
+        if doc is None:
+            return None
+        path = publish(report, doc)
+        err.print(f"updated section {report.section} of {path}", markup=False)
+        return path
+
+    outcomes = gpu_check.run(str(resolved), publish=write,
+                             progress=lambda line: err.print(line, style="dim", markup=False))
+    for outcome in outcomes:
+        if outcome.report is not None:
+            _render(outcome.report)
+    typer.echo(gpu_check.summary(outcomes))
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)

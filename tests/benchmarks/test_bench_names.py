@@ -10,8 +10,8 @@ from gigavim.benchmarks import DEVICE_AWARE, NAMES, module
 from gigavim.cli.bench import Benchmark
 
 
-def test_cli_choices_are_the_benchmarks_plus_all():
-    assert [b.value for b in Benchmark] == [*NAMES, "all"]
+def test_cli_choices_are_the_benchmarks_plus_all_and_the_gpu_check():
+    assert [b.value for b in Benchmark] == [*NAMES, "all", "gpu-check"]
 
 
 @pytest.mark.parametrize("name", NAMES)

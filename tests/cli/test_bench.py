@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gigavim.benchmarks import report as report_mod
+from gigavim.benchmarks.gpu_check import STEPS as GPU_STEPS
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU behaviour")
 
@@ -144,3 +145,31 @@ def test_quick_whole_image_bench_measures_both_contexts_in_their_own_processes(g
     for row in (tile, image):
         assert 0 < row["inference_s"] < row["seconds"]
         assert 0 < row["rss_imports_mib"] < row["peak_rss_mib"]  # each child's own VmHWM, not the parent's
+
+
+# -- gpu-check ----------------------------------------------------------------------------
+def test_dry_run_lists_the_steps_without_a_gpu(gigavim):
+    result = gigavim("bench", "gpu-check", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "gpu-check steps:"
+    assert lines[1].startswith("1. kernels + scan: gigavim bench scan --device cuda")
+    assert len(lines) == 1 + len(GPU_STEPS)
+
+
+@NO_GPU
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_without_a_gpu_it_is_one_line_and_a_failure(gigavim, device: str):
+    result = gigavim("bench", "gpu-check", "--device", device)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "gigavim: error: --device cuda: no CUDA GPU is available on this machine"
+    ]
+
+
+def test_on_the_cpu_it_refuses_in_one_line(gigavim):
+    result = gigavim("bench", "gpu-check", "--device", "cpu")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "gigavim: error: gpu-check runs on a CUDA GPU, not --device cpu (--dry-run lists its steps)"
+    ]

@@ -1,0 +1,225 @@
+"""gigavim's tile engine against the tool a user would pick instead (section ``engines-cpu`` / ``-cuda``).
+
+Same slide region (the bundled CMU-1 sample, 2220×2967 px = 6.59 MP at 0.499 µm/px, level 0), same
+network and weights, same tile / overlap / batch and torch threads, output written to disk:
+
+* ``gigavim``: ``gigavim.segment`` → OME-Zarr (tissue mask, tiles read by threads, cosine blending
+  on disk, labels pyramid);
+* ``monai``: OpenSlide reads the region, MONAI's ``sliding_window_inference`` (Gaussian blending,
+  the nearest to gigavim's cosine ramps) on the whole region in memory, softmax + argmax, the
+  labels written to a zarr array (no pyramid) — what its docs show for a WSI.
+
+Networks: ``pixel`` (a fixed 1×1 conv: the engines' own cost), ``unet`` (a MONAI U-Net, 101 k
+parameters, seeded, untrained: a small CNN's cost) and the bundled ``nuclei-he`` Vim. Each case runs
+in its own process (its peak RSS is its own); cases are interleaved (network by network, engine by
+engine, repeat by repeat) so load on a shared host hits all alike, and the table gives medians.
+Time is from the start of the engine call to the output on disk; imports and model building come
+before it (a batch of slides pays them once). MONAI is an optional extra of this benchmark only
+(``pip install monai``), never a runtime dependency; missing, its rows say so. TIAToolbox 2.x pins
+``torch<2.13`` and so cannot be installed beside gigavim (torch 2.13): it is not measured here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from gigavim.benchmarks.report import (
+    BenchReport,
+    Column,
+    Progress,
+    bench_device,
+    child_main,
+    device_kind,
+    load_average,
+    peak_rss_mib,
+    run_child,
+    show_row,
+)
+from gigavim.data import sample_slide
+
+TILE, OVERLAP, BATCH, THREADS = 256, 64, 4, 2
+NETWORKS = ("pixel", "unet", "nuclei-he")
+ENGINES = ("gigavim", "monai")
+REPEATS, QUICK_REPEATS = 3, 1
+NOT_INSTALLED = "not installed"
+
+COLUMNS = [
+    Column("network", "network"),
+    Column("engine", "engine"),
+    Column("seconds", "seconds (median)", ".2f"),
+    Column("runs", "runs s"),
+    Column("megapixels_per_s", "MP/s", ".2f"),
+    Column("peak_rss_mib", "peak RSS MiB", ".0f"),
+    Column("vs_gigavim", "time / gigavim's", ".2f"),
+]
+
+
+def network(name: str):
+    """The ModelBundle of a benchmark network, at this benchmark's tile and overlap."""
+    import dataclasses
+
+    import torch
+
+    from gigavim.benchmarks.segment import bundle as engine_bundle
+    from gigavim.models.bundle import ModelBundle
+
+    if name == "pixel":
+        b = engine_bundle("pixel")
+    elif name == "unet":
+        from monai.networks.nets import UNet
+
+        torch.manual_seed(0)
+        net = UNet(spatial_dims=2, in_channels=3, out_channels=2, channels=(8, 16, 32, 64),
+                   strides=(2, 2, 2), num_res_units=2)
+        b = engine_bundle("pixel")
+        b = ModelBundle(net.eval(), dataclasses.replace(b.meta, name="unet", arch={"size_multiple": 8}))
+    else:
+        from gigavim.models.catalog import load_model
+
+        b = load_model(name)
+    return ModelBundle(b.net.eval(), dataclasses.replace(b.meta, tile=TILE, overlap=OVERLAP))
+
+
+def measure(engine: str, net_name: str, slide: str, out: str, device: str, threads: str) -> dict[str, Any]:
+    """One case in this process (a child): seconds from the engine call to its output on disk."""
+    import torch
+
+    torch.set_num_threads(int(threads))
+    bundle = network(net_name)
+    run = _gigavim if engine == "gigavim" else _monai
+    prepare = _prepare_gigavim if engine == "gigavim" else _prepare_monai
+    prepare(out)
+    started = time.perf_counter()
+    megapixels = run(bundle, slide, out, device)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mib": peak_rss_mib()}
+
+
+def _prepare_gigavim(out: str) -> None:
+    from gigavim.io.writers import preload_writers
+
+    preload_writers([out]).join()
+
+
+def _gigavim(bundle: Any, slide: str, out: str, device: str) -> float:
+    from gigavim.engine import segment
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "untrained model" is the point for pixel / unet
+        result = segment(slide, [out], model=bundle, level=0, tile=TILE, overlap=OVERLAP,
+                         batch_size=BATCH, device=device, overwrite=True, allow_untrained=True)
+    return result.megapixels
+
+
+def _prepare_monai(out: str) -> None:
+    import monai.inferers  # noqa: F401
+    import openslide  # noqa: F401
+    import zarr  # noqa: F401
+
+
+def _monai(bundle: Any, slide: str, out: str, device: str) -> float:
+    """The MONAI way: read the region, sliding-window inference in memory, write the labels."""
+    import numpy as np
+    import openslide
+    import torch
+    import zarr
+    from monai.inferers import sliding_window_inference
+
+    with openslide.OpenSlide(slide) as s:
+        rgb = np.asarray(s.read_region((0, 0), 0, s.dimensions))[..., :3]
+    x = bundle.normalize(rgb[None])
+    net = bundle.net.to(device)
+    with torch.inference_mode():
+        logits = sliding_window_inference(x, (TILE, TILE), BATCH, net, overlap=OVERLAP / TILE,
+                                          mode="gaussian", sw_device=device, device="cpu")
+        labels = torch.softmax(logits, dim=1).argmax(dim=1)[0].to(torch.uint8).numpy()
+    shutil.rmtree(out, ignore_errors=True)
+    zarr.create_array(out, shape=labels.shape, chunks=(1024, 1024), dtype="uint8")[:] = labels
+    return labels.size / 1e6
+
+
+def available(engine: str) -> bool:
+    return engine == "gigavim" or importlib.util.find_spec(engine) is not None
+
+
+def run(
+    device: str = "auto",
+    quick: bool = False,
+    networks: tuple[str, ...] | None = None,
+    repeats: int | None = None,
+    threads: int = THREADS,
+    progress: Progress | None = None,
+) -> BenchReport:
+    """Every (network, engine) case ``repeats`` times, interleaved; ``quick``: pixel, once."""
+    device = bench_device(device)
+    networks = networks or (("pixel",) if quick else NETWORKS)
+    repeats = repeats or (QUICK_REPEATS if quick else REPEATS)
+    if "unet" in networks and not available("monai"):
+        networks = tuple(n for n in networks if n != "unet")  # the U-Net is MONAI's
+    slide = sample_slide()  # the bundled CMU-1 region
+    folder = Path(tempfile.mkdtemp(prefix="gigavim-engines-"))
+    runs: Runs = {}
+    try:
+        for _ in range(repeats):
+            for net in networks:
+                for engine in ENGINES:
+                    if not available(engine):
+                        continue
+                    out = folder / f"{net}-{engine}.{'ome.zarr' if engine == 'gigavim' else 'zarr'}"
+                    r = run_child(__name__, engine, net, slide, out, device, threads)
+                    runs.setdefault((net, engine), []).append(r)
+                    if progress:
+                        progress(f"{net} {engine}: {r['seconds']:.2f} s, {r['peak_rss_mib']:.0f} MiB")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    rows = _rows(networks, runs)
+    for row in rows:
+        show_row(progress, COLUMNS, row)
+    kind = device_kind(device)
+    return BenchReport(
+        name="engines", section=f"engines-{kind}",
+        title=f"gigavim vs MONAI's sliding window on {kind.upper()}",
+        columns=COLUMNS, rows=rows, device=device, quick=quick,
+        intro=(f"the bundled CMU-1 sample region (2220×2967 px, 6.59 MP, level 0), tile {TILE}, overlap "
+               f"{OVERLAP}, batch {BATCH}, {threads} torch threads, device {device}; medians of {repeats} "
+               f"interleaved runs, each case in its own process. `time / gigavim's` > 1: gigavim is that "
+               f"many times faster. gigavim skips glass (its tissue mask) and writes an OME-Zarr pyramid; "
+               f"MONAI infers the whole region and writes one zarr array. TIAToolbox 2.x needs "
+               f"torch < 2.13 and cannot be installed beside gigavim, so it is not in the table. "
+               f"Load average at the end: {load_average():.1f} (shared host: compare within a table)."),
+    )
+
+
+Runs = dict[tuple[str, str], list[dict[str, Any]]]
+
+
+def _rows(networks: tuple[str, ...], runs: Runs) -> list[dict[str, Any]]:
+    rows = []
+    for net in networks:
+        base = runs.get((net, "gigavim"))
+        base_s = statistics.median(r["seconds"] for r in base) if base else None
+        for engine in ENGINES:
+            cases = runs.get((net, engine))
+            if not cases:
+                rows.append({"network": net, "engine": engine, "runs": NOT_INSTALLED})
+                continue
+            seconds = statistics.median(r["seconds"] for r in cases)
+            rows.append({
+                "network": net, "engine": engine, "seconds": seconds,
+                "runs": " / ".join(f"{r['seconds']:.1f}" for r in cases),
+                "megapixels_per_s": cases[0]["megapixels"] / seconds,
+                "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in cases),
+                "vs_gigavim": seconds / base_s if base_s else None,
+            })
+    return rows
+
+
+if __name__ == "__main__":
+    child_main(measure)
