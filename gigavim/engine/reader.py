@@ -44,6 +44,20 @@ class TileReader:
             return self._read_box(window, k)
         return self._read_warp(window, k, rest)
 
+    def _finite(self, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A float32 pixel that is not finite (a sum of huge values overflowing) is no data.
+
+        Readers already mark NaN/inf and values beyond float32 as invalid; this catches what
+        arithmetic on valid float data can still overflow to, so nothing non-finite ever reaches
+        the model (whose scan kernels must not see NaN)."""
+        if not np.issubdtype(self.source.dtype, np.floating):
+            return pixels, valid  # integer pixels stay finite as float32 and in their means
+        bad = ~np.isfinite(pixels).all(axis=-1)
+        if bad.any():
+            pixels = np.where(bad[..., None], np.float32(0), pixels)
+            valid = valid & ~bad
+        return pixels, valid
+
     def _read_box(self, win: Window, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin).
 
@@ -56,12 +70,12 @@ class TileReader:
         if self.source.kind != "slide":  # a nodata value (e.g. -3.4e38) is not a pixel value
             pixels = np.where(valid[..., None], pixels, 0).astype(np.float32, copy=False)
         if k == 1:
-            return pixels.astype(np.float32, copy=False), valid
+            return self._finite(pixels.astype(np.float32, copy=False), valid)
         share = box_mean(valid, k)
         means = box_mean(pixels, k)
         if self.source.kind != "slide":  # the mean of the data only (invalid pixels are 0 here)
             np.divide(means, share[..., None], out=means, where=share[..., None] > 0)
-        return means, share >= 0.5  # a block half over the edge still holds data
+        return self._finite(means, share >= 0.5)  # a block half over the edge still holds data
 
     def _read_warp(self, win: Window, k: int, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Box-reduce by the integer part k, then Gaussian anti-alias and sample by the rest f.
@@ -81,7 +95,7 @@ class TileReader:
         shape = (win.height, win.width)
         pixels = warp(pixels, tf, output_shape=shape, order=1, preserve_range=True, mode="edge")
         valid = warp(valid.astype(np.float32), tf, output_shape=shape, order=0, mode="constant") > 0.5
-        return pixels.astype(np.float32, copy=False), valid
+        return self._finite(pixels.astype(np.float32, copy=False), valid)
 
 
 def box_mean(a: np.ndarray, k: int) -> np.ndarray:

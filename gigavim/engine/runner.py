@@ -76,7 +76,12 @@ class Predictor:
         Public because tile mode is not the only producer of logits: whole-image context
         (:mod:`gigavim.engine.whole_image`) upsamples streamed logits itself and must turn them
         into probabilities exactly as tiles are (softmax over K classes, or a single binary logit
-        through a sigmoid). Raises ``ModelError`` when the head's channels match neither."""
+        through a sigmoid). Raises ``ModelError`` when the head's channels match neither, or when
+        a logit is NaN/inf (softmax would turn it into silent garbage)."""
+        if not bool(torch.isfinite(logits).all()):  # one reduction per batch: cheap next to the net
+            raise ModelError(f"model {self.bundle.meta.name!r} produced non-finite outputs (NaN or inf): "
+                             "its weights are damaged, or the input's pixel values are far outside "
+                             "what it was trained on (an undeclared nodata value?)")
         k = logits.shape[1]
         if k == self.classes:
             return torch.softmax(logits, dim=1)

@@ -227,6 +227,20 @@ def _file_stamp(path: Path) -> tuple[int, int] | None:
     return (stat.st_size, stat.st_mtime_ns)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def representable(data: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Where ``data`` holds a value the engine can compute with: finite after the float32 cast.
+
+    Pixels are processed as float32, so NaN, ±inf and float64 values beyond float32's range
+    (e.g. an undeclared −DBL_MAX fill) are no data, never a pixel value; ``axis`` (the band
+    axis) requires every band to qualify.
+    """
+    ok = np.isfinite(data) & (np.abs(data) <= FLOAT32_MAX)
+    return ok if axis is None else ok.all(axis=axis)
+
+
 def _json_number(value: float) -> float | str:
     """NaN and ±inf are not valid JSON: report them as the strings "nan", "inf", "-inf"."""
     if isinstance(value, float) and not np.isfinite(value):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gigavim.errors import InputError
-from gigavim.io.base import ImageSource, Level, Window
+from gigavim.io.base import ImageSource, Level, Window, representable
 from gigavim.io.windows import read_padded
 
 _PLANE_AXES = ("YX", "YXS", "SYX", "CYX", "YXC")
@@ -64,7 +64,7 @@ class PlainImageSource(ImageSource):
         return read_padded(window, self.levels[level], self.fill_value, (self.bands,), self.dtype, inside)
 
     def read_valid(self, level: int, window: Window) -> np.ndarray:
-        """Pixels inside the image whose alpha is > 0 and (float images) with no NaN band."""
+        """Pixels inside the image whose alpha is > 0 and (float images) every band finite as float32."""
         floating = np.issubdtype(self.dtype, np.floating)
         if not self._has_alpha and not floating:
             return super().read_valid(level, window)
@@ -73,7 +73,7 @@ class PlainImageSource(ImageSource):
             crop = self._decoded()[win.y : win.y + win.height, win.x : win.x + win.width]
             valid = crop[..., -1] > 0 if self._has_alpha else np.ones(crop.shape[:2], dtype=bool)
             if floating:
-                valid &= np.isfinite(crop[..., : self.bands]).all(axis=-1)
+                valid &= representable(crop[..., : self.bands], axis=-1)
             return valid
 
         return read_padded(window, self.levels[level], False, (), np.dtype(bool), inside)

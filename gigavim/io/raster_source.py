@@ -25,7 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window as RioWindow
 
 from gigavim.errors import InputError
-from gigavim.io.base import ImageSource, Level, Window
+from gigavim.io.base import ImageSource, Level, Window, representable
 from gigavim.io.windows import read_padded
 
 
@@ -74,13 +74,14 @@ class RasterSource(ImageSource):
         return read_padded(window, self.levels[level], self.fill_value, (self.bands,), self.dtype, inside)
 
     def read_valid(self, level: int, window: Window) -> np.ndarray:
-        """Pixels that hold data: GDAL's dataset mask (nodata, alpha, internal mask) and no NaN."""
+        """Pixels that hold data: GDAL's dataset mask (nodata, alpha, internal mask) and, in float
+        rasters, every band finite within float32's range (see :func:`representable`)."""
 
         def inside(win: Window) -> np.ndarray:
             valid = self._call(level, "dataset_mask", window=_rio(win)) > 0
             if np.issubdtype(self.dtype, np.floating):
                 data = self._call(level, "read", indexes=self._band_indexes, window=_rio(win))
-                valid &= np.isfinite(data).all(axis=0)
+                valid &= representable(data, axis=0)
             return valid
 
         return read_padded(window, self.levels[level], False, (), np.dtype(bool), inside)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gigavim.errors import GigavimError, ModelError
+from gigavim.models import bundle_checks
 from gigavim.models.contract import InputContract, derive_contract
 
 BUNDLE_FORMAT = "gigavim-model"
@@ -143,6 +144,10 @@ def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     payload = load_tagged(path, BUNDLE_FORMAT, "gigavim model file", map_location=map_location)
+    bundle_checks.check_payload(payload, path)
+    bundle_checks.check_meta_values(payload["meta"], path)
+    bundle_checks.check_weights(payload["state_dict"], path)
+    bundle_checks.check_architecture(payload["meta"]["arch"], payload["state_dict"], path)
     meta = ModelMeta.from_dict(payload["meta"])
     net = build_segmenter(**meta.arch)
     try:
@@ -162,10 +167,7 @@ def load_tagged(path: str | Path, fmt: str, what: str, error: type[GigavimError]
     missing, truncated, not torch, or of another kind is one ``error`` line naming it.
     """
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # missing, truncated, not torch, or needs unpickling code
-        raise error(f"{path}: not a readable {what} ({_first_line(exc)})") from exc
+    payload = bundle_checks.safe_torch_load(path, what, error, map_location)
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise error(f"{path}: not a {what} (no '{fmt}' header)")
     return payload

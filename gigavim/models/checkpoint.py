@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from gigavim.errors import ModelError
+from gigavim.models.bundle_checks import safe_torch_load
 from gigavim.models.official import infer_official_config, vim_from_official_config
 from gigavim.models.vim import VisionMamba
 
@@ -29,18 +29,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint file not found")
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        unsafe = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if unsafe is not None:
-            raise ModelError(f"{path}: refusing to load, the file pickles '{unsafe.group(1)}', which is "
-                             f"not on the safe list (only tensors, containers and argparse.Namespace)"
-                             ) from exc
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint "
-                         f"({lines[0] if lines else type(exc).__name__})") from exc
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return safe_torch_load(path, "PyTorch checkpoint", map_location=map_location)
 
 
 def checkpoint_state_dict(ckpt: Any, use_ema: bool = False, source: str = "checkpoint"

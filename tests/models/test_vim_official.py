@@ -117,7 +117,7 @@ def test_checkpoint_with_disallowed_global_is_refused_without_running_it(tmp_pat
     marker = tmp_path / "pwned"
     sd = create_model("vim_tiny_patch16_224", depth=1, embed_dim=32).state_dict()
     torch.save({"model": sd, "args": _Evil(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(ModelError, match=r"evil\.pth: refusing to load, the file pickles .*open.*safe list"):
+    with pytest.raises(ModelError, match=r"evil\.pth: refusing: the file pickles .*open"):
         load_official_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
 
