@@ -30,6 +30,7 @@ from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
+from gigavim.engine.runlock import RunLock
 from gigavim.engine.runner import Predictor, prefetched, resolve_device
 from gigavim.engine.workdir import WorkDir
 from gigavim.errors import InputError, ModelError, OutputError, UsageError
@@ -156,6 +157,7 @@ def segment(
         raise UsageError(f"--context must be one of {', '.join(CONTEXTS)}, not {context!r}")
     device = str(resolve_device(device))  # before any work: a missing GPU is a usage error
     preload_writers(dests)  # their imports (dask, ome-zarr: ~2 s) overlap the tiles
+    lock = RunLock(_work_path(dests, workdir), dests[0])  # taken with the work dir, held to the end
     src, owned = _open(source)
     try:
         _check_not_input(dests, src)
@@ -182,7 +184,8 @@ def segment(
         foreground = _foreground_tiles(grid, res, mask)
         if not foreground and src.kind != "slide":
             raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
-        work = WorkDir(Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX))
+        work = WorkDir(lock.workdir)
+        lock.acquire()  # another run on these outputs is refused, never mixed with or deleted
         settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask, context)
         with _disk_errors(work.path):
             if overwrite and not resume:
@@ -213,6 +216,7 @@ def segment(
         fg, data = run.merger.counts()
         work.discard()
     finally:
+        lock.release()
         if owned:
             src.close()
     for note in notes:
@@ -391,6 +395,11 @@ def _object_summary(label_map: LabelMap, src: ImageSource, res: Resolution, mask
     return {"objects": objects.count, "object_class": objects.object_class,
             "object_density": objects.count / area if area else None,
             "density_unit": unit if area else None}
+
+
+def _work_path(dests: list[Path], workdir: str | Path | None) -> Path:
+    """The run's work dir: ``workdir``, or ``OUTPUT.gigavim-work`` beside the first output."""
+    return Path(workdir) if workdir else dests[0].with_name(dests[0].name + WORKDIR_SUFFIX)
 
 
 def _check_not_input(dests: list[Path], src: ImageSource) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import zarr
 
 from gigavim.engine.plan import TileGrid
-from gigavim.errors import UsageError
+from gigavim.errors import OutputError, UsageError
 
 _JOURNAL_LINE = re.compile(r"^(\d+) (\d+) (\d+) (\d+)$")
 JOURNAL_SYNC_S = 10.0
@@ -51,14 +51,21 @@ class WorkDir:
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self, settings: dict[str, Any], *, resume: bool) -> bool:
-        """Create the work dir, or reopen it for ``resume``; True if it resumes earlier work."""
+        """Create the work dir, or reopen it for ``resume``; True if it resumes earlier work.
+
+        The caller holds the run's lock (:mod:`gigavim.engine.runlock`), so a work dir found
+        here was left by a run that is no longer alive."""
         if self.settings_file.exists():
             if not resume:
                 raise UsageError(
                     f"{self.path} holds an interrupted run: add --resume to continue it, "
                     f"or --overwrite to start again"
                 )
-            stored = json.loads(self.settings_file.read_text())
+            try:
+                stored = json.loads(self.settings_file.read_text())
+            except (OSError, ValueError):
+                raise UsageError(f"{self.path}: cannot resume, the work dir's settings are damaged; "
+                                 "use --overwrite to start again") from None
             if stored != _jsonable(settings):
                 differ = sorted(k for k in set(stored) | set(settings)
                                 if stored.get(k) != _jsonable(settings).get(k))
@@ -72,6 +79,12 @@ class WorkDir:
         return False
 
     def discard(self) -> None:
+        """Delete the work dir, but only if it is one: never an unrelated tree (``--workdir ~``)."""
+        if not self.path.exists():
+            return
+        if not self.path.is_dir() or self.path.is_symlink() or not _is_work_dir(self.path):
+            raise OutputError(f"{self.path}: exists and is not a gigavim work dir; refusing to delete "
+                              "it (move it away or choose another output or --workdir)")
         shutil.rmtree(self.path, ignore_errors=True)
 
     # -- output arrays ----------------------------------------------------------------------
@@ -148,6 +161,18 @@ class WorkDir:
             if time.monotonic() - self._synced >= JOURNAL_SYNC_S:
                 os.fsync(fh.fileno())
                 self._synced = time.monotonic()
+
+
+def _is_work_dir(path: Path) -> bool:
+    """Ours: it holds the run's settings (written first), or nothing but an empty ``tiles``
+    (a run killed between creating the folder and writing its settings)."""
+    try:
+        names = {entry.name for entry in path.iterdir()}
+    except OSError:
+        return False
+    if names & {"settings.json", "settings.json.partial"}:
+        return True
+    return names <= {"tiles"} and not any((path / "tiles").glob("*"))
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:

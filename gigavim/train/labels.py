@@ -21,7 +21,7 @@ output), so label pixel (y, x) is the ground truth of working pixel (y, x):
 
 from __future__ import annotations
 
-import json
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,7 +82,11 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: R
         raw = rasterize_annotations(source, label_path, resolution=res, class_names=class_names)
     else:
         raw = read_label_raster(source, label_path, resolution=res)
-    return to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
+    labels = to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
+    if not (labels != IGNORE_LABEL).any():  # training/scoring against nothing is silent garbage
+        raise InputError(f"{label_path}: no labelled pixel falls on the image {source.path.name} (the "
+                         "labels cover another area, or are all nodata/ignore)")
+    return labels
 
 
 def to_class_ids(raw: np.ndarray, *, mode: LabelMode = "binary",
@@ -288,6 +292,9 @@ def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], 
 
     (x0, y0), (x1, y1) = transform * (0, 0), transform * (shape[1], shape[0])
     image = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if not all(np.isfinite(to_shape(g).bounds).all() for g in geoms):  # e.g. a pole in Mercator
+        raise InputError(f"{path}: some annotations cannot be placed in the image's CRS "
+                         "(their coordinates become infinite there)")
     if not any(box(*to_shape(g).bounds).intersects(image) for g in geoms):  # robust to invalid rings
         bounds = [round(v, 3) for v in image.bounds]
         raise InputError(f"{path}: no annotation overlaps the image (its extent is {bounds} in "
@@ -296,23 +303,9 @@ def _check_overlap(geoms: list[Any], transform: Affine, shape: tuple[int, int], 
 
 
 def _read_features(path: Path) -> tuple[list[dict[str, Any]], str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable GeoJSON file ({exc})") from exc
-    crs = None
-    if isinstance(data, dict):
-        crs_name = ((data.get("crs") or {}).get("properties") or {}).get("name")
-        crs = crs_name.replace("urn:ogc:def:crs:OGC:1.3:CRS84", "OGC:CRS84") if crs_name else None
-        if data.get("type") == "FeatureCollection":
-            return list(data.get("features") or []), crs
-        if data.get("type") == "Feature":
-            return [data], crs
-        if "coordinates" in data:
-            return [{"type": "Feature", "geometry": data, "properties": {}}], crs
-    if isinstance(data, list):  # QuPath "export as array"
-        return [f for f in data if isinstance(f, dict)], None
-    raise InputError(f"{path}: no GeoJSON features found")
+    from gigavim.train.geojson_checks import read_geojson
+
+    return read_geojson(path)
 
 
 def _feature_value(feat: dict[str, Any], class_names: list[str] | None, path: Path) -> int:
@@ -323,6 +316,9 @@ def _feature_value(feat: dict[str, Any], class_names: list[str] | None, path: Pa
     if name is None or not class_names:
         return 1
     if isinstance(name, (int, float)) and not isinstance(name, bool):
+        if not (math.isfinite(name) and name == int(name) and 0 <= name < IGNORE_LABEL):
+            raise InputError(f"{path}: annotation class {name!r} is not a class id (an integer "
+                             f"0..{IGNORE_LABEL - 1}) nor one of the model classes {class_names}")
         return int(name)
     if name not in class_names:
         raise InputError(f"{path}: annotation class {name!r} is not one of the model classes "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import shutil
 import uuid
@@ -28,11 +29,30 @@ def check_writable(dest: Path, *, overwrite: bool) -> None:
     if dest.exists() or dest.is_symlink():
         if not overwrite:
             raise OutputError(f"{dest}: output already exists (use --overwrite to replace it)")
+        if dest.is_dir() and not dest.is_symlink() and not is_gigavim_output(dest):
+            raise OutputError(f"{dest}: is a directory that is not a gigavim output; refusing to "
+                              "delete it even with --overwrite (move it away or choose another output)")
     parent = dest.parent
     if not parent.is_dir():
         raise OutputError(f"{dest}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{dest}: output directory {parent} is not writable")
+
+
+def is_gigavim_output(path: Path) -> bool:
+    """A directory gigavim wrote: a zarr group whose root attributes carry ``gigavim`` provenance.
+
+    ``--overwrite`` deletes the previous output once its replacement is complete; a directory
+    tree that is not recognisably ours (someone's data, a home folder) is never deleted."""
+    for meta, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        try:
+            doc = json.loads((path / meta).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get(key) if key and isinstance(doc, dict) else doc
+        if isinstance(attrs, dict) and "gigavim" in attrs:
+            return True
+    return False
 
 
 def temporary_sibling(dest: Path, tag: str = _TMP_TAG) -> Path:
