@@ -7,11 +7,13 @@ non-zero exit; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
 from gigavim.cli._app import app, state
+from gigavim.cli._signals import USER_OS_ERRORS, Interrupted, interrupted_message, interrupts_as_exceptions
 
 # Sub-commands register themselves on import (one module each); this order is --help's.
 from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
@@ -39,15 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     state.debug = "--debug" in args
     try:
         # Non-standalone click returns (not raises) the code of typer.Exit(code=N).
-        rc = app(args=args, prog_name="gigavim", standalone_mode=False)
+        with interrupts_as_exceptions():
+            rc = app(args=args, prog_name="gigavim", standalone_mode=False)
     except GigavimError as err:
         if state.debug:
             raise
         typer.echo(f"gigavim: error: {err}", err=True)
         return err.exit_code
-    except KeyboardInterrupt:
-        typer.echo("gigavim: interrupted", err=True)
-        return 130
+    except (Interrupted, KeyboardInterrupt) as exc:
+        typer.echo(f"gigavim: {interrupted_message(args)}", err=True)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    except MemoryError as err:
+        if state.debug:
+            raise
+        typer.echo(f"gigavim: error: not enough memory ({err or 'allocation failed'}); try a smaller "
+                   "--batch-size or --tile", err=True)
+        return 1
+    except OSError as err:  # a path the file system refuses (name too long, permissions, ...)
+        if state.debug or err.errno not in USER_OS_ERRORS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"gigavim: error: {where}{err.strerror or err}", err=True)
+        return 2
     except SystemExit as exc:  # raised by commands that must set the exit code themselves
         return int(exc.code or 0)
     except typer.Exit as exc:

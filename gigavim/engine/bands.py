@@ -205,9 +205,9 @@ def sample_values(src: ImageSource) -> np.ndarray | None:
             y = round((lv.height - side_y) * (gy + 0.5) / SAMPLE_GRID)
             x = round((lv.width - side_x) * (gx + 0.5) / SAMPLE_GRID)
             win = Window(y, x, side_y, side_x)
-            pixels = src.read(level, win).astype(np.float32, copy=False)
-            valid = src.read_valid(level, win) & np.isfinite(pixels).all(axis=-1)
-            parts.append(pixels[valid])
+            # Only valid pixels are cast: a −DBL_MAX fill (invalid) would overflow float32 noisily.
+            pixels = src.read(level, win)[src.read_valid(level, win)].astype(np.float32, copy=False)
+            parts.append(pixels[np.isfinite(pixels).all(axis=-1)])
     values = np.concatenate(parts) if parts else np.zeros((0, src.bands), np.float32)
     return values if len(values) else None
 

@@ -24,6 +24,8 @@ SLIDE_SUFFIXES = (
 PLAIN_IMAGE_DRIVERS = ("PNG", "JPEG", "GTiff", "BMP", "GIF", "WEBP")
 #: Larger non-georeferenced TIFFs are read window by window through GDAL instead.
 PLAIN_IMAGE_MAX_PIXELS = 64_000_000
+#: Longest side a real image has (a 16.7 M px side: a whole continent at 0.3 m, a slide at 0.005 µm/px).
+MAX_SIDE = 1 << 24
 
 
 def check_input_file(path: Path) -> None:
@@ -99,7 +101,15 @@ def open_image(path: str | os.PathLike[str], *, kind: SourceKind | None = None) 
     readers = {"slide": OpenSlideSource, "raster": RasterSource, "image": PlainImageSource}
     if kind is not None and kind not in readers:
         raise UsageError(f"unknown image kind {kind!r}: choose one of {', '.join(readers)}")
-    return readers[kind or detect_kind(path)](path)
+    source = readers[kind or detect_kind(path)](path)
+    if source.width < 1 or source.height < 1:  # a header can say 0×0; nothing downstream expects it
+        source.close()
+        raise InputError(f"{path}: image has no pixels ({source.width}×{source.height})")
+    if max(source.width, source.height) > MAX_SIDE:  # a damaged or hand-made header, not a scan
+        source.close()
+        raise InputError(f"{path}: header claims {source.width}×{source.height} px, beyond any real image "
+                         f"(at most {MAX_SIDE:,} px a side); the file is corrupt")
+    return source
 
 
 def _openslide_format(path: Path) -> str | None:
