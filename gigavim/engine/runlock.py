@@ -31,6 +31,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`OutputError` naming the run (PID) that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a --workdir in a new folder
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
