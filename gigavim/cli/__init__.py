@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 
 import typer
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except (Interrupted, KeyboardInterrupt) as exc:
         typer.echo(f"gigavim: {interrupted_message(args)}", err=True)
+        warnings.simplefilter("ignore")  # e.g. "coroutine never awaited" from a cut-off import at exit
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except MemoryError as err:
         if state.debug:
