@@ -83,7 +83,8 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: R
     else:
         raw = read_label_raster(source, label_path, resolution=res)
     labels = to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
-    if not (labels != IGNORE_LABEL).any():  # training/scoring against nothing is silent garbage
+    if not any((labels[y0:y1] != IGNORE_LABEL).any() for y0, y1 in row_blocks(*labels.shape)):
+        # training/scoring against nothing is silent garbage (checked by strips: no full-size mask)
         raise InputError(f"{label_path}: no labelled pixel falls on the image {source.path.name} (the "
                          "labels cover another area, or are all nodata/ignore)")
     return labels
