@@ -64,7 +64,7 @@ def test_the_default_vim_model_runs_such_a_scene_to_a_clean_result(tmp_path: Pat
     valid = _float64_scene(tmp_path / "scene.tif")
     out = tmp_path / "labels.tif"
     run = subprocess.run([sys.executable, "-m", "gigavim", "segment", str(tmp_path / "scene.tif"),
-                          "-o", str(out), "-q"], capture_output=True, text=True, timeout=300, check=False)
+                          "-o", str(out), "-q"], capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr  # (numba may note its compile)
     with rasterio.open(out) as ds:
         labels = ds.read(1)
