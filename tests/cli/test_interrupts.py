@@ -43,7 +43,8 @@ def test_sigint_and_sigterm_say_interrupted_and_the_run_resumes(tmp_path: Path) 
         assert "gigavim: interrupted — rerun with --resume to continue" in stderr.splitlines()
         assert "Traceback" not in stderr and not out.exists()  # (a lock file left behind blocks nothing)
     resumed = subprocess.run([sys.executable, "-m", "gigavim", "segment", str(scene), "-o", str(out), "-q",
-                              "--resume"], capture_output=True, text=True, timeout=600, check=False)
+                              "--batch-size", "1", "--resume"],
+                             capture_output=True, text=True, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stderr
     with rasterio.open(out) as ds:
         assert ds.shape == (512, 512)
