@@ -34,13 +34,14 @@ def test_panchromatic_tile_to_the_rgb_default_is_one_line(gigavim, real_data: Pa
 def test_s2_chip_to_an_rgb_model_is_one_line_then_runs_with_bands_and_warns_on_values(
         gigavim, real_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "s2.tif"
-    run = gigavim("segment", str(real_data / S2), "-o", str(out))
+    # the default for a 13-band scene is water-s2: name the RGB model this test is about
+    run = gigavim("segment", str(real_data / S2), "-o", str(out), "--model", "land-water")
     assert run.returncode != 0
     assert one_error_line(run.stderr).endswith(
         "has 13 bands (B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B10, B11, B12) but model 'land-water' "
         "wants 3 bands (red, green, blue); choose the model's bands with --bands (e.g. --bands B4,B3,B2)")
-    run = gigavim("segment", str(real_data / S2), "-o", str(out), "--bands", "B4,B3,B2", "--gsd", "80",
-                  "--json")
+    run = gigavim("segment", str(real_data / S2), "-o", str(out), "--model", "land-water",
+                  "--bands", "B4,B3,B2", "--gsd", "80", "--json")
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["input_check"]["bands"] == [4, 3, 2] and summary["input_check"]["in_range"] is False

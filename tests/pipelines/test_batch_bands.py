@@ -22,7 +22,9 @@ def test_band_mismatches_fail_alone_and_value_warnings_reach_the_manifest(
         shutil.copy(real_data / name, folder / Path(name).name)
     pan, s2, rgb = (folder / Path(n).name for n in (PAN, S2, "geo/RGB.byte.tif"))
 
-    report = run_batch([pan, s2], tmp_path / "a", formats=("tif",), address=dask_address)
+    # the default for a 13-band scene is water-s2: name the RGB model these refusals are about
+    report = run_batch([pan, s2], tmp_path / "a", formats=("tif",), address=dask_address,
+                       model="land-water")
     errors = {Path(r.input).name: r.error for r in report.records}
     assert [r.status for r in report.records] == ["failed", "failed"]
     assert errors[pan.name] == (f"{pan}: has 1 band (gray) but model 'land-water' wants 3 bands (red, green, "
@@ -37,7 +39,7 @@ def test_band_mismatches_fail_alone_and_value_warnings_reach_the_manifest(
     assert by_name[s2.name].status == "ok", by_name[s2.name].error
     assert by_name[rgb.name].status == "failed" and "wants 13 bands" in by_name[rgb.name].error
 
-    report = run_batch([s2], tmp_path / "c", formats=("tif",), address=dask_address,
+    report = run_batch([s2], tmp_path / "c", formats=("tif",), address=dask_address, model="land-water",
                        segment_kwargs={"bands": "B4,B3,B2", "gsd": 80})
     manifest = json.loads(report.manifest_path.read_text())
     assert manifest["settings"]["segment"]["bands"] == "B4,B3,B2"
