@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.io import imsave
 
-from gigavim.errors import OutputError, UsageError
+from gigavim.errors import InputError, OutputError, UsageError
 from gigavim.models.catalog import load_model
 from gigavim.train import TrainConfig, train
 from gigavim.train.loop import load_state, lr_factor
@@ -129,7 +129,8 @@ def test_labels_with_no_labelled_pixel_are_one_clear_error(tmp_path: Path) -> No
     image, label = write_squares(tmp_path, "blank", 0)
     cfg = tiny_config(tmp_path, pairs=[(image, label)], val_pairs=[], label_mode="values",
                       value_map={v: 255 for v in range(7)}, steps=1)
-    with pytest.raises(UsageError, match="no labelled pixels"):
+    # refused when the label file is read, naming it (before any statistics or training)
+    with pytest.raises(InputError, match=r"blank_label\.png: no labelled pixel falls on the image"):
         train(cfg)
     assert not (tmp_path / "model.pt").exists()
     # Labels only in the held-out right-hand strip leave the training part without any.
