@@ -63,6 +63,7 @@ def measure_objects(objects: np.ndarray, unit: str, pixel_size: float, to_output
     """
     hema = haematoxylin_density(rgb) if rgb is not None else None
     shapes_by_id = outlines(objects)
+    names = column_names(unit, hema is not None)
     for p in regionprops(objects, intensity_image=hema):
         row, col = p.centroid
         x, y = to_output @ (col + 0.5, row + 0.5)
@@ -72,7 +73,6 @@ def measure_objects(objects: np.ndarray, unit: str, pixel_size: float, to_output
                   p.eccentricity, p.axis_major_length * pixel_size, p.axis_minor_length * pixel_size]
         if hema is not None:
             values.append(float(p.intensity_mean))
-        names = column_names(unit, hema is not None)
         measurements = {k: float(v) if k.startswith("centroid") else round(float(v), 4)
                         for k, v in zip(names, values, strict=True)}  # a degree CRS needs every digit
         yield int(p.label), measurements, placed(shapes_by_id[p.label], to_output)
