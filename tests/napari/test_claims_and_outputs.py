@@ -28,13 +28,56 @@ def test_plain_pictures_are_left_to_napari_and_slides_and_georasters_are_claimed
         assert get_image_reader(str(real_data / claimed)) is not None, claimed
 
 
-def test_the_manifest_offers_no_reader_for_plain_picture_extensions() -> None:
+def _npe2_plugins():
+    """npe2's plugin manager as napari uses it (entry points discovered: gigavim + builtins)."""
+    npe2 = pytest.importorskip("npe2")
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    if "napari" not in pm._manifests:  # napari's builtin reader ships with napari
+        pytest.skip("napari's builtin reader is not installed")
+    return npe2, pm
+
+
+def _offered(pm, path: Path) -> set[str]:
+    """The plugins napari offers for ``path``; more than one makes napari ask the user."""
+    return {reader.plugin_name for reader in pm.iter_compatible_readers([str(path)])}
+
+
+def test_napari_asks_for_no_plain_picture_and_reads_slides_rasters_outputs_with_gigavim(
+        real_data: Path, tmp_path: Path, label_zarr: Path) -> None:
+    npe2, pm = _npe2_plugins()
+    png, tif, fake_ome = tmp_path / "photo.png", tmp_path / "plain.tif", tmp_path / "plain.ome.tif"
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(png)
+    tifffile.imwrite(tif, np.zeros((32, 48), np.uint16))
+    tifffile.imwrite(fake_ome, np.zeros((32, 48), np.uint16))
+    for plain in (png, tif):  # one reader only: napari opens it without a dialog
+        assert _offered(pm, plain) == {"napari"}, plain
+        [layer] = npe2.read([str(plain)], stack=False)  # napari's (data, ...) tuple
+        assert np.asarray(layer[0]).shape[:2] == (32, 48)
+    # a name gigavim claims but a plain picture inside: gigavim declines, the builtin reads it
+    assert "gigavim" in _offered(pm, fake_ome)
+    [_], reader = npe2.read_get_reader([str(fake_ome)], stack=False)
+    assert reader.plugin_name == "napari"
+    geotiff = tmp_path / "scene.cog.tif"
+    geotiff.symlink_to(real_data / "geo" / "RGB.byte.tif")
+    for path, unit in ((real_data / "wsi" / "small.svs", "micrometer"), (geotiff, "meter")):
+        assert "gigavim" in _offered(pm, path), path
+        [(_, kwargs, layer_type)] = npe2.read([str(path)], stack=False, plugin_name="gigavim")
+        assert layer_type == "image" and kwargs["metadata"]["path"] == str(path)
+        assert kwargs["scale"][0] != 1.0 and kwargs.get("units", (unit,))[0] == unit
+    assert "gigavim" in _offered(pm, label_zarr)
+    layers = npe2.read([str(label_zarr)], stack=False, plugin_name="gigavim")
+    assert [layer_type for *_, layer_type in layers][-1] == "labels"
+
+
+def test_the_manifest_offers_no_reader_for_names_napari_reads_as_plain_pictures() -> None:
     npe2 = pytest.importorskip("npe2")
     import gigavim.napari
 
     manifest = npe2.PluginManifest.from_file(Path(gigavim.napari.__file__).with_name("napari.yaml"))
     patterns = {p for r in manifest.contributions.readers for p in r.filename_patterns}
-    assert not patterns & {"*.png", "*.jpg", "*.jpeg"} and "*.svs" in patterns
+    assert not patterns & {"*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.jp2", "*.dcm", "*.img"}
+    assert {"*.svs", "*.ome.tif", "*.vrt", "*.zarr"} <= patterns
     [writer] = manifest.contributions.writers
     assert writer.layer_types == ["labels"] and ".geojson" in writer.filename_extensions
 
