@@ -26,7 +26,7 @@ from rasterio.windows import Window as RioWindow
 
 from gigavim.errors import InputError
 from gigavim.io.base import ImageSource, Level, Window, representable
-from gigavim.io.gdal_errors import decode_problem, gdal_messages
+from gigavim.io.gdal_errors import corrupt_file_errors
 from gigavim.io.windows import read_padded
 
 
@@ -89,17 +89,8 @@ class RasterSource(ImageSource):
 
     def _call(self, level: int, method: str, **kwargs: Any) -> np.ndarray:
         """A read through GDAL; errors *and* decode warnings it recovers from mean corrupt data."""
-        try:
-            with gdal_messages() as messages:
-                result = getattr(self._dataset(level), method)(**kwargs)
-        except RasterioError as err:
-            detail = decode_problem(messages) or err.__cause__ or err  # GDAL's message rides on the cause
-            message = f"{self.path}: cannot read raster pixels ({detail}); the file is corrupt"
-            raise InputError(message) from err
-        problem = decode_problem(messages)
-        if problem is not None:
-            raise InputError(f"{self.path}: cannot decode raster pixels ({problem}); the file is corrupt")
-        return result
+        with corrupt_file_errors(self.path, "raster pixels"):
+            return getattr(self._dataset(level), method)(**kwargs)
 
     def _dataset(self, level: int) -> Any:
         """This thread's handle on ``level`` (0: the dataset, i > 0: overview i - 1)."""

@@ -36,6 +36,7 @@ from rasterio.windows import Window
 from gigavim.engine.plan import Resolution, level0_scale_yx, resolve_resolution
 from gigavim.errors import InputError, UsageError
 from gigavim.io.base import ImageSource
+from gigavim.io.gdal_errors import corrupt_file_errors, gdal_messages
 from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.working_image import row_blocks
 
@@ -143,26 +144,31 @@ def check_class_ids(labels: np.ndarray, classes: list[str], path: Path | str | N
 
 
 def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Resolution) -> np.ndarray:
-    """A label image/raster on the working grid, as raw signed integers (``-1`` = not covered)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(label_path) as src:
-                both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
-                on_grid = both_georef and (_same_grid(src, source, resolution) or _same_grid(
-                    src, source, resolve_resolution(source, level=0)))  # sampled below, strip by strip
-                if both_georef and not on_grid:
-                    return _reproject_labels(src, label_path, source, resolution)
-                shape = (src.height, src.width)
-                if shape == resolution.shape:
-                    return _raw_band(src, label_path)
-                if shape == (source.height, source.width):
-                    return sample_at_centres(src, label_path, source, resolution)
-    except rasterio.errors.RasterioError as exc:
-        raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
+    """A label image/raster on the working grid, as raw signed integers (``-1`` = not covered).
+    A damaged tile (a failed or recovered GDAL decode) is the one-line "the file is corrupt"."""
+    with corrupt_file_errors(label_path, "label pixels"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with _open_label_raster(label_path) as src:
+            both_georef = bool(src.crs) and bool(source.crs) and source.transform is not None
+            on_grid = both_georef and (_same_grid(src, source, resolution) or _same_grid(
+                src, source, resolve_resolution(source, level=0)))  # sampled below, strip by strip
+            if both_georef and not on_grid:
+                return _reproject_labels(src, label_path, source, resolution)
+            shape = (src.height, src.width)
+            if shape == resolution.shape:
+                return _raw_band(src, label_path)
+            if shape == (source.height, source.width):
+                return sample_at_centres(src, label_path, source, resolution)
     raise InputError(f"{label_path}: label image is {shape[1]}×{shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
+
+
+def _open_label_raster(label_path: Path) -> Any:
+    try:
+        return rasterio.open(label_path)
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{label_path}: cannot read label image ({exc})") from exc
 
 
 LABEL_STRIP_PIXELS = 1 << 24
@@ -259,6 +265,12 @@ def rasterize_annotations(source: ImageSource, path: Path, *, resolution: Resolu
     transformed into the raster's CRS; without one they are taken to be in the image's own
     coordinates (the raster's CRS, or level-0 pixels for slides and images).
     """
+    with gdal_messages():  # a failed CRS transform raises; GDAL's lines stay off stderr
+        return _rasterize(source, path, resolution, class_names, instances)
+
+
+def _rasterize(source: ImageSource, path: Path, resolution: Resolution | None,
+               class_names: list[str] | None, instances: bool) -> np.ndarray:
     from rasterio.features import rasterize
 
     res = resolution if resolution is not None else resolve_resolution(source)

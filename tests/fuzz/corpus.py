@@ -44,6 +44,34 @@ def _tiff_header(width: int, height: int) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(16)
 
 
+def _tile_bytes(path: Path) -> tuple[int, int]:
+    """(offset, size) in the file of band 1's first tile, from GDAL's TIFF metadata."""
+    with rasterio.open(path) as ds:
+        return (int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1)),
+                int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1)))
+
+
+def flip_tile(path: Path, out: Path) -> Path:
+    """A copy of the tiled TIFF ``path`` with 32 bytes inverted inside its first tile's data."""
+    offset, size = _tile_bytes(path)
+    data = bytearray(path.read_bytes())
+    for i in range(offset + size // 2, offset + min(size, size // 2 + 32)):
+        data[i] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+def label_raster(path: Path, *, crs: str = "EPSG:32631", origin: tuple[float, float] = ORIGIN) -> Path:
+    """A tiled DEFLATE class-id mask the size of ``images``' scene (square of class 1)."""
+    mask = np.zeros((1, 128, 128), np.uint8)
+    mask[:, 32:96, 16:112] = 1
+    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=1, dtype="uint8", crs=crs,
+                       transform=from_origin(*origin, 10, 10), tiled=True, blockxsize=64, blockysize=64,
+                       compress="DEFLATE") as ds:
+        ds.write(mask)
+    return path
+
+
 def images(root: Path) -> dict[str, Path]:
     """Image files: a good scene and damaged or degenerate ones."""
     rng = np.random.default_rng(0)
@@ -52,15 +80,9 @@ def images(root: Path) -> dict[str, Path]:
     files = {"scene": _geotiff(root / "scene.tif", pixels, "uint8")}
     jpeg = _geotiff(root / "jpeg.tif", pixels, "uint8", tiled=True, blockxsize=64, blockysize=64,
                     compress="JPEG")
-    with rasterio.open(jpeg) as ds:
-        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
-        size = int(ds.get_tag_item("BLOCK_SIZE_1_1", "TIFF", bidx=1))
+    offset, size = _tile_bytes(jpeg)
     data = bytearray(jpeg.read_bytes())
-    flipped = bytearray(data)
-    for i in range(offset + size // 2, offset + size // 2 + 32):
-        flipped[i] ^= 0xFF
-    files["byte-flipped JPEG tile"] = root / "flipped.tif"
-    files["byte-flipped JPEG tile"].write_bytes(bytes(flipped))
+    files["byte-flipped JPEG tile"] = flip_tile(jpeg, root / "flipped.tif")
     files["truncated GeoTIFF"] = root / "truncated.tif"
     files["truncated GeoTIFF"].write_bytes(bytes(data[: offset + size // 2]))
     files["header-only TIFF"] = root / "header.tif"
@@ -127,6 +149,10 @@ def label_files(root: Path) -> dict[str, Path]:
                        crs="EPSG:32631", transform=from_origin(900000, 1000000, 10, 10)) as ds:
         ds.write(np.ones((1, 128, 128), np.uint8))
     out["mask on a disjoint grid"] = disjoint
+    out["byte-flipped label raster"] = flip_tile(label_raster(root / "mask.tif"), root / "mask_flipped.tif")
+    # the scene's square in UTM 32N (EPSG:32632): read through a warped view onto the scene's grid
+    utm32 = label_raster(root / "mask32.tif", crs="EPSG:32632", origin=(-40300.0, 4016900.0))
+    out["byte-flipped label raster, other CRS"] = flip_tile(utm32, root / "mask32_flipped.tif")
     return out
 
 

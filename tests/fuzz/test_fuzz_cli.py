@@ -42,6 +42,11 @@ for _name in corpus.GEOJSON:
 for _name in ("empty collection", "all outside the image", "class NaN", "crs as a string"):
     CASES[f"train: {_name}"] = lambda f, out, n=_name: [
         "train", f"{f['images']['scene']}:{f['labels'][n]}", "-o", str(out / "m.pt"), *TRAIN]
+for _name in ("byte-flipped label raster", "byte-flipped label raster, other CRS"):
+    CASES[f"eval: {_name}"] = lambda f, out, n=_name: [
+        "eval", "--model", "land-water", f"{f['images']['scene']}:{f['labels'][n]}"]
+    CASES[f"train: {_name}"] = lambda f, out, n=_name: [
+        "train", f"{f['images']['scene']}:{f['labels'][n]}", "-o", str(out / "m.pt"), *TRAIN]
 CASES["eval: mask on a disjoint grid"] = lambda f, out: [
     "eval", "--model", "land-water", f"{f['images']['scene']}:{f['labels']['mask on a disjoint grid']}"]
 CASES["train: mask on a disjoint grid"] = lambda f, out: [
@@ -61,16 +66,16 @@ CASES["segment --overwrite: a directory that is not ours"] = lambda f, out: [
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_input_is_one_line_and_leaves_nothing(case: str, files, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                                       capfd: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     out.mkdir()
     if "not ours" in case:
         (out / "precious.zarr" / "data").mkdir(parents=True)
         (out / "precious.zarr" / "data" / "keep.txt").write_text("mine")
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    capsys.readouterr()
+    capfd.readouterr()
     code = main(CASES[case](files, out))
-    stdout, stderr = capsys.readouterr()
+    stdout, stderr = capfd.readouterr()  # file descriptors: GDAL/libtiff's C-level lines too
     lines = stderr.splitlines()
     assert code != 0 and "Traceback" not in stderr, (case, stderr)
     assert len(lines) == 1 and lines[0].startswith("gigavim: error: "), (case, stderr)

@@ -10,6 +10,7 @@ from rasterio._err import CPLE_BaseError  # GDAL errors rasterio passes through 
 from rasterio.errors import RasterioError
 
 from gigavim.errors import OutputError
+from gigavim.io.gdal_errors import gdal_messages
 from gigavim.io.writers.atomic import (
     check_writable,
     commit,
@@ -121,11 +122,12 @@ def write_outputs(
     staged: list[tuple[Path, Path]] = []
     current = dests[0] if dests else Path()
     try:
-        for dest in dests:
-            current = dest
-            tmp = temporary_sibling(dest)
-            staged.append((tmp, dest))
-            _writer(output_format(dest), label_map)(label_map, tmp)
+        with gdal_messages():  # GDAL's own lines (e.g. "_tiffWriteProc: ...") stay off stderr
+            for dest in dests:
+                current = dest
+                tmp = temporary_sibling(dest)
+                staged.append((tmp, dest))
+                _writer(output_format(dest), label_map)(label_map, tmp)
         for tmp, dest in staged:
             current = dest
             commit(tmp, dest)

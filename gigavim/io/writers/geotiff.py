@@ -26,6 +26,7 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from gigavim.io.gdal_errors import quiet_libtiff
 from gigavim.io.writers.atomic import disk_nearly_full, remove_path
 from gigavim.io.writers.base import LabelMap
 
@@ -87,7 +88,7 @@ def write_geotiff(label_map: LabelMap, path: Path) -> None:
     # leftovers of a killed run are found and removed with it.
     scratch = path.with_name(path.name + ".scratch.tif")
     try:
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
+        with quiet_libtiff(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             _write_scratch(label_map, scratch)
             rasterio.shutil.copy(

@@ -160,7 +160,7 @@ def tiny_disk(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["s.zarr", "s.tif", "s.geojson"])
-def test_really_full_disk_gives_one_line_and_leaves_nothing(tiny_disk, slide_map, name):
+def test_really_full_disk_gives_one_line_and_leaves_nothing(tiny_disk, slide_map, name, capfd):
     side = 300 if name.endswith("geojson") else 1000  # 90 000 one-pixel regions are ~20 MB of JSON
     noise = np.random.default_rng(0).integers(0, 256, (side, side), dtype=np.uint8)  # incompressible
     classes, colors = [f"c{i}" for i in range(256)], [(i, i, i) for i in range(256)]
@@ -168,6 +168,8 @@ def test_really_full_disk_gives_one_line_and_leaves_nothing(tiny_disk, slide_map
     with pytest.raises(OutputError, match=r"no space left on the device"):
         write_outputs(label_map, [tiny_disk / name])
     assert list(tiny_disk.iterdir()) == []
+    # libtiff's "_tiffWriteProc: No space left on device." and GDAL's lines stay off stderr
+    assert capfd.readouterr().err == ""
 
 
 def _dead_pid() -> int:
