@@ -164,6 +164,13 @@ class _Evil:
         return os.system, (f"touch {self.marker}",)
 
 
+def _scale_weights(payload: dict, edit) -> None:
+    state = payload["state_dict"]
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = edit(key, value)
+
+
 def bundles(root: Path, marker: Path) -> dict[str, Path]:
     """Hostile or damaged model files derived from the bundled ``land-water`` model."""
     source = resolve_model_path("land-water")
@@ -186,6 +193,12 @@ def bundles(root: Path, marker: Path) -> dict[str, Path]:
         "64 GB arch": variant("huge_arch", lambda p: p["meta"]["arch"]["backbone"].update(
             embed_dim=1 << 17, depth=64)),
         "meta not a dict": variant("meta_str", lambda p: p.update(meta="x")),
+        # the reported crash: finite weights whose products overflow float32 inside the model
+        "weights x1e38": variant("x1e38", lambda p: _scale_weights(p, lambda k, v: v * 1e38)),
+        "weights +-1e38": variant("pm1e38", lambda p: _scale_weights(
+            p, lambda k, v: torch.where(v >= 0, 1e38, -1e38).to(v.dtype))),
+        "A_log x1e38": variant("alog1e38", lambda p: _scale_weights(
+            p, lambda k, v: v * 1e38 if k.endswith("A_log") else v)),
         "truncated bundle": root / "truncated.pt",
         "byte-flipped bundle": root / "flipped.pt",
         "random bytes bundle": root / "random.pt",

@@ -51,7 +51,7 @@ CASES["eval: mask on a disjoint grid"] = lambda f, out: [
     "eval", "--model", "land-water", f"{f['images']['scene']}:{f['labels']['mask on a disjoint grid']}"]
 CASES["train: mask on a disjoint grid"] = lambda f, out: [
     "train", f"{f['images']['scene']}:{f['labels']['mask on a disjoint grid']}", "-o", str(out / "m.pt"), *TRAIN]
-for _name in ("unsafe pickle", "NaN weights", "zero std", "inf mean", "64 GB arch", "meta not a dict",
+for _name in ("unsafe pickle", "NaN weights", "weights x1e38", "zero std", "inf mean", "64 GB arch", "meta not a dict",
               "truncated bundle", "byte-flipped bundle", "random bytes bundle"):
     CASES[f"segment --model: {_name}"] = lambda f, out, n=_name: [
         "segment", str(f["images"]["scene"]), "--model", str(f["bundles"][n]), "-o", str(out / "x.tif")]
