@@ -39,6 +39,18 @@ def parse_value_map(text: str | None) -> dict[int, int] | None:
         raise UsageError(f"--value-map {text!r}: expected RAW:CLASS pairs like 0:0,255:1") from exc
 
 
+def parse_class_weights(text: str | None) -> list[float] | None:
+    """``"1,1,3"`` → [1.0, 1.0, 3.0] (the count is checked against the classes by the config)."""
+    if not text:
+        return None
+    from gigavim.errors import UsageError
+
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError as exc:
+        raise UsageError(f"--class-weights {text!r}: expected numbers like 1,1,3") from exc
+
+
 def parse_arch(text: str) -> dict:
     """The ``--arch`` JSON object, or a one-line UsageError."""
     from gigavim.errors import UsageError
@@ -102,6 +114,9 @@ def train(
                                        show_default=_default("weight_decay")),
     warmup_steps: int = typer.Option(None, help="Linear warm-up steps before cosine decay.",
                                      show_default=_default("warmup_steps")),
+    class_weights: str = typer.Option(
+        None, help="Cross-entropy weight per class, comma-separated, e.g. 1,1,3 (a heavier boundary "
+                   "class).", show_default="all 1"),
     sampling: str = typer.Option(None, help="random, balanced or foreground.",
                                  show_default=_default("sampling")),
     stain_jitter: float = typer.Option(None, help="H&E stain jitter strength (0 = off).",
@@ -153,6 +168,7 @@ def train(
         "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,
         "patch": patch, "tile": tile, "overlap": overlap, "batch_size": batch_size, "steps": steps, "lr": lr,
         "weight_decay": weight_decay, "warmup_steps": warmup_steps, "sampling": sampling,
+        "class_weights": parse_class_weights(class_weights),
         "val_every": val_every, "checkpoint_every": checkpoint_every,
         "state_path": str(state) if state else None, "resume": str(resume) if resume else None,
         "device": device, "seed": seed, "description": description,

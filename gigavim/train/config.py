@@ -79,6 +79,7 @@ class TrainConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.01
     dice_weight: float = 0.5
+    class_weights: list[float] | None = None  # cross-entropy weight per class (None: all 1)
     sampling: str = "balanced"
     foreground_p: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -119,6 +120,13 @@ class TrainConfig:
         if self.label_mode == "boundary" and len(self.classes) != 3:
             raise UsageError(f"label mode 'boundary' gives three classes (background, interior, "
                              f"boundary), but {len(self.classes)} classes were given")
+        if self.class_weights is not None:
+            self.class_weights = [float(w) for w in self.class_weights]
+            weights = self.class_weights
+            if len(weights) != len(self.classes) or min(weights) < 0 or max(weights) <= 0:
+                raise UsageError(f"class weights: give one non-negative weight per class "
+                                 f"({len(self.classes)}: {', '.join(self.classes)}), not all zero; "
+                                 f"got {weights}")
         if not self.boundary_um > 0:
             raise UsageError(f"boundary width must be positive, not {self.boundary_um!r} µm")
         for pair in [*self.pairs, *self.val_pairs]:

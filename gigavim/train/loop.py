@@ -132,16 +132,23 @@ def _time_fraction(cfg: TrainConfig, t0: float, loop_t0: float) -> float:
     return (time.perf_counter() - loop_t0) / budget
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float,
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy plus soft Dice over non-background classes, both ignoring unlabelled pixels.
 
-    The cross-entropy is summed over labelled pixels and divided by their count (at least 1):
-    torch's mean is 0/0 = NaN for a batch with no labelled pixel, which would poison every
-    weight at the next step; here such a batch gives 0 and no gradient (and no GPU sync).
+    The cross-entropy is summed over labelled pixels and divided by their count (at least 1) —
+    or, with ``class_weights`` (one per class), by their summed weights, torch's weighted mean —
+    because torch's mean is 0/0 = NaN for a batch with no labelled pixel, which would poison every
+    weight at the next step; here such a batch gives 0 and no gradient (and no GPU sync). A
+    heavier thin class (an object boundary) is how a model learns to predict it at all.
     """
     labelled = target != IGNORE_LABEL
-    ce = (F.cross_entropy(logits, target, ignore_index=IGNORE_LABEL, reduction="sum")
-          / labelled.sum().clamp_min(1))
+    if class_weights is None:
+        norm = labelled.sum()
+    else:
+        norm = (class_weights[target.clamp(max=logits.shape[1] - 1)] * labelled).sum()
+    ce = (F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE_LABEL, reduction="sum")
+          / norm.clamp_min(1e-6 if class_weights is not None else 1))
     if dice_weight <= 0:
         return ce
     valid = labelled.unsqueeze(1)
@@ -315,6 +322,8 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
     unsigned = all(np.issubdtype(im.value_dtype, np.unsignedinteger) for im in images)  # clip to [0, max]
     autocast = device.type == "cuda"
     losses: list[float] = []
+    class_weights = (torch.tensor(cfg.class_weights, dtype=torch.float32, device=device)
+                     if cfg.class_weights else None)
     while step < cfg.steps and not _out_of_time(cfg, t0):
         net.train()
         raw, labels = sampler.batch(cfg.batch_size)
@@ -323,7 +332,7 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
         y = torch.from_numpy(labels.astype(np.int64)).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = net(x)
-        loss = segmentation_loss(logits.float(), y, cfg.dice_weight)
+        loss = segmentation_loss(logits.float(), y, cfg.dice_weight, class_weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -118,10 +118,12 @@ def test_train_writes_a_bundle_eval_can_use(tmp_path: Path, capsys: pytest.Captu
     out = tmp_path / "cli.pt"
     code, stdout, err = run(capsys, "train", pair, "-o", str(out), "--classes", "background,bright",
                             "--arch", json.dumps({"backbone": ARCH["backbone"]}), "--patch", "32",
-                            "--batch-size", "2", "--steps", "3", "--val-fraction", "0.25", "--json")
+                            "--batch-size", "2", "--steps", "3", "--val-fraction", "0.25",
+                            "--class-weights", "1,2.5", "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["steps"] == 3 and summary["validation"]["fraction"] == 0.25
+    assert summary["config"]["class_weights"] == [1.0, 2.5]
     code, stdout, err = run(capsys, "eval", "--model", str(out), pair, "--json")
     assert code == 0, err
     assert json.loads(stdout)["classes"] == ["background", "bright"]
@@ -168,3 +170,12 @@ def test_train_bad_arch_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     code, _, err = run(capsys, "train", f"{tmp_path / 'x.png'}:{tmp_path / 'x_mask.png'}", "-o",
                        str(tmp_path / "m.pt"), "--arch", "{backbone: 1}")
     assert code != 0 and "--arch" in err and "not valid JSON" in err and "Traceback" not in err
+
+
+def test_train_bad_class_weights_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    imsave(tmp_path / "x.png", np.zeros((32, 32, 3), np.uint8), check_contrast=False)
+    imsave(tmp_path / "x_mask.png", np.eye(32, dtype=np.uint8), check_contrast=False)
+    pair = f"{tmp_path / 'x.png'}:{tmp_path / 'x_mask.png'}"
+    for weights, message in (("1,x", "expected numbers"), ("1,2,3", "one non-negative weight per class")):
+        code, _, err = run(capsys, "train", pair, "-o", str(tmp_path / "m.pt"), "--class-weights", weights)
+        assert code != 0 and message in err and "Traceback" not in err

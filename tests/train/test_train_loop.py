@@ -210,6 +210,31 @@ def test_a_batch_without_labelled_pixels_adds_no_loss_and_no_gradient(dice_weigh
     torch.testing.assert_close(segmentation_loss(logits, target, 0.0), want)
 
 
+def test_class_weights_give_torchs_weighted_mean_cross_entropy() -> None:
+    """A heavier boundary class must weigh more in the loss (and change the gradient), the
+    normalisation being torch's weighted mean; a batch with no labelled pixel still adds nothing."""
+    from gigavim.train.loop import segmentation_loss
+
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[1, :2] = 255
+    weights = torch.tensor([1.0, 1.0, 3.0])
+    want = torch.nn.functional.cross_entropy(logits, target, weight=weights, ignore_index=255)
+    torch.testing.assert_close(segmentation_loss(logits, target, 0.0, weights), want)
+    plain = segmentation_loss(logits, target, 0.0)
+    assert not torch.allclose(segmentation_loss(logits, target, 0.0, weights), plain)
+    empty = segmentation_loss(logits, torch.full((2, 8, 8), 255), 0.5, weights)
+    (grad,) = torch.autograd.grad(empty, logits)
+    assert empty.item() == 0 and torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("weights", [[1.0, 2.0], [1.0, -1.0, 2.0], [0.0, 0.0, 0.0]])
+def test_class_weights_must_be_one_non_negative_weight_per_class(tmp_path: Path,
+                                                                  weights: list[float]) -> None:
+    with pytest.raises(UsageError, match="class weights"):
+        tiny_config(tmp_path, classes=["background", "a", "b"], label_mode="values", class_weights=weights)
+
+
 def test_resume_restores_the_cuda_generators_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a GPU, drop-path masks come from the CUDA generators: a resumed run must continue
     them, not restart them from the seed (torch.get_rng_state is the CPU generator only)."""
