@@ -24,6 +24,7 @@ DATA = Path(os.environ.get("GIGAVIM_REAL_DATA",
                           Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
 MICCAI_20X = ("01", "02", "03", "04", "05", "06")
 MICCAI_40X = ("08", "09", "10", "11", "12", "13", "15")
+BASE_A_ORGANS = ("kidney", "breast", "liver", "prostate")
 
 
 def monuseg() -> dict[str, list[list]]:
@@ -52,7 +53,12 @@ def folds(work: Path, recipe: Path) -> None:
     plan["miccai2015"] = (all_monuseg, miccai())
     plan["final"] = (all_monuseg + miccai(), [])
     plan["final-more"] = (all_monuseg + miccai(), [])  # final, trained on once the folds are done
-    plan["base-miccai"] = (miccai(), [])  # warm start of the organ folds: holds no MoNuSeg organ
+    # Warm starts: "base-a" (four organs, no MICCAI tile) for the folds of the other three organs,
+    # for miccai2015 and for final; "base-b" (the other three organs + MICCAI) for the folds of
+    # base-a's four organs. No fold ever starts from a base that saw its held-out images.
+    group_a = [o for o in BASE_A_ORGANS if o in organs]
+    plan["base-a"] = ([p for o in group_a for p in organs[o]], [])
+    plan["base-b"] = ([p for o, ps in organs.items() if o not in group_a for p in ps] + miccai(), [])
     work.mkdir(parents=True, exist_ok=True)
     for name, (train, held) in plan.items():
         cfg = {**base, "pairs": train, "out": str(work / f"{name}.pt"),
@@ -67,7 +73,7 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
     """Pick the post-processing thresholds on (an even subset of) the fold's training images."""
     import numpy as np
 
-    from gigavim.instances.tune import TuningImage, tune_settings
+    from gigavim.instances.tune import TuningImage, tune_method
     from gigavim.models.catalog import load_model
     from gigavim.train.dataset import load_train_image
     from gigavim.train.evaluate import _instance_truth
@@ -86,13 +92,14 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
         finally:
             im.close()
         images.append(TuningImage(probs, truth, im.pixel_size.get("mpp")))
-    best, tried = tune_settings(images, dict(bundle.meta.instances))
+    best, tried = tune_method(images, dict(bundle.meta.instances))
     best["tuned_on"] = f"{len(images)} training images"
     bundle.meta.instances = best
     bundle.save(model)
     top = max(tried, key=lambda t: (t["aji"] or 0) + (t["pq"] or 0))
-    keys = ("foreground_threshold", "marker_threshold", "min_marker_px")
-    print(json.dumps({"chosen": {k: best[k] for k in keys},
+    keys = ("method", "foreground_threshold", "marker_threshold", "min_marker_px", "marker_height_px",
+            "boundary_weight")
+    print(json.dumps({"chosen": {k: best[k] for k in keys if k in best},
                       "train_aji": top["aji"], "train_pq": top["pq"], "train_f1": top["object_f1"],
                       "images": len(images)}, default=float))
     del np

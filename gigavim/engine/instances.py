@@ -41,7 +41,9 @@ from gigavim.io.base import Window
 from gigavim.io.writers.objects import InstanceMap, ObjectRecord, RecordWriter
 from gigavim.models.bundle import ModelMeta
 
-METHODS = ("three-class-watershed", "connected-components")
+METHODS = ("three-class-watershed", "boundary-distance-watershed", "connected-components")
+THREE_CLASS_METHODS = METHODS[:2]
+"""Methods that make objects from background/interior/boundary probabilities."""
 BLOCK_PX = 1024
 """Side of an instance block (and chunk of the id map): memory is a few blocks of this size."""
 DEFAULT_MAX_SIZE = {"um": 64.0, "m": 256.0, "px": 256.0}
@@ -62,6 +64,8 @@ class InstanceSpec:
     foreground_threshold: float
     marker_threshold: float
     min_marker_px: int
+    marker_height_px: float
+    boundary_weight: float
     min_area: float  # in `unit`², as asked (model metadata or --min-area)
     min_area_px: int
     halo_px: int
@@ -70,7 +74,7 @@ class InstanceSpec:
 
     @property
     def needs_probabilities(self) -> bool:
-        return self.method == "three-class-watershed"
+        return self.method in THREE_CLASS_METHODS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +98,7 @@ def instance_spec(meta: ModelMeta, res: Resolution, *, min_area: float | None = 
                          f"(known: {', '.join(METHODS)})")
     classes = [c.lower() for c in meta.classes]
     interior, boundary = int(cfg.get("interior", 1)), int(cfg.get("boundary", 2))
-    if method == "three-class-watershed":
+    if method in THREE_CLASS_METHODS:
         if not (0 <= interior < len(classes) and 0 <= boundary < len(classes)) or interior == boundary:
             raise ModelError(f"model {meta.name!r}: instances interior/boundary classes {interior}/"
                              f"{boundary} do not fit its {len(classes)} classes")
@@ -121,6 +125,8 @@ def instance_spec(meta: ModelMeta, res: Resolution, *, min_area: float | None = 
         foreground_threshold=float(cfg.get("foreground_threshold", 0.5)),
         marker_threshold=float(cfg.get("marker_threshold", 0.5)),
         min_marker_px=int(cfg.get("min_marker_px", 4)),
+        marker_height_px=float(cfg.get("marker_height_px", 0.5)),
+        boundary_weight=float(cfg.get("boundary_weight", 1.0)),
         min_area=area, min_area_px=max(1, math.ceil(area / size**2 - 1e-9)),
         halo_px=max(16, math.ceil(max_size / size)), unit=unit, pixel_size=size,
     )
@@ -308,7 +314,11 @@ class InstancePass:
     def _separate(self, part: tuple[slice, slice], within: np.ndarray, core: bool = False) -> np.ndarray:
         """Objects of the components in ``within`` (region-sized, or core-sized with ``core``):
         the watershed for a three-class model, else each component (or piece) itself."""
-        from gigavim.instances.postprocess import drop_small, instances_from_probabilities
+        from gigavim.instances.postprocess import (
+            drop_small,
+            instances_from_distance,
+            instances_from_probabilities,
+        )
 
         s = self.spec
         if core:
@@ -316,6 +326,12 @@ class InstancePass:
                     slice(part[1].start, part[1].start + within.shape[1]))
         if not within.any():
             return np.zeros(within.shape, np.int32)
+        if s.method == "boundary-distance-watershed":
+            probs = _as_probabilities(np.asarray(self.probs[(slice(None), *part)]))
+            return instances_from_distance(
+                probs, interior=s.interior, boundary=s.boundary,
+                foreground_threshold=s.foreground_threshold, marker_height_px=s.marker_height_px,
+                boundary_weight=s.boundary_weight, min_area_px=s.min_area_px, within=within)
         if s.needs_probabilities:
             probs = _as_probabilities(np.asarray(self.probs[(slice(None), *part)]))
             return instances_from_probabilities(

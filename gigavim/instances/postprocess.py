@@ -6,6 +6,10 @@ Two routes, both ending in `skimage.segmentation.watershed`:
   boundary). Interior pixels far from a boundary seed one marker per object; the watershed
   floods the foreground (interior + boundary) from those markers over the boundary probability,
   so touching objects split along the boundary the model saw.
+* `instances_from_distance`: the same three-class map, but one marker per h-maximum of the
+  distance to background damped by the boundary probability. A model that is not yet sure of
+  thin boundaries still gives one marker per round nucleus (measured better on held-out organs
+  for the bundled `nuclei-he`, whose interior-minus-boundary markers missed or merged nuclei).
 * `instances_from_foreground`: only a foreground mask (a binary model, or the classical
   baseline). Markers are the h-maxima of the distance transform, so touching round objects split
   at their necks.
@@ -73,6 +77,50 @@ def instances_from_probabilities(probs: np.ndarray, *, interior: int = 1, bounda
         tiny[0] = False
         markers[tiny[markers]] = 0
     labels = watershed(p_bd - p_in, markers=markers, mask=foreground)
+    return drop_small(labels, min_area_px)
+
+
+FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
+
+
+def instances_from_distance(probs: np.ndarray, *, interior: int = 1, boundary: int = 2,
+                            foreground_threshold: float = 0.5, marker_height_px: float = 0.5,
+                            boundary_weight: float = 1.0, min_area_px: int = 1,
+                            within: np.ndarray | None = None) -> np.ndarray:
+    """(K, H, W) class probabilities of a background/interior/boundary model → (H, W) int32 ids.
+
+    Foreground as :func:`instances_from_probabilities`. The relief is the distance to background
+    times ``1 − boundary_weight × p(boundary)`` (clipped to 0..1): it dips where the model sees a
+    boundary and at the necks between touching round nuclei. Each h-maximum of height
+    ``marker_height_px`` seeds one object and the watershed floods the foreground down the relief.
+    Every step is 4-connected and the background is set below any relief, so each foreground
+    component's ids depend on that component alone: restricting to whole components (``within``)
+    gives them exactly the ids of the full pass, as the slide engine needs.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    foreground = probability_foreground(probs, interior=interior, boundary=boundary,
+                                        foreground_threshold=foreground_threshold)
+    if within is not None:
+        foreground &= within
+    if not foreground.any():
+        return np.zeros(foreground.shape, np.int32)
+    damp = np.clip(1.0 - boundary_weight * probs[boundary], 0.0, 1.0)
+    # Beyond the array counts as background, so a crop holding whole components (a slide block)
+    # sees the distances the full map gives them.
+    relief = ndi.distance_transform_edt(np.pad(foreground, 1))[1:-1, 1:-1] * damp
+    relief[~foreground] = -(marker_height_px + 1.0)  # nothing is carried across the background
+    peaks = h_maxima(relief, marker_height_px, footprint=FOUR_CONNECTED).astype(bool) & foreground
+    markers, _ = ndi.label(peaks)
+    # One flood per component: the watershed breaks ties between equal heights by queue order,
+    # which other components would shift; alone on its bounding box a component always floods alike.
+    components, _ = ndi.label(foreground)
+    labels = np.zeros(foreground.shape, np.int32)
+    for index, box in enumerate(ndi.find_objects(components), start=1):
+        mine = components[box] == index
+        seeds = np.where(mine, markers[box], 0)
+        if seeds.any():
+            flooded = watershed(-relief[box], markers=seeds, mask=mine)
+            labels[box][mine] = flooded[mine]
     return drop_small(labels, min_area_px)
 
 

@@ -16,10 +16,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from gigavim.errors import ModelError
-from gigavim.instances.postprocess import drop_small, instances_from_probabilities
+from gigavim.instances.postprocess import drop_small, instances_from_distance, instances_from_probabilities
 
 THREE_CLASS = "three-class-watershed"
 COMPONENTS = "connected-components"
+DISTANCE = "boundary-distance-watershed"
+"""A three-class model's objects from h-maxima of the boundary-damped distance (see postprocess)."""
 DEFAULT_THREE_CLASS = {"foreground_threshold": 0.5, "marker_threshold": 0.5, "min_marker_px": 4,
                        "min_area_um2": 10.0}
 """Post-processing settings of a three-class model before they are tuned on its training data."""
@@ -60,9 +62,15 @@ def instances_from_settings(probs: np.ndarray, settings: dict[str, Any], *, mpp:
             foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
             marker_threshold=float(settings.get("marker_threshold", 0.5)),
             min_marker_px=int(settings.get("min_marker_px", 4)), min_area_px=area)
+    if method == DISTANCE:
+        return instances_from_distance(
+            probs, interior=int(settings.get("interior", 1)), boundary=int(settings.get("boundary", 2)),
+            foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
+            marker_height_px=float(settings.get("marker_height_px", 0.5)),
+            boundary_weight=float(settings.get("boundary_weight", 1.0)), min_area_px=area)
     if method == COMPONENTS:
         names = [c.lower() for c in classes or []]
         name = str(settings.get("object_class", "")).lower()
         index = names.index(name) if name in names else 1
         return drop_small(ndi.label(np.asarray(probs).argmax(axis=0) == index)[0], area)
-    raise ModelError(f"unknown instances method {method!r}; known: {THREE_CLASS}, {COMPONENTS}")
+    raise ModelError(f"unknown instances method {method!r}; known: {THREE_CLASS}, {DISTANCE}, {COMPONENTS}")

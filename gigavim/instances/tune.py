@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 
 from gigavim.instances.metrics import InstanceScores
-from gigavim.instances.settings import instances_from_settings
+from gigavim.instances.settings import DISTANCE, THREE_CLASS, instances_from_settings
 
 GRID = {"foreground_threshold": (0.4, 0.5, 0.6), "marker_threshold": (0.2, 0.4, 0.6),
         "min_marker_px": (3, 6)}
+DISTANCE_GRID = {"foreground_threshold": (0.4, 0.5, 0.6), "marker_height_px": (0.25, 0.5, 0.75),
+                 "boundary_weight": (1.0, 1.5)}
+METHOD_GRIDS = {THREE_CLASS: GRID, DISTANCE: DISTANCE_GRID}
+"""The two ways a three-class model's probabilities become objects, each with its grid."""
 
 
 @dataclass
@@ -35,7 +39,7 @@ def tune_settings(images: Sequence[TuningImage], settings: dict[str, Any],
                   grid: dict[str, Sequence[float]] | None = None,
                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The best settings (``settings`` with the grid's keys replaced) and every tried point's scores."""
-    grid = grid or GRID
+    grid = grid or METHOD_GRIDS.get(settings.get("method", THREE_CLASS), GRID)
     keys = list(grid)
     tried = []
     best, best_score = dict(settings), -np.inf
@@ -47,9 +51,28 @@ def tune_settings(images: Sequence[TuningImage], settings: dict[str, Any],
             unlabelled = im.truth < 0
             acc.add(np.where(unlabelled, 0, im.truth), pred, ignore=unlabelled)
         pooled = acc.result()["pooled"]
-        score = (pooled["aji"] or 0.0) + (pooled["pq"] or 0.0)
-        tried.append({**dict(zip(keys, values, strict=True)), "aji": pooled["aji"], "pq": pooled["pq"],
-                      "object_f1": pooled["object_f1"]})
+        score = _score(pooled)
+        tried.append({"method": trial.get("method"), **dict(zip(keys, values, strict=True)),
+                      "aji": pooled["aji"], "pq": pooled["pq"], "object_f1": pooled["object_f1"]})
         if score > best_score:
             best, best_score = trial, score
     return best, tried
+
+
+def tune_method(images: Sequence[TuningImage], settings: dict[str, Any],
+                methods: Sequence[str] = (THREE_CLASS, DISTANCE),
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The best of several methods' tuned settings (same score, same training images), and every
+    tried point of every method: which post-processing suits a model is measured, not assumed."""
+    best, best_score, tried = dict(settings), -np.inf, []
+    for method in methods:
+        chosen, points = tune_settings(images, {**settings, "method": method})
+        tried += points
+        top = max(points, key=_score)
+        if _score(top) > best_score:
+            best, best_score = chosen, _score(top)
+    return best, tried
+
+
+def _score(point: dict[str, Any]) -> float:
+    return (point["aji"] or 0.0) + (point["pq"] or 0.0)

@@ -54,9 +54,9 @@ def instance_settings(bundle: ModelBundle, instances: bool | None) -> dict[str, 
 
 def label_mode(k: int, objects: dict[str, Any] | None) -> str:
     """How masks become class ids: instance ids → interior/boundary for a three-class object model."""
-    from gigavim.instances.settings import THREE_CLASS
+    from gigavim.instances.settings import DISTANCE, THREE_CLASS
 
-    if objects and objects.get("method") == THREE_CLASS:
+    if objects and objects.get("method") in (THREE_CLASS, DISTANCE):
         return "boundary"
     return "binary" if k == 2 else "values"
 

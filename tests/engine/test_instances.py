@@ -10,11 +10,13 @@ import pytest
 from gigavim.engine.instances import InstancePass, instance_spec
 from gigavim.engine.plan import Resolution
 from gigavim.errors import ModelError, UsageError
-from gigavim.instances.postprocess import instances_from_probabilities
+from gigavim.instances.postprocess import instances_from_distance, instances_from_probabilities
 from gigavim.models.bundle import ModelMeta
 
 THREE_CLASS = {"method": "three-class-watershed", "object_class": "nucleus", "interior": 1,
                "boundary": 2, "min_area_um2": 2.0, "max_size_um": 15.0}
+DISTANCE = {**THREE_CLASS, "method": "boundary-distance-watershed", "marker_height_px": 0.5,
+            "boundary_weight": 1.5}
 
 
 def _meta(instances: dict) -> ModelMeta:
@@ -59,10 +61,11 @@ def _same_objects(a: np.ndarray, b: np.ndarray) -> None:
     assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
-@pytest.mark.parametrize("block_px", [48, 64, 100])
-def test_blockwise_ids_equal_a_single_pass(tmp_path: Path, block_px: int) -> None:
+@pytest.mark.parametrize(("block_px", "settings"), [(48, THREE_CLASS), (64, THREE_CLASS), (100, THREE_CLASS),
+                                                    (48, DISTANCE), (64, DISTANCE)])
+def test_blockwise_ids_equal_a_single_pass(tmp_path: Path, block_px: int, settings: dict) -> None:
     probs = _touching_discs((230, 310))
-    spec = instance_spec(_meta(THREE_CLASS), _res((230, 310)))
+    spec = instance_spec(_meta(settings), _res((230, 310)))
     assert spec is not None and spec.halo_px == 30 and spec.min_area_px == 8
     labels = np.argmax(probs, axis=0).astype(np.uint8)
     instance_pass = InstancePass(spec, labels=labels, probabilities=probs, workdir=tmp_path,
@@ -70,7 +73,11 @@ def test_blockwise_ids_equal_a_single_pass(tmp_path: Path, block_px: int) -> Non
     result = instance_pass.run()
     assert not instance_pass.oversized
     ids = np.asarray(result.labels[:])
-    single = instances_from_probabilities(probs.astype(np.float32) / 255, min_area_px=spec.min_area_px)
+    if settings is DISTANCE:
+        single = instances_from_distance(probs.astype(np.float32) / 255, min_area_px=spec.min_area_px,
+                                         marker_height_px=0.5, boundary_weight=1.5)
+    else:
+        single = instances_from_probabilities(probs.astype(np.float32) / 255, min_area_px=spec.min_area_px)
     _same_objects(ids, single)
     assert sorted(np.unique(ids[ids > 0])) == list(range(1, result.count + 1))  # unique, 1..N
     crossing = [i for i in np.unique(single[single > 0])

@@ -11,7 +11,7 @@ import pytest
 from skimage.io import imsave
 
 from gigavim.errors import UsageError
-from gigavim.instances.tune import TuningImage, tune_settings
+from gigavim.instances.tune import TuningImage, tune_method, tune_settings
 from gigavim.models.catalog import load_model
 from gigavim.train.augment import AugmentConfig, augment_batch, blur, jpeg_round_trip
 from gigavim.train.config import TrainConfig
@@ -131,3 +131,16 @@ def test_tuning_picks_thresholds_that_separate_the_training_objects() -> None:
     chosen = next(t for t in tried if all(t[k] == best[k] for k in keys))
     assert chosen["object_f1"] == 1.0 and best["method"] == "three-class-watershed"
     assert all(t["object_f1"] == 0.0 for t in tried if t["marker_threshold"] > 0.3)
+
+
+def test_tuning_keeps_the_method_that_scores_best_on_the_training_images() -> None:
+    """Markers from interior − boundary find nothing when every interior is as likely as its
+    boundary; the boundary-damped distance still finds one marker per disc, so it is chosen."""
+    probs, ids = _blobs()
+    probs[2][probs[1] == 0.6] = 0.6  # interior − boundary is now 0 everywhere
+    settings = {"method": "three-class-watershed", "interior": 1, "boundary": 2, "min_area_um2": 0}
+    best, tried = tune_method([TuningImage(probs, ids, 1.0)], settings)
+    assert best["method"] == "boundary-distance-watershed" and "marker_height_px" in best
+    assert {t["method"] for t in tried} == {"three-class-watershed", "boundary-distance-watershed"}
+    assert max(t["object_f1"] for t in tried if t["method"] == "three-class-watershed") == 0.0
+    assert max(t["object_f1"] for t in tried if t["method"] == "boundary-distance-watershed") == 1.0
