@@ -19,6 +19,8 @@ SourceKind = Literal["slide", "raster", "image"]
 
 #: Levels up to this many pixels are read whole for a thumbnail; larger ones window by window.
 _WHOLE_READ_PIXELS = 16_777_216
+THUMBNAIL_READ_BUDGET = 1 << 28
+"""Level pixels a thumbnail may read (268 MP); beyond (no overviews), block rows are sampled."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ class ImageSource(ABC):
         """A (h, w, bands) overview no larger than ``max_size`` on its longest side.
 
         Reads the closest pyramid level; when that level is still large (no overviews), it is
-        averaged window by window so memory stays bounded whatever the image size.
+        averaged window by window so memory stays bounded whatever the image size, and beyond
+        :data:`THUMBNAIL_READ_BUDGET` pixels only a centred band of each block's rows is read,
+        so a declared-huge image without overviews is not read whole either.
         """
         from skimage.transform import resize
 
@@ -165,18 +169,26 @@ class ImageSource(ABC):
         lv = self.levels[level]
         out_h, out_w = -(-lv.height // k), -(-lv.width // k)
         out = np.empty((out_h, out_w, self.bands), dtype=np.float32)
-        step = max(1, 1024 // k)  # output pixels per window side
-        for oy in range(0, out_h, step):
+        rows = k  # level rows read per block of k: all, unless that is beyond the budget
+        if lv.width * lv.height > THUMBNAIL_READ_BUDGET:
+            rows = max(1, min(k, THUMBNAIL_READ_BUDGET // (out_h * k * out_w)))
+        step = max(1, 1024 // k)  # output pixels per window side (about 1 MP read per window)
+        band = step
+        if rows < k:  # one output row per window, as wide as about 1 MP of sampled rows
+            band, step = 1, max(1, (1 << 20) // (rows * k))
+        for oy in range(0, out_h, band):
             for ox in range(0, out_w, step):
-                th, tw = min(step, out_h - oy), min(step, out_w - ox)
+                th, tw = min(band, out_h - oy), min(step, out_w - ox)
                 y, x = oy * k, ox * k
-                h, w = min(th * k, lv.height - y), min(tw * k, lv.width - x)
-                block = np.full((th * k, tw * k, self.bands), np.nan, dtype=np.float32)
+                if rows < k:  # the block's centred rows (the last block may be short)
+                    y = min(y + (k - rows) // 2, max(0, lv.height - rows))
+                h, w = min(th * rows, lv.height - y), min(tw * k, lv.width - x)
+                block = np.full((th * rows, tw * k, self.bands), np.nan, dtype=np.float32)
                 block[:h, :w] = self.read(level, Window(y, x, h, w))
                 with warnings.catch_warnings():  # all-NaN blocks stay NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     out[oy : oy + th, ox : ox + tw] = np.nanmean(
-                        block.reshape(th, k, tw, k, self.bands), axis=(1, 3)
+                        block.reshape(th, rows, tw, k, self.bands), axis=(1, 3)
                     )
         if np.issubdtype(self.dtype, np.integer):
             return np.rint(out).astype(self.dtype)
