@@ -8,6 +8,7 @@ import typer
 
 from gigavim.cli._app import app
 from gigavim.cli._options import Context, context_option
+from gigavim.errors import UsageError
 
 
 @app.command("eval")
@@ -16,6 +17,9 @@ def eval_cmd(
     model: str = typer.Option(None, "--model", "-m", help="Bundled model name or model file path."),
     image_mpp: float = typer.Option(None, help="µm/px of images that do not record one (PNG tiles)."),
     value_map: str = typer.Option(None, help="Raw mask value → class id, e.g. 0:0,255:1 (255 = ignore)."),
+    label_nodata: str = typer.Option(
+        "tag", help="tag: mask pixels equal to the mask's nodata value are unlabelled; none: ignore "
+                    "the tag (masks that tag their background 0 as nodata)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     context: Context = context_option(),
     instances: bool = typer.Option(
@@ -29,6 +33,8 @@ def eval_cmd(
     from gigavim.models.catalog import load_model
     from gigavim.train.evaluate import evaluate, parse_pair
 
+    if label_nodata not in ("tag", "none"):
+        raise UsageError(f"--label-nodata must be tag or none, not {label_nodata!r}")
     parsed = [parse_pair(p) for p in pairs]
     if model is None:
         from gigavim import open_image
@@ -39,7 +45,8 @@ def eval_cmd(
     else:
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
-                      device=device, context=context.value, instances=instances)
+                      device=device, context=context.value, instances=instances,
+                      label_nodata=label_nodata)  # type: ignore[arg-type]
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -81,6 +81,10 @@ def train(
                    "boundary (instance ids → background/interior/boundary, for object models)."),
     boundary_um: float = typer.Option(None, help="Label mode boundary: boundary band width in µm."),
     value_map: str = typer.Option(None, help="Raw label value → class id, e.g. 0:0,255:1 (255 = ignore)."),
+    label_nodata: str = typer.Option(
+        None, help="tag: label pixels equal to the label raster's nodata value are unlabelled; none: "
+                   "ignore the tag (masks that tag their background 0 as nodata).",
+        show_default=_default("label_nodata")),
     val: list[str] = typer.Option(None, "--val", help="Validation IMAGE:LABELS pair (repeatable)."),
     val_fraction: float = typer.Option(None, help="Hold out this right-hand fraction of each image.",
                                        show_default=_default("val_fraction")),
@@ -163,6 +167,7 @@ def train(
         "pairs": [list(parse_pair(p)) for p in pairs] if pairs else None,
         "out": str(out) if out else None, "name": name, "classes": _split(classes),
         "label_mode": label_mode, "boundary_um": boundary_um, "value_map": parse_value_map(value_map),
+        "label_nodata": label_nodata,
         "val_pairs": [list(parse_pair(p)) for p in val] if val else None,
         "val_fraction": val_fraction, "val_gap": val_gap, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
         "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,

@@ -37,7 +37,8 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 90)
 
 
-_CHOICES = {"label_mode": ("binary", "values", "boundary"), "sampling": ("random", "balanced", "foreground"),
+_CHOICES = {"label_mode": ("binary", "values", "boundary"), "label_nodata": ("tag", "none"),
+            "sampling": ("random", "balanced", "foreground"),
             "model_resolution": ("training", "native"), "scaling": ("auto", "fixed", "percentile")}
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     input_kind: str = "any"
     label_mode: str | None = None  # None: "binary" for two classes, else "values" (as eval)
     value_map: dict[int, int] | None = None
+    label_nodata: str = "tag"  # "none": a label raster's nodata tag is ignored (its value is a label)
     boundary_um: float = 0.5  # label mode "boundary": width of each object's boundary band in µm
     val_pairs: list[tuple[str, str]] = field(default_factory=list)
     val_fraction: float = 0.0

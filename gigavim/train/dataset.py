@@ -23,7 +23,7 @@ from gigavim.engine.plan import Resolution, resolve_resolution
 from gigavim.errors import UsageError
 from gigavim.io.base import ImageSource, Level, Window
 from gigavim.io.windows import read_padded
-from gigavim.train.labels import LabelMode, load_label_map
+from gigavim.train.labels import LabelMode, LabelNodata, load_label_map
 from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.working_image import WorkingImage, row_blocks
 
@@ -97,7 +97,8 @@ def training_resolution(source: ImageSource, mpp: float | None, gsd_m: float | N
 def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: float | None = None,
                      gsd_m: float | None = None, image_mpp: float | None = None,
                      mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
-                     class_names: list[str] | None = None, boundary_um: float | None = None) -> TrainImage:
+                     class_names: list[str] | None = None, boundary_um: float | None = None,
+                     label_nodata: LabelNodata = "tag") -> TrainImage:
     """An image (read lazily) and its labels on the working grid ``segment`` would use.
 
     ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles). The returned
@@ -112,7 +113,7 @@ def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: flo
             source.mpp = image_mpp
         res = training_resolution(source, mpp, gsd_m)
         labels = load_label_map(source, label_path, resolution=res, mode=mode, value_map=value_map,
-                                class_names=class_names, boundary_um=boundary_um)
+                                class_names=class_names, boundary_um=boundary_um, label_nodata=label_nodata)
         image = WorkingImage(source, res)
         _ignore_invalid(image, labels)
     except BaseException:

@@ -26,7 +26,7 @@ from gigavim.errors import UsageError
 from gigavim.models.bundle import ModelBundle, check_bands
 from gigavim.models.streaming import check_streamable
 from gigavim.train.dataset import image_bands, load_train_image
-from gigavim.train.labels import check_class_ids
+from gigavim.train.labels import LabelNodata, check_class_ids
 from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
 from gigavim.train.predict import predict_probabilities
 
@@ -64,13 +64,15 @@ def label_mode(k: int, objects: dict[str, Any] | None) -> str:
 def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: float | None = None,
              value_map: Mapping[int, int] | None = None, device: str = "cpu", context: str = "tile",
              on_image: Callable[[dict[str, Any]], None] | None = None,
-             instances: bool | None = None) -> dict[str, Any]:
+             instances: bool | None = None, label_nodata: LabelNodata = "tag") -> dict[str, Any]:
     """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`).
 
     ``context`` as in ``segment``: "tile" (the bundle's tile/overlap) or "image" (each image as
     one sequence; a model that cannot stream is refused before any image is read).
     ``instances``: score objects too (``None``: when the model has instances settings).
     A pair may carry a third element, that image's µm/px (instead of ``image_mpp``).
+    ``label_nodata="none"``: the masks' nodata tags are ignored
+    (:data:`~gigavim.train.labels.LabelNodata`).
     """
     from gigavim.instances.metrics import InstanceScores
     from gigavim.train.loop import pick_device
@@ -92,10 +94,10 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
         im = load_train_image(image_path, mask_path, mpp=meta.mpp, gsd_m=meta.gsd_m,
                               image_mpp=float(own_mpp[0]) if own_mpp else image_mpp, mode=mode,  # type: ignore[arg-type]
                               value_map=None if objects else value_map, class_names=meta.classes,
-                              boundary_um=(objects or {}).get("boundary_um"))
+                              boundary_um=(objects or {}).get("boundary_um"), label_nodata=label_nodata)
         try:
             check_class_ids(im.labels, meta.classes, mask_path)
-            truth_ids = _instance_truth(im, mask_path) if objects else None
+            truth_ids = _instance_truth(im, mask_path, label_nodata) if objects else None
             probs = predict_probabilities(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
                                           device=torch_device, context=context)
         finally:
@@ -125,11 +127,12 @@ def _object_name(objects: dict[str, Any]) -> str:
     return str(objects.get("object_class") or "object")
 
 
-def _instance_truth(im: Any, mask_path: str) -> np.ndarray:
+def _instance_truth(im: Any, mask_path: str, label_nodata: LabelNodata = "tag") -> np.ndarray:
     """The mask as instance ids on the image's working grid (``-1`` unlabelled)."""
     from gigavim.train.instance_labels import load_instance_map
 
-    return load_instance_map(im.image.source, mask_path, resolution=im.image.resolution)
+    return load_instance_map(im.image.source, mask_path, resolution=im.image.resolution,
+                             label_nodata=label_nodata)
 
 
 def _score_objects(probs: np.ndarray, truth_ids: np.ndarray, objects: dict[str, Any],

@@ -19,7 +19,7 @@ from skimage.morphology import disk
 from gigavim.engine.plan import Resolution
 from gigavim.errors import InputError
 from gigavim.io.base import ImageSource
-from gigavim.train.labels import VECTOR_SUFFIXES, rasterize_annotations, read_label_raster
+from gigavim.train.labels import VECTOR_SUFFIXES, LabelNodata, rasterize_annotations, read_label_raster
 from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.working_image import row_blocks
 
@@ -28,7 +28,8 @@ DEFAULT_BOUNDARY_UM = 0.5
 """Boundary band width: one working pixel at 0.5 µm/px, two at 0.25 µm/px."""
 
 
-def load_instance_map(source: ImageSource, label_path: str | Path, *, resolution: Resolution) -> np.ndarray:
+def load_instance_map(source: ImageSource, label_path: str | Path, *, resolution: Resolution,
+                      label_nodata: LabelNodata = "tag") -> np.ndarray:
     """(H, W) int32 object ids on ``resolution``'s grid; ``-1`` where nothing is labelled.
 
     A label image/raster holds ids (16-bit PNGs: 0 background, 1..N objects); a GeoJSON holds
@@ -40,7 +41,7 @@ def load_instance_map(source: ImageSource, label_path: str | Path, *, resolution
     if label_path.suffix.lower() in VECTOR_SUFFIXES:
         ids = rasterize_annotations(source, label_path, resolution=resolution, instances=True)
     else:
-        ids = read_label_raster(source, label_path, resolution=resolution)
+        ids = read_label_raster(source, label_path, resolution=resolution, label_nodata=label_nodata)
     if ids.size and int(ids.min()) < -1:
         raise InputError(f"{label_path}: instance labels must be non-negative ids "
                          f"(0 = background, 1..N objects), not {int(ids.min())}")

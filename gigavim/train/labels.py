@@ -41,6 +41,9 @@ from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.working_image import row_blocks
 
 LabelMode = Literal["binary", "values", "boundary"]
+LabelNodata = Literal["tag", "none"]
+"""``tag``: pixels equal to a label raster's nodata value are unlabelled; ``none``: the tag is
+ignored and every value is a label (masks that tag their background 0 as nodata, as SpaceNet's do)."""
 VECTOR_SUFFIXES = (".geojson", ".json")
 _OUTSIDE = -1  # raw value for "no label here" before class mapping
 
@@ -58,7 +61,8 @@ def grid_transform(source: ImageSource, resolution: Resolution) -> Affine:
 
 def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: Resolution | None = None,
                    mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
-                   class_names: list[str] | None = None, boundary_um: float | None = None) -> np.ndarray:
+                   class_names: list[str] | None = None, boundary_um: float | None = None,
+                   label_nodata: LabelNodata = "tag") -> np.ndarray:
     """(H, W) uint8 class ids on the working grid ``resolution`` (default: level 0);
     :data:`IGNORE_LABEL` where unlabelled.
 
@@ -67,7 +71,8 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: R
     object) and gives background 0 / interior 1 / boundary 2, the boundary a band of
     ``boundary_um`` µm inside each object (see :mod:`gigavim.train.instance_labels`).
     ``value_map`` (raw value → class id, or :data:`IGNORE_LABEL`) is applied first.
-    ``class_names`` map GeoJSON/QuPath classification names to ids.
+    ``class_names`` map GeoJSON/QuPath classification names to ids. ``label_nodata``: see
+    :data:`LabelNodata`.
     """
     label_path = Path(label_path)
     if not label_path.is_file():
@@ -76,13 +81,13 @@ def load_label_map(source: ImageSource, label_path: str | Path, *, resolution: R
     if mode == "boundary":
         from gigavim.train import instance_labels as il
 
-        ids = il.load_instance_map(source, label_path, resolution=res)
+        ids = il.load_instance_map(source, label_path, resolution=res, label_nodata=label_nodata)
         width = il.DEFAULT_BOUNDARY_UM if boundary_um is None else boundary_um
         return il.interior_boundary_classes(ids, il.boundary_radius_px(width, res.mpp))
     if label_path.suffix.lower() in VECTOR_SUFFIXES:
         raw = rasterize_annotations(source, label_path, resolution=res, class_names=class_names)
     else:
-        raw = read_label_raster(source, label_path, resolution=res)
+        raw = read_label_raster(source, label_path, resolution=res, label_nodata=label_nodata)
     labels = to_class_ids(raw, mode=mode, value_map=value_map, path=label_path)
     if not any((labels[y0:y1] != IGNORE_LABEL).any() for y0, y1 in row_blocks(*labels.shape)):
         # training/scoring against nothing is silent garbage (checked by strips: no full-size mask)
@@ -143,9 +148,12 @@ def check_class_ids(labels: np.ndarray, classes: list[str], path: Path | str | N
                          "(RAW:CLASS, 255 = ignore), or use binary labels")
 
 
-def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Resolution) -> np.ndarray:
-    """A label image/raster on the working grid, as raw signed integers (``-1`` = not covered).
+def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Resolution,
+                      label_nodata: LabelNodata = "tag") -> np.ndarray:
+    """A label image/raster on the working grid, as raw signed integers (``-1`` = not covered;
+    with ``label_nodata="tag"`` also the pixels equal to its nodata value).
     A damaged tile (a failed or recovered GDAL decode) is the one-line "the file is corrupt"."""
+    tag = label_nodata == "tag"
     with corrupt_file_errors(label_path, "label pixels"), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with _open_label_raster(label_path) as src:
@@ -153,12 +161,12 @@ def read_label_raster(source: ImageSource, label_path: Path, *, resolution: Reso
             on_grid = both_georef and (_same_grid(src, source, resolution) or _same_grid(
                 src, source, resolve_resolution(source, level=0)))  # sampled below, strip by strip
             if both_georef and not on_grid:
-                return _reproject_labels(src, label_path, source, resolution)
+                return _reproject_labels(src, label_path, source, resolution, tag)
             shape = (src.height, src.width)
             if shape == resolution.shape:
-                return _raw_band(src, label_path)
+                return _raw_band(src, label_path, tag=tag)
             if shape == (source.height, source.width):
-                return sample_at_centres(src, label_path, source, resolution)
+                return sample_at_centres(src, label_path, source, resolution, tag)
     raise InputError(f"{label_path}: label image is {shape[1]}×{shape[0]} px but the image "
                      f"{source.path.name} is {source.width}×{source.height} px (and has no common "
                      "georeference to align them)")
@@ -175,7 +183,8 @@ LABEL_STRIP_PIXELS = 1 << 24
 """Level-0 label pixels read at once when sampling a level-0 label raster (bounds its memory)."""
 
 
-def sample_at_centres(src: Any, label_path: Path, source: ImageSource, resolution: Resolution) -> np.ndarray:
+def sample_at_centres(src: Any, label_path: Path, source: ImageSource, resolution: Resolution,
+                      tag: bool = True) -> np.ndarray:
     """A level-0 label raster at the working grid: the label under each working pixel's centre.
 
     Working pixel (r, c) covers level-0 [r·sy, (r+1)·sy) × [c·sx, (c+1)·sx) — the area whose
@@ -195,19 +204,21 @@ def sample_at_centres(src: Any, label_path: Path, source: ImageSource, resolutio
         r1 = max(r0 + 1, int(np.searchsorted(rows, rows[r0] + per_strip)))
         top, bottom = int(rows[r0]), int(rows[r1 - 1]) + 1
         window = Window(0, top, src.width, bottom - top)
-        out[r0:r1, : len(cols)] = _raw_band(src, label_path, window)[np.ix_(rows[r0:r1] - top, cols)]
+        out[r0:r1, : len(cols)] = _raw_band(src, label_path, window, tag=tag)[np.ix_(rows[r0:r1] - top, cols)]
         r0 = r1
     return out
 
 
-def _raw_band(src: Any, label_path: Path, window: Window | None = None, masked: bool = False) -> np.ndarray:
+def _raw_band(src: Any, label_path: Path, window: Window | None = None, masked: bool = False,
+              tag: bool = True) -> np.ndarray:
     """Band 1 (of ``window``) as raw signed integers, ``-1`` where unlabelled: the nodata value (as
     the mask says) and, in float rasters, NaN/±inf whether or not a nodata tag says so (never
-    class 0). ``masked``: GDAL's mask marks unlabelled pixels even without a nodata value (alpha)."""
+    class 0). ``masked``: GDAL's mask marks unlabelled pixels even without a nodata value (alpha);
+    ``tag=False``: the nodata value is an ordinary label."""
     band = src.read(1, window=window)
     _refuse_colour_labels(src, band, label_path, window)
     missing = ~np.isfinite(band) if band.dtype.kind == "f" else np.zeros(band.shape, dtype=bool)
-    if masked or src.nodata is not None:
+    if masked or (tag and src.nodata is not None):
         missing |= src.read_masks(1, window=window) == 0
     band[missing] = 0  # no NaN left to cast
     raw = band.astype(_signed(band.dtype))
@@ -238,7 +249,8 @@ def _same_grid(src: Any, source: ImageSource, resolution: Resolution) -> bool:
             and src.transform.almost_equals(grid_transform(source, resolution)))
 
 
-def _reproject_labels(src: Any, label_path: Path, source: ImageSource, resolution: Resolution) -> np.ndarray:
+def _reproject_labels(src: Any, label_path: Path, source: ImageSource, resolution: Resolution,
+                      tag: bool = True) -> np.ndarray:
     """Nearest-neighbour reprojection of band 1 onto the working grid, strip by strip through a
     GDAL warped view (only the label pixels each strip needs are read: a land-cover map far
     larger than the scene is never loaded); uncovered and unlabelled pixels become ``-1``."""
@@ -247,9 +259,12 @@ def _reproject_labels(src: Any, label_path: Path, source: ImageSource, resolutio
 
     h, w = resolution.shape
     out = np.empty((h, w), dtype=_signed(np.dtype(src.dtypes[0])))
-    # Without a nodata value an alpha band marks what the label raster does not cover.
+    # Without a nodata value (or with its tag ignored) an alpha band marks what the label raster
+    # does not cover.
+    untagged = {} if tag else {"src_nodata": None, "nodata": None}
     with WarpedVRT(src, crs=source.crs, transform=grid_transform(source, resolution), width=w,
-                   height=h, resampling=Resampling.nearest, add_alpha=src.nodata is None) as vrt:
+                   height=h, resampling=Resampling.nearest, add_alpha=src.nodata is None or not tag,
+                   **untagged) as vrt:
         for y0, y1 in row_blocks(h, w, LABEL_STRIP_PIXELS):
             out[y0:y1] = _raw_band(vrt, label_path, Window(0, y0, w, y1 - y0), masked=True)
     return out

@@ -59,7 +59,7 @@ def load_pairs(cfg: TrainConfig, pairs: list[tuple[str, str]]) -> list[TrainImag
                                            image_mpp=float(own_mpp[0]) if own_mpp else cfg.image_mpp,
                                            mode=cfg.label_mode,  # type: ignore[arg-type]
                                            value_map=cfg.value_map, class_names=cfg.classes,
-                                           boundary_um=cfg.boundary_um))
+                                           boundary_um=cfg.boundary_um, label_nodata=cfg.label_nodata))
             check_class_ids(images[-1].labels, cfg.classes, images[-1].label_path)
     except BaseException:
         close_images(images)

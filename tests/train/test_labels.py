@@ -120,6 +120,47 @@ def test_label_raster_nodata_is_ignore_on_every_path(tmp_path: Path, shifted: bo
     np.testing.assert_array_equal(labels[1:], lab[1:])
 
 
+def _mask_tagging_background_as_nodata(tmp_path: Path, shifted: bool) -> tuple[Path, Path, np.ndarray]:
+    """A scene and a 0/255 building mask tagged ``nodata=0``, as SpaceNet's masks are."""
+    raster = tmp_path / "scene.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=8, height=6, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 4200000, 10, 10)) as dst:
+        dst.write(np.zeros((3, 6, 8), np.uint8))
+    lab = np.zeros((6, 8), np.uint8)
+    lab[1:4, 2:6] = 255
+    label_tf = from_origin(500000 - (10 if shifted else 0), 4200000, 10, 10)
+    with rasterio.open(tmp_path / "mask.tif", "w", driver="GTiff", width=8 + shifted, height=6, count=1,
+                       dtype="uint8", crs="EPSG:32633", transform=label_tf, nodata=0) as dst:
+        dst.write(np.pad(lab, ((0, 0), (int(shifted), 0)))[None])
+    return raster, tmp_path / "mask.tif", lab
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["same-grid", "reprojected"])
+def test_label_nodata_none_reads_a_mask_tagging_background_as_nodata(tmp_path: Path, shifted: bool) -> None:
+    """``label_nodata="none"`` (``--label-nodata none``): the tag is ignored, 0 is background."""
+    raster, mask, lab = _mask_tagging_background_as_nodata(tmp_path, shifted)
+    with open_image(raster) as src:
+        tagged = load_label_map(src, mask, mode="binary")
+        untagged = load_label_map(src, mask, mode="binary", label_nodata="none")
+        objects = load_label_map(src, mask, mode="boundary", label_nodata="none")
+    np.testing.assert_array_equal(tagged, np.where(lab > 0, 1, IGNORE_LABEL))  # the tag: 0 = unlabelled
+    np.testing.assert_array_equal(untagged, (lab > 0).astype(np.uint8))
+    assert set(np.unique(objects[lab == 0])) == {0} and set(np.unique(objects[lab > 0])) == {1, 2}
+
+
+def test_eval_label_nodata_none_scores_the_background_too(tmp_path: Path) -> None:
+    from engine.fakes import tiny_bundle
+
+    from gigavim.train.evaluate import evaluate
+
+    raster, mask, lab = _mask_tagging_background_as_nodata(tmp_path, shifted=False)
+    tagged = evaluate(tiny_bundle(), [(str(raster), str(mask))])["overall"]
+    untagged = evaluate(tiny_bundle(), [(str(raster), str(mask))], label_nodata="none")["overall"]
+    assert tagged["pixels"] == int((lab > 0).sum()) == 12
+    assert untagged["pixels"] == lab.size
+    assert [c["support"] for c in untagged["per_class"]] == [36, 12]
+
+
 def test_annotations_that_miss_the_image_are_an_error(tmp_path: Path) -> None:
     """RFC 7946 GeoJSON (lon/lat, no ``crs`` member) on a UTM raster would burn nothing and
     silently label everything background; say so instead."""
