@@ -3,9 +3,12 @@
     python scripts/eval_satellite.py [--buildings MODEL.pt] [--water MODEL.pt] [--json OUT.json]
 
 Buildings (SpaceNet-1 Rio, held-out tiles img52, img53, img61): pixel IoU/F1 of the building
-class from the summed confusion matrix, and object F1 at IoU ≥ 0.5 with connected components as
-objects (the SpaceNet convention; objects under the model's ``min_area_m2`` dropped) via
-:class:`gigavim.instances.metrics.InstanceScores`. Baseline: a random-forest pixel classifier
+objects' pixels (what the GeoJSON covers) from the summed confusion matrix, and object F1 at
+IoU ≥ 0.5 (the SpaceNet convention) via
+:class:`gigavim.instances.metrics.InstanceScores`: true buildings are the 8-connected components
+of the mask, predicted ones what ``segment`` makes with the model's own ``instances`` settings
+(three-class marker watershed, or connected components); objects under the model's
+``min_area_m2`` dropped on both sides. Baseline: a random-forest pixel classifier
 on scikit-image's multiscale colour/edge/texture features (ilastik-style trainable
 segmentation), trained on the same training tiles.
 
@@ -20,20 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from skimage.feature import multiscale_basic_features
 from skimage.filters import threshold_otsu
 from skimage.measure import label
-from spacenet_masks import untagged_masks  # scripts/ is on sys.path when this runs as a script
 
 from gigavim.instances.metrics import InstanceScores
+from gigavim.instances.settings import default_settings, instances_from_settings
 from gigavim.models.catalog import load_model
 from gigavim.train.dataset import load_train_image
 from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
-from gigavim.train.predict import predict_labels
+from gigavim.train.predict import predict_labels, predict_probabilities
 
 REAL = Path("../shared/data/real/geo_labelled")
 RIO = REAL / "spacenet1_rio"
@@ -45,16 +47,11 @@ WATER_GAP = 16  # the recipe's --val-gap: columns left of the held-out part used
 MIN_AREA_M2 = 5.0  # SpaceNet ignores footprints under 20 px at 0.5 m
 
 
-MASKS = Path(tempfile.mkdtemp(prefix="gigavim-rio-masks-"))
-
-
 def rio_pair(tile: str) -> tuple[Path, Path]:
-    """Image and untagged mask (see spacenet_masks.py: the originals tag 0 as nodata)."""
+    """Image and building mask; the masks tag 0 as nodata, so they are read with
+    ``label_nodata="none"`` (0 = no building, not "unlabelled")."""
     stem = f"3band_013022223130_Public_img{tile}"
-    mask = MASKS / f"{stem}_buildingmask.tif"
-    if not mask.is_file():
-        untagged_masks(MASKS, RIO)
-    return RIO / "images" / f"{stem}.tif", mask
+    return RIO / "images" / f"{stem}.tif", RIO / "masks" / f"{stem}_buildingmask.tif"
 
 
 def objects(mask: np.ndarray, min_area_px: int) -> np.ndarray:
@@ -67,19 +64,30 @@ def objects(mask: np.ndarray, min_area_px: int) -> np.ndarray:
     return ids
 
 
-def building_row(name: str, predictions: dict[str, np.ndarray], truths: dict[str, np.ndarray],
-                 min_area_px: int) -> dict:
+def building_row(name: str, masks: dict[str, np.ndarray], ids: dict[str, np.ndarray],
+                 truths: dict[str, np.ndarray], min_area_px: int) -> dict:
+    """Pixel scores of the building ``masks`` and object scores of the ``ids`` (one id per
+    predicted building) against each tile's truth components, pooled over the tiles."""
     cm = np.zeros((2, 2), np.int64)
     inst = InstanceScores()
-    for tile, pred in predictions.items():
+    for tile, mask in masks.items():
         truth = truths[tile]
-        cm += confusion_matrix(truth, pred, 2)
-        inst.add(objects(truth == 1, min_area_px), objects(pred == 1, min_area_px), name=tile,
-                 ignore=truth == IGNORE_LABEL)
+        cm += confusion_matrix(truth, mask.astype(np.uint8), 2)
+        inst.add(objects(truth == 1, min_area_px), ids[tile], name=tile, ignore=truth == IGNORE_LABEL)
     s = scores(cm, ["background", "building"])["per_class"][1]
     pooled = inst.result()["pooled"]
     return {"method": name, "iou": s["iou"], "f1": s["dice"], "object_f1": pooled["object_f1"],
             "objects_tp_fp_fn": [pooled["tp"], pooled["fp"], pooled["fn"]]}
+
+
+def model_buildings(bundle, rgb: np.ndarray, gsd: float) -> tuple[np.ndarray, np.ndarray]:
+    """A model's building ids on one tile, as ``segment`` makes its objects (the bundle's
+    ``instances`` settings: three-class watershed, or connected components), and their pixels."""
+    probs = predict_probabilities(bundle, rgb, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
+    classes = list(bundle.meta.classes)
+    ids = instances_from_settings(probs, dict(bundle.meta.instances or default_settings(classes)),
+                                  gsd_m=gsd, classes=classes)
+    return ids > 0, ids
 
 
 def rio_images(tiles: tuple[str, ...], gsd_m: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -87,7 +95,7 @@ def rio_images(tiles: tuple[str, ...], gsd_m: float) -> dict[str, tuple[np.ndarr
     out = {}
     for tile in tiles:
         image, mask = rio_pair(tile)
-        im = load_train_image(image, mask, gsd_m=gsd_m, mode="binary")
+        im = load_train_image(image, mask, gsd_m=gsd_m, mode="binary", label_nodata="none")
         try:
             out[tile] = (np.asarray(im.image[0:im.shape[0], 0:im.shape[1]]), im.labels)
         finally:
@@ -125,13 +133,15 @@ def evaluate_buildings(model: str, with_baseline: bool) -> list[dict]:
     min_area_px = max(1, round((bundle.meta.instances or {}).get("min_area_m2", MIN_AREA_M2) / gsd**2))
     held_out = rio_images(HELD_OUT_TILES, gsd)
     truths = {t: lab for t, (_, lab) in held_out.items()}
-    preds = {t: predict_labels(bundle, rgb, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
-             for t, (rgb, _) in held_out.items()}
-    rows = [building_row(bundle.meta.name, preds, truths, min_area_px)]
+    found = {t: model_buildings(bundle, rgb, gsd) for t, (rgb, _) in held_out.items()}
+    rows = [building_row(bundle.meta.name, {t: m for t, (m, _) in found.items()},
+                         {t: i for t, (_, i) in found.items()}, truths, min_area_px)]
     if with_baseline:
         train = rio_images(TRAIN_TILES, gsd)
-        rows.append(building_row("random forest, multiscale features",
-                                 forest_baseline(train, held_out), truths, min_area_px))
+        forest = forest_baseline(train, held_out)
+        rows.append(building_row("random forest, multiscale features", forest,
+                                 {t: objects(m == 1, min_area_px) for t, m in forest.items()}, truths,
+                                 min_area_px))
     return rows
 
 
@@ -202,7 +212,7 @@ def evaluate_land_water() -> list[dict]:
         called, valid = 0, 0
         for tile in tiles:
             image, mask = rio_pair(tile)
-            t = load_train_image(image, mask, mode="binary")
+            t = load_train_image(image, mask, mode="binary", label_nodata="none")
             try:
                 p = predict_labels(bundle, t.image, tile=bundle.meta.tile, overlap=bundle.meta.overlap)
                 ok = t.labels != IGNORE_LABEL

@@ -1,21 +1,22 @@
 """docs/satellite-buildings.png: buildings-rgb on the held-out SpaceNet tile img53.
 
-Segments the tile with ``gigavim.segment`` exactly as the CLI does (a COG at the model's 0.5 m),
-puts the labels back on the image's grid (nearest), and draws the predicted buildings' outlines
-in red and the SpaceNet footprints in yellow over the RGB, at the tile's own pixels.
+Segments the tile with ``gigavim.segment`` exactly as the CLI does (one GeoJSON feature per
+building, from the model's marker watershed), burns the polygons onto the image's own grid and
+draws each predicted building's outline in red and the SpaceNet footprints in yellow over the RGB
+(touching predicted buildings keep the line between them).
 
     python scripts/satellite_figure.py [OUT.png]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import rasterio
-from rasterio.warp import Resampling, reproject
+from rasterio.features import rasterize
 from skimage.io import imsave
 from skimage.segmentation import find_boundaries
 
@@ -28,16 +29,17 @@ TILE = "3band_013022223130_Public_img53"
 def main(out: Path) -> None:
     image, mask = RIO / "images" / f"{TILE}.tif", RIO / "masks" / f"{TILE}_buildingmask.tif"
     with tempfile.TemporaryDirectory() as tmp:
-        labels_path = Path(tmp) / "buildings.tif"
-        gigavim.segment(image, [labels_path], model="buildings-rgb")
-        with rasterio.open(image) as src, rasterio.open(labels_path) as lab, rasterio.open(mask) as m:
+        objects_path = Path(tmp) / "buildings.geojson"
+        gigavim.segment(image, [objects_path], model="buildings-rgb")
+        features = json.loads(objects_path.read_text())["features"]
+        with rasterio.open(image) as src, rasterio.open(mask) as m:
             rgb = src.read().transpose(1, 2, 0)
-            pred = np.zeros((src.height, src.width), np.uint8)
-            reproject(lab.read(1), pred, src_transform=lab.transform, src_crs=lab.crs,
-                      dst_transform=src.transform, dst_crs=src.crs, resampling=Resampling.nearest)
+            pred = rasterize([(f["geometry"], i) for i, f in enumerate(features, 1)],
+                             out_shape=(src.height, src.width), transform=src.transform, dtype="int32")
             truth = m.read(1) > 0
     rgb[find_boundaries(truth, mode="inner")] = (255, 230, 0)
-    rgb[find_boundaries(pred == 1, mode="inner")] = (230, 20, 20)
+    rgb[find_boundaries(pred, mode="inner")] = (230, 20, 20)
+    print(f"{len(features)} buildings found")
     imsave(out, rgb, check_contrast=False)
     print(f"wrote {out}")
 

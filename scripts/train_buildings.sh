@@ -1,56 +1,92 @@
 #!/usr/bin/env bash
-# Recipe of the bundled `buildings-rgb` model (building footprints on 0.5 m RGB).
+# Recipe of the bundled `buildings-rgb` model: building footprints on 0.5 m RGB as OBJECTS
+# (background / building interior / building boundary band → one id per building by marker
+# watershed, thresholds chosen on the training tiles).
 #
 # Data: SpaceNet-1 Rio de Janeiro (WorldView-2 pan-sharpened RGB, 0.5 m, CC BY-SA 4.0), the 12
 # tiles in ../shared/data/real/geo_labelled/spacenet1_rio with their building masks. Held out
 # (never trained on): img52 and img53 (95 buildings) and img61 (no buildings: water). Trained on
 # the other nine (img50, 51, 55, 57, 64 with 225 buildings; img58, 59, 60, 62 without).
-# Seeded; on the shared 2-core CPU it stops at MINUTES (the bundle then says it stopped early).
+# The masks tag 0 as nodata: every stage reads them with --label-nodata none (0 = no building).
+#
+# Five stages, seeded; on the shared 2-core CPU stages 3-5 are time-boxed (the learning rate
+# anneals by the clock, a capped run says so in its bundle), so their step counts depend on load:
+#   1-2. a two-class light-head model, 1000 steps, resumed to 1800 (the previous buildings-rgb);
+#   3.   its backbone (weights only) starts the three-class model with an FPN head (full-resolution
+#        outlines), 192-px patches, MINUTES_3;
+#   4.   the same run resumed for MINUTES_4 (a warm restart of the schedule);
+#   5.   resumed for MINUTES_5 on 256-px patches (more context) at half the peak learning rate;
+#   then scripts/tune_buildings.py picks the watershed thresholds on the TRAINING tiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${GIGAVIM_REAL_DATA:-../shared/data/real}/geo_labelled/spacenet1_rio
 WORK=${WORK:-build/models/buildings}
 OUT=${OUT:-gigavim/data/models/buildings-rgb.pt}
 MINUTES=${MINUTES:-50}
-STEPS=${STEPS:-1000}
+MINUTES_3=${MINUTES_3:-8}
+MINUTES_4=${MINUTES_4:-27}
+MINUTES_5=${MINUTES_5:-10}
 mkdir -p "$WORK"
 # One thread: on a CPU shared with other jobs, multi-threaded torch/numba steps spend most of
 # their time waiting for descheduled threads (measured: ~10x slower per step, same result).
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} NUMBA_NUM_THREADS=${NUMBA_NUM_THREADS:-1}
-# The masks are tagged nodata=0, which would make every non-building pixel "unlabelled": train on
-# untagged copies (same pixels) so 0 means "no building".
-MASKS="$WORK/masks"
-GIGAVIM_RIO="$DATA" python scripts/spacenet_masks.py "$MASKS"
-pair() { echo "$DATA/images/3band_013022223130_Public_img$1.tif:$MASKS/3band_013022223130_Public_img$1_buildingmask.tif"; }
+export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+pair() { echo "$DATA/images/3band_013022223130_Public_img$1.tif:$DATA/masks/3band_013022223130_Public_img$1_buildingmask.tif"; }
 TRAIN=(); for i in 50 51 55 57 64 58 59 60 62; do TRAIN+=("$(pair "$i")"); done
 VAL=(); for i in 52 53 61; do VAL+=(--val "$(pair "$i")"); done
+DESCRIPTION="Building footprints on 0.5 m RGB; trained on SpaceNet-1 Rio (CC BY-SA 4.0, see docs/models.md)"
 
+# 1-2. The two-class light-head model whose backbone the object model starts from.
 gigavim train "${TRAIN[@]}" "${VAL[@]}" \
-  --name buildings-rgb --classes background,building --label-mode binary --input-kind raster --gsd 0.5 \
-  --sensor "WorldView-2 pan-sharpened RGB, 8-bit" \
+  --name buildings-rgb --classes background,building --label-mode binary --label-nodata none \
+  --input-kind raster --gsd 0.5 --sensor "WorldView-2 pan-sharpened RGB, 8-bit" \
   --arch '{"backbone": {"embed_dim": 48, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 96,
            "cls_token": "none", "pos_embed_mode": "sincos"}, "head": {"kind": "light", "hidden": 32}}' \
-  --patch 96 --tile 256 --overlap 32 --batch-size 4 --steps "$STEPS" --lr 2e-3 --warmup-steps 50 \
+  --patch 96 --tile 256 --overlap 32 --batch-size 4 --steps 1000 --lr 2e-3 --warmup-steps 50 \
   --sampling balanced --colour-jitter 0.1 --val-every 1000 --seed 0 --time-limit "$MINUTES" \
-  --description "Building footprints on 0.5 m RGB; trained on SpaceNet-1 Rio (CC BY-SA 4.0, see docs/models.md)" \
-  -o "$OUT" --state "$WORK/buildings-rgb.state.pt"
+  --description "$DESCRIPTION" -o "$WORK/light.pt" --state "$WORK/light.state.pt"
+gigavim train --resume "$WORK/light.state.pt" --steps 1800 --time-limit "$MINUTES" \
+  -o "$WORK/light.pt" --state "$WORK/light-1800.state.pt"
+python - "$WORK/light.pt" "$WORK/backbone.pt" <<'PY'
+import sys
 
-# Second stage (the shipped model): continue the same run to 1800 steps. --resume restores the
-# weights, optimizer, sampler and RNG state exactly and follows the longer cosine schedule from
-# step 1000 on (a fresh 1800-step run would differ: its schedule decays more slowly earlier).
-MORE_STEPS=${MORE_STEPS:-1800}
-if [ "$MORE_STEPS" -gt "$STEPS" ]; then
-  gigavim train --resume "$WORK/buildings-rgb.state.pt" --steps "$MORE_STEPS" --time-limit "$MINUTES" \
-    -o "$OUT" --state "$WORK/buildings-rgb.more.state.pt"
-fi
+import torch
 
-# Objects, not just pixels: one GeoJSON feature per building (connected components of the
-# building class), footprints under 5 m² dropped (SpaceNet ignores footprints under 20 px).
-OUT="$OUT" python - <<'PY'
-import os
 from gigavim.models.bundle import load_bundle_file
-bundle = load_bundle_file(os.environ["OUT"])
-bundle.meta.instances = {"method": "connected-components", "object_class": "building", "min_area_m2": 5.0,
-                        "max_size_m": 100.0}
-bundle.save(os.environ["OUT"])
+
+# The backbone's weights as a checkpoint --init-backbone reads ({"model": state_dict}).
+torch.save({"model": load_bundle_file(sys.argv[1]).net.backbone.state_dict()}, sys.argv[2])
 PY
+
+# 3. The object model: background / interior / a one-pixel (0.5 m) boundary band, FPN head.
+VALS=$(for i in 52 53 61; do p=$(pair "$i"); echo "[\"${p%%:*}\", \"${p#*:}\"]"; done | paste -sd,)
+PAIRS=$(for i in 50 51 55 57 64 58 59 60 62; do p=$(pair "$i"); echo "[\"${p%%:*}\", \"${p#*:}\"]"; done | paste -sd,)
+cat > "$WORK/objects.json" <<JSON
+{
+  "name": "buildings-rgb", "classes": ["background", "building", "building-boundary"],
+  "colors": [[0, 0, 0], [230, 25, 75], [255, 225, 25]], "input_kind": "raster",
+  "label_mode": "boundary", "label_nodata": "none", "gsd_m": 0.5,
+  "sensor": "WorldView-2 pan-sharpened RGB, 8-bit",
+  "pairs": [$PAIRS], "val_pairs": [$VALS],
+  "arch": {"backbone": {"embed_dim": 48, "depth": 3, "patch_size": 4, "stride": 4, "img_size": 96,
+                        "cls_token": "none", "pos_embed_mode": "sincos"},
+           "head": {"kind": "fpn", "channels": 32}},
+  "init_backbone": "$WORK/backbone.pt",
+  "patch": 192, "tile": 256, "overlap": 32, "batch_size": 2, "steps": 5000, "lr": 0.001,
+  "warmup_steps": 20, "sampling": "foreground", "foreground_p": 0.6,
+  "augment": {"flips": true, "rotate90": true, "brightness": 0.15, "contrast": 0.15, "saturation": 0.15},
+  "val_every": 1000000, "log_every": 10, "seed": 0,
+  "description": "$DESCRIPTION"
+}
+JSON
+gigavim train --config "$WORK/objects.json" --time-limit "$MINUTES_3" \
+  -o "$WORK/objects-3.pt" --state "$WORK/objects-3.state.pt"
+# 4. More of the same run.
+gigavim train --resume "$WORK/objects-3.state.pt" --time-limit "$MINUTES_4" \
+  -o "$WORK/objects-4.pt" --state "$WORK/objects-4.state.pt"
+# 5. Larger patches, half the peak learning rate.
+gigavim train --resume "$WORK/objects-4.state.pt" --patch 256 --lr 5e-4 --time-limit "$MINUTES_5" \
+  -o "$OUT" --state "$WORK/objects-5.state.pt"
+
+# Objects: the watershed thresholds (and a 5 m² minimum area: SpaceNet ignores footprints under
+# 20 px) chosen on the training tiles; stored in the bundle, used by segment/eval.
+PYTHONPATH=scripts python scripts/tune_buildings.py "$OUT"

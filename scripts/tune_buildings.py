@@ -1,0 +1,57 @@
+"""Choose ``buildings-rgb``'s object post-processing on its TRAINING tiles and store it in the bundle.
+
+The three-class marker watershed (:func:`gigavim.instances.postprocess.instances_from_probabilities`)
+has thresholds; they are part of the model and are picked here by grid search maximising the
+pooled object F1 at IoU ≥ 0.5 (the SpaceNet score) on the tiles the model was trained on, never
+on the held-out tiles that ``eval_satellite.py`` scores.
+
+    python scripts/tune_buildings.py MODEL.pt
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+from eval_satellite import MIN_AREA_M2, TRAIN_TILES, objects, rio_images  # scripts/ is on sys.path
+
+from gigavim.instances.metrics import InstanceScores
+from gigavim.instances.settings import DEFAULT_THREE_CLASS, THREE_CLASS, instances_from_settings
+from gigavim.models.bundle import load_bundle_file
+from gigavim.train.metrics import IGNORE_LABEL
+from gigavim.train.predict import predict_probabilities
+
+GRID = {"foreground_threshold": (0.3, 0.4, 0.5, 0.6), "marker_threshold": (0.0, 0.2, 0.4, 0.6),
+        "min_marker_px": (4, 12)}
+
+
+def tune(path: str) -> dict:
+    bundle = load_bundle_file(path)
+    gsd = bundle.meta.gsd_m or 0.5
+    base = {"method": THREE_CLASS, "object_class": bundle.meta.classes[1], "interior": 1, "boundary": 2,
+            **DEFAULT_THREE_CLASS, "min_area_m2": MIN_AREA_M2, "max_size_m": 100.0}
+    base.pop("min_area_um2", None)
+    min_area_px = max(1, round(MIN_AREA_M2 / gsd**2))
+    meta = bundle.meta
+    tiles = [(predict_probabilities(bundle, rgb, tile=meta.tile, overlap=meta.overlap), lab)
+             for rgb, lab in rio_images(TRAIN_TILES, gsd).values()]
+    best, best_f1 = base, -1.0
+    for values in itertools.product(*GRID.values()):
+        trial = {**base, **dict(zip(GRID, values, strict=True))}
+        acc = InstanceScores()
+        for probs, lab in tiles:
+            acc.add(objects(lab == 1, min_area_px), instances_from_settings(probs, trial, gsd_m=gsd),
+                    ignore=lab == IGNORE_LABEL)
+        f1 = acc.result()["pooled"]["object_f1"] or 0.0
+        if f1 > best_f1:
+            best, best_f1 = trial, f1
+    bundle.meta.instances = best
+    bundle.save(path)
+    print(f"{path}: {best} (object F1 {best_f1:.3f} on the training tiles)")
+    return best
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip().splitlines()[-1].strip())
+    tune(sys.argv[1])
