@@ -36,16 +36,17 @@ FORMATS: dict[str, str] = {
 }
 
 
-def _writer(fmt: str, label_map: LabelMap) -> Writer:
+def _writer(fmt: str, label_map: LabelMap | None) -> Writer:
     """The writer of a format, imported on use so that importing ``LabelMap`` stays light.
 
     An instance model's GeoJSON holds its objects (QuPath detections), not class polygons.
+    ``label_map=None``: the format's class writer (to import it ahead of use).
     """
     if fmt == "csv":
         from gigavim.io.writers.csv_table import write_object_table
 
         return write_object_table
-    if fmt == "geojson" and label_map.instances is not None:
+    if fmt == "geojson" and label_map is not None and label_map.instances is not None:
         from gigavim.io.writers.geojson_objects import write_detections
 
         return write_detections
@@ -69,8 +70,8 @@ def preload_writers(outputs: Sequence[str | Path]) -> threading.Thread:
     def load() -> None:
         for fmt in {FORMATS.get(Path(p).suffix.lower()) for p in outputs} - {None}:
             try:
-                _writer(fmt)  # type: ignore[arg-type]
-            except Exception:
+                _writer(fmt, None)
+            except Exception:  # an import error surfaces when the output is written
                 pass
 
     thread = threading.Thread(target=load, name="gigavim-import-writers", daemon=True)

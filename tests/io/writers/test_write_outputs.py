@@ -237,3 +237,17 @@ def test_per_axis_level0_scale_reaches_every_format(tmp_path, slide_map):
         tags = tif.tags()
     assert float(tags["TIFFTAG_XRESOLUTION"]) == pytest.approx(1e4 / (0.25 * sx))
     assert float(tags["TIFFTAG_YRESOLUTION"]) == pytest.approx(1e4 / (0.25 * sy))
+
+
+def test_preload_writers_imports_the_writers_of_the_outputs(monkeypatch):
+    """``segment`` preloads the writers so dask/ome-zarr import while tiles are computed (a failed
+    preload silently put ~1.5 s of imports back after the tiles)."""
+    import sys
+
+    from gigavim.io.writers import preload_writers
+
+    for name in ("gigavim.io.writers.ome_zarr", "gigavim.io.writers.geotiff"):
+        monkeypatch.delitem(sys.modules, name)  # restored (the same module objects) afterwards
+    preload_writers(["out.ome.zarr", "out.tif"]).join()
+    assert "gigavim.io.writers.ome_zarr" in sys.modules
+    assert "gigavim.io.writers.geotiff" in sys.modules
