@@ -19,6 +19,7 @@ from skimage.transform import AffineTransform, warp
 
 from gigavim.engine.plan import Resolution
 from gigavim.io.base import ImageSource, Window
+from gigavim.io.box import box_mean
 
 _INTEGER_TOLERANCE = 1e-6
 
@@ -96,26 +97,3 @@ class TileReader:
         pixels = warp(pixels, tf, output_shape=shape, order=1, preserve_range=True, mode="edge")
         valid = warp(valid.astype(np.float32), tf, output_shape=shape, order=0, mode="constant") > 0.5
         return self._finite(pixels.astype(np.float32, copy=False), valid)
-
-
-def box_mean(a: np.ndarray, k: int) -> np.ndarray:
-    """Mean over k×k blocks of an (h·k, w·k, ...) array as float32 (no float64 copy).
-
-    The k² strided views are added one by one: ~10× faster than ``reshape(...).mean(axis=(1, 3))``
-    (numpy reduces two non-adjacent axes slowly). Integers and booleans are summed exactly in an
-    integer type, so the result equals that float32 mean bit for bit; floats sum in float32.
-    """
-    h, w = a.shape[0] // k, a.shape[1] // k
-    a = a[:h * k, :w * k]
-    if np.issubdtype(a.dtype, np.floating):
-        acc_dtype: type = np.float32
-    else:  # bool/uint8: k ≤ 16 fits uint16; anything else an int64 (exact for any k here)
-        small = a.dtype == np.bool_ or (a.dtype == np.uint8 and k <= 16)
-        acc_dtype = np.uint16 if small else np.int64
-    acc = np.zeros((h, w, *a.shape[2:]), dtype=acc_dtype)
-    for dy in range(k):
-        for dx in range(k):
-            acc += a[dy::k, dx::k]
-    out = acc if acc.dtype == np.float32 else acc.astype(np.float32)
-    out /= k * k
-    return out

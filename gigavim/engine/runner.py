@@ -48,7 +48,13 @@ def size_multiple(bundle: ModelBundle) -> int:
 
 
 class Predictor:
-    """Maps (B, h, w, bands) raw pixels to (B, K, h, w) float16 class probabilities."""
+    """Maps (B, h, w, bands) raw pixels to (B, K, h, w) float16 class probabilities.
+
+    The three steps are public so the engine can run each where it costs least on a CPU:
+    :meth:`prepare` (pad + normalise one tile, numpy) in the reader threads, :meth:`forward` (the
+    network: the only torch work) in the inference thread, :meth:`finish` (softmax, numpy) in
+    the merge thread. Calling the predictor runs all three in turn.
+    """
 
     def __init__(self, bundle: ModelBundle, device: str = "cpu") -> None:
         self.bundle = bundle
@@ -59,16 +65,34 @@ class Predictor:
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         _b, h, w, _ = pixels.shape
+        return self.finish(self.forward(self.prepare(pixels), h, w))
+
+    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+        """(..., h, w, bands) raw pixels → (..., bands, h', w') float32 network input, edge-padded
+        at the far edges to the network's size multiple (padding commutes with normalising)."""
+        h, w = pixels.shape[-3:-1]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:
-            pixels = np.pad(pixels, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
-        x = self.bundle.normalize(pixels).to(self.device)
+            pad = [(0, 0)] * (pixels.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
+            pixels = np.pad(pixels, pad, mode="edge")
+        return self.bundle.normalize_array(pixels)
+
+    def forward(self, x: np.ndarray, h: int, w: int) -> np.ndarray:
+        """(B, bands, h', w') prepared input → (B, ·, h, w) float32 for :meth:`finish`: the logits
+        on a CPU, the probabilities on a GPU (computed where the data is, one copy back)."""
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                     else nullcontext())
         with torch.inference_mode(), autocast:
-            logits = self.net(x)
-        probs = self.probabilities(logits.float())[:, :, :h, :w]
-        return probs.to(torch.float16).cpu().numpy()
+            out = self.net(torch.from_numpy(x).to(self.device)).float()
+            if self.device.type != "cpu":
+                out = self.probabilities(out)
+        return out[:, :, :h, :w].cpu().numpy()
+
+    def finish(self, out: np.ndarray) -> np.ndarray:
+        """:meth:`forward`'s output → (B, K, h, w) float16 class probabilities (numpy on a CPU)."""
+        if self.device.type == "cpu":
+            out = class_probabilities(out, self.classes, self.bundle.meta.name)
+        return out.astype(np.float16)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, K', h, w) logits → (B, K, h, w) class probabilities, as the engine stores them.
@@ -77,19 +101,49 @@ class Predictor:
         (:mod:`gigavim.engine.whole_image`) upsamples streamed logits itself and must turn them
         into probabilities exactly as tiles are (softmax over K classes, or a single binary logit
         through a sigmoid). Raises ``ModelError`` when the head's channels match neither, or when
-        a logit is NaN/inf (softmax would turn it into silent garbage)."""
+        a logit is NaN/inf (softmax would turn it into silent garbage). CPU tensors go through
+        :func:`class_probabilities` (numpy, as tile mode on a CPU), others through torch.
+        """
+        name = self.bundle.meta.name
+        if logits.device.type == "cpu":
+            return torch.from_numpy(class_probabilities(logits.numpy(), self.classes, name))
         if not bool(torch.isfinite(logits).all()):  # one reduction per batch: cheap next to the net
-            raise ModelError(f"model {self.bundle.meta.name!r} produced non-finite outputs (NaN or inf): "
-                             "its weights are damaged, or the input's pixel values are far outside "
-                             "what it was trained on (an undeclared nodata value?)")
-        k = logits.shape[1]
-        if k == self.classes:
+            raise ModelError(_non_finite(name))
+        if _check_channels(logits.shape[1], self.classes, name) == self.classes:
             return torch.softmax(logits, dim=1)
-        if k == 1 and self.classes == 2:  # a single-logit binary head
-            p = torch.sigmoid(logits)
-            return torch.cat([1 - p, p], dim=1)
-        raise ModelError(f"model {self.bundle.meta.name!r} outputs {k} channels "
-                         f"but declares {self.classes} classes")
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+
+
+def class_probabilities(logits: np.ndarray, classes: int, name: str) -> np.ndarray:
+    """(B, K', h, w) float32 logits → (B, K, h, w) float32 probabilities, with numpy.
+
+    Softmax over K = ``classes`` channels, or a single binary logit through a sigmoid; a NaN/inf
+    logit or a channel count that is neither is a :class:`ModelError` naming the model ``name``.
+    numpy runs in the calling thread (the engine's merge thread) and releases the GIL.
+    """
+    if not np.isfinite(logits).all():
+        raise ModelError(_non_finite(name))
+    k = _check_channels(logits.shape[1], classes, name)
+    if k == classes:
+        e = logits - logits.max(axis=1, keepdims=True)
+        np.exp(e, out=e)
+        e /= e.sum(axis=1, keepdims=True)
+        return e
+    with np.errstate(over="ignore"):  # exp(88+) is inf, and 1 / (1 + inf) the right 0
+        p = 1 / (1 + np.exp(-logits))
+    return np.concatenate([1 - p, p], axis=1)
+
+
+def _check_channels(k: int, classes: int, name: str) -> int:
+    if k == classes or (k == 1 and classes == 2):  # K logits, or a single-logit binary head
+        return k
+    raise ModelError(f"model {name!r} outputs {k} channels but declares {classes} classes")
+
+
+def _non_finite(name: str) -> str:
+    return (f"model {name!r} produced non-finite outputs (NaN or inf): its weights are damaged, or "
+            "the input's pixel values are far outside what it was trained on (an undeclared nodata value?)")
 
 
 def prefetched(

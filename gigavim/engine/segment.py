@@ -34,7 +34,7 @@ from gigavim.engine.runlock import RunLock
 from gigavim.engine.runner import Predictor, prefetched, resolve_device
 from gigavim.engine.workdir import WorkDir
 from gigavim.errors import InputError, ModelError, OutputError, UsageError
-from gigavim.io.base import ImageSource
+from gigavim.io.base import ImageSource, Window
 from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import check_outputs, preload_writers, write_outputs
 from gigavim.io.writers.base import LabelMap
@@ -276,21 +276,25 @@ class _Run:
         if todo:
             predictor = Predictor(self.bundle, device)
             reader = TileReader(self.src, self.res)
+
+            def read(window: Window) -> tuple[np.ndarray, np.ndarray]:  # decode, resample, normalise
+                pixels, valid = reader.read(window)
+                return predictor.prepare(pixels), valid
+
             windows = ([self.grid.tile_window(*t) for t in b] for b in todo)
-            # Three stages overlap: reader threads decode and resample the next batches, this
-            # thread runs the model, one merge thread caches tiles and blends/writes blocks
-            # (numpy, zarr and file writes release the GIL). One merge at a time, in batch order,
-            # so the work dir changes exactly as in a sequential run.
+            # Three stages overlap: reader threads decode, resample and normalise the next
+            # batches, this thread runs only the network, one merge thread turns logits into
+            # probabilities, caches tiles and blends/writes blocks (numpy, zarr and file writes
+            # release the GIL; torch's own thread pool is left to the network, since each small
+            # torch op costs a pool barrier). One merge at a time, in batch order, so the work dir
+            # changes exactly as in a sequential run.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging:
                 merge: Future[None] | None = None
-                for batch, (pixels_in, valid) in zip(todo, prefetched(windows, reader.read, workers=workers),
-                                                     strict=True):
-                    probs = predictor(pixels_in)
-                    data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
+                for batch, (x, valid) in zip(todo, prefetched(windows, read, workers=workers), strict=True):
+                    out = predictor.forward(x, *valid.shape[1:])
                     if merge is not None:
                         merge.result()  # its errors surface here (disk full → OutputError)
-                    merge = merging.submit(self.merger.add, batch, data)
-                    release_free_memory()  # freed tile buffers back to the OS: RSS stays flat
+                    merge = merging.submit(self._merge, predictor, batch, out, valid)
                     done, computed = done + len(batch), computed + len(batch)
                     pixels += valid.size
                     if progress is not None:
@@ -301,6 +305,13 @@ class _Run:
         if missing:  # a bug, not a user error: every block must be final by now
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")
         return done_before, computed
+
+    def _merge(self, predictor: Predictor, batch: list[tuple[int, int]], out: np.ndarray,
+               valid: np.ndarray) -> None:
+        """Merge thread: the batch's probabilities (+ valid) into the work dir and finished blocks."""
+        data = np.concatenate([predictor.finish(out), valid[:, None].astype(np.float16)], axis=1)
+        self.merger.add(batch, data)
+        release_free_memory()  # freed tile buffers back to the OS (RSS stays flat), off the network's thread
 
     def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle,
                   with_image: bool = False) -> LabelMap:

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 from skimage.measure import block_reduce
 from skimage.morphology import dilation, disk, remove_small_holes, remove_small_objects
 
 from gigavim.io.base import ImageSource, Window
+from gigavim.io.box import box_mean_padded
 
 OVERVIEW_SIZE = 1024
 # Saturation of glass is ~0–0.03 and of stained tissue ~0.1–0.6; Otsu's threshold is clamped to
@@ -76,8 +76,12 @@ def _reduce_blockwise(source: ImageSource, max_size: int, read, func, dtype,
         for c in range(0, out_w, step):
             h, w = min(step, out_h - r), min(step, out_w - c)
             piece = read(level, Window(r * k, c * k, h * k, w * k))
-            block = (k, k) + (1,) * (piece.ndim - 2)
-            reduced = block_reduce(piece, block, func=func) if k > 1 else piece
+            if k == 1:
+                reduced = piece
+            elif func is np.mean:  # the overview: a box filter, ~10× faster than block_reduce's
+                reduced = box_mean_padded(piece, k)
+            else:
+                reduced = block_reduce(piece, (k, k) + (1,) * (piece.ndim - 2), func=func)
             if out is None:
                 out = np.empty((out_h, out_w, *reduced.shape[2:]), dtype=dtype)
             out[r:r + h, c:c + w] = reduced
@@ -129,7 +133,7 @@ def tissue_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMas
     overview, ds = read_overview(source, max_size)
     rgb = overview[..., :3] if overview.shape[-1] >= 3 else np.repeat(overview[..., :1], 3, axis=-1)
     scale = 255.0 if np.dtype(source.dtype) == np.uint8 else max(float(np.nanmax(rgb)), 1e-6)
-    saturation = rgb2hsv(np.clip(np.nan_to_num(rgb / scale), 0, 1))[..., 1]
+    saturation = _saturation(np.clip(np.nan_to_num(rgb / scale), 0, 1))
     threshold = SATURATION_RANGE[0]
     if saturation.max() > saturation.min():
         threshold = float(np.clip(threshold_otsu(saturation), *SATURATION_RANGE))
@@ -139,6 +143,15 @@ def tissue_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMas
     mask = remove_small_holes(mask, max_size=speck)
     mask = dilation(mask, disk(max(1, round(max(mask.shape) / 256))))
     return LowResMask(mask, ds, overview)
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation, (max − min) / max per pixel (0 for black), as ``rgb2hsv(rgb)[..., 1]``
+    computes it, without the hue and value channels (5× faster)."""
+    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    out = np.zeros_like(high)
+    np.divide(high - low, high, out=out, where=high > 0)
+    return out
 
 
 def foreground_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMask:

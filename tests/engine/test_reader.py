@@ -99,7 +99,7 @@ def test_a_working_pixel_half_over_the_edge_keeps_its_data(gsd_m: float) -> None
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.bool_, np.float32])
 def test_box_mean_equals_numpys_float32_mean_of_each_block(k: int, dtype: type) -> None:
     """The fast strided sum gives numpy's float32 block mean bit for bit (integers exactly)."""
-    from gigavim.engine.reader import box_mean
+    from gigavim.io.box import box_mean
 
     rng = np.random.default_rng(k)
     a = (rng.random((3 * k, 5 * k, 2)) * (1 if dtype in (np.bool_, np.float32) else 255 * k)).astype(dtype)

@@ -35,3 +35,37 @@ def test_a_single_binary_logit_becomes_background_and_foreground() -> None:
 def test_channels_that_match_no_class_count_name_the_model() -> None:
     with pytest.raises(ModelError, match="'probe' outputs 4 channels but declares 3 classes"):
         _predictor(3, 4).probabilities(torch.zeros(1, 4, 2, 2))
+
+
+def test_prepared_tiles_equal_the_torch_normalisation_bit_for_bit() -> None:
+    """Reader threads normalise with numpy; the values are those of the torch formula, padded."""
+    import numpy as np
+
+    meta = ModelMeta(name="probe", classes=["a", "b"], colors=[(0, 0, 0), (1, 1, 1)],
+                     arch={"size_multiple": 8}, trained=False, mean=(0.1, 0.5, 0.9), std=(0.3, 0.7, 0.2))
+    predictor = Predictor(ModelBundle(nn.Conv2d(3, 2, 1), meta))
+    raw = np.random.default_rng(0).integers(0, 256, (2, 13, 10, 3)).astype(np.float32)
+    raw[0, 0, 0, 1] = np.nan
+    offset, scale = (torch.from_numpy(a)[None, :, None, None] for a in meta.contract().offset_scale())
+    x = torch.from_numpy(np.ascontiguousarray(raw.transpose(0, 3, 1, 2)))
+    want = (torch.nan_to_num((x - offset) * scale, nan=0.0) - torch.tensor(meta.mean)[None, :, None, None]) \
+        / torch.tensor(meta.std)[None, :, None, None]
+    got = predictor.prepare(raw)
+    assert got.shape == (2, 3, 16, 16)  # edge-padded to the size multiple
+    assert torch.equal(torch.from_numpy(got[:, :, :13, :10].copy()), want)
+    assert np.array_equal(got[:, :, 13:, :10], np.repeat(got[:, :, 12:13, :10], 3, axis=2))
+
+
+def test_the_three_steps_equal_one_call_and_refuse_nan_logits() -> None:
+    import numpy as np
+
+    predictor = _predictor(2, 2)
+    raw = np.random.default_rng(1).integers(0, 256, (3, 6, 7, 3)).astype(np.uint8)
+    staged = predictor.finish(predictor.forward(predictor.prepare(raw), 6, 7))
+    assert staged.dtype == np.float16 and staged.shape == (3, 2, 6, 7)
+    assert np.array_equal(staged, predictor(raw))
+    with torch.inference_mode():
+        want = torch.softmax(predictor.net(predictor.bundle.normalize(raw)), 1).half().numpy()
+    assert np.abs(staged.astype(np.float32) - want).max() <= 1e-3
+    with pytest.raises(ModelError, match="'probe' produced non-finite outputs"):
+        predictor.finish(np.array([[[[np.nan]], [[0.0]]]], np.float32))

@@ -52,3 +52,20 @@ def test_nodata_mask_on_a_landsat_scene(real_data) -> None:
 def test_float_nan_pixels_are_not_valid(real_data) -> None:
     src = open_image(real_data / "geo" / "float_nan.tif")
     assert valid_mask(src).mask.sum() == 5  # 3×2 with one NaN
+
+
+def test_overview_box_filter_and_saturation_equal_skimages() -> None:
+    """The fast overview (padded box mean) and saturation give skimage's block_reduce / rgb2hsv."""
+    from skimage.color import rgb2hsv
+    from skimage.measure import block_reduce
+
+    from gigavim.io.box import box_mean_padded
+    from gigavim.io.masks import _saturation
+
+    rgb = np.random.default_rng(3).integers(0, 256, (31, 23, 3)).astype(np.uint8)
+    rgb[0, 0] = 0  # black: saturation 0
+    for k in (2, 3, 5):
+        np.testing.assert_allclose(box_mean_padded(rgb, k), block_reduce(rgb, (k, k, 1), np.mean),
+                                   rtol=1e-6)
+    unit = rgb / 255.0
+    np.testing.assert_allclose(_saturation(unit), rgb2hsv(unit)[..., 1], atol=1e-12)

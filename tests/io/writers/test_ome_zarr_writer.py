@@ -50,6 +50,9 @@ def test_labels_pyramid_metadata_and_values(tmp_path, slide_map):
     root = nodes[out.name]
     assert any(isinstance(spec, Multiscales) for spec in root.specs)
     assert root.data[0].shape == labels.shape
+    stored = zarr.open_group(str(out), mode="r")
+    for level, datum in enumerate(root.data):  # without --with-image: the class ids, level by level
+        np.testing.assert_array_equal(np.asarray(datum), stored[f"labels/{LABELS_NAME}/{level}"][:])
 
     attrs = zarr.open_group(str(out), mode="r").attrs["gigavim"]
     assert attrs["model"] == {"name": "tiny", "version": "1", "trained": False}
