@@ -8,6 +8,7 @@ exactly the tile, padded at its far edges to the size multiple the architecture 
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -153,22 +154,50 @@ def prefetched(
     workers: int = 2,
     ahead: int = 2,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (pixels (B,h,w,bands), valid (B,h,w)) per batch, reading ``ahead`` batches early."""
-    pending: deque[list[Future[TileRead]]] = deque()
+    """Yield (pixels (B,h,w,bands), valid (B,h,w)) per batch, reading ``ahead`` batches early.
+
+    Each reader thread copies its tile into the batch's arrays itself, so the consuming thread
+    (the network's) gets the batch without a stacking copy of its own."""
+    pending: deque[tuple[_Batch, list[Future[None]]]] = deque()
     it = iter(batches)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gigavim-read") as pool:
         try:
             while True:
                 while len(pending) <= ahead:
-                    batch = next(it, None)
-                    if batch is None:
+                    windows = next(it, None)
+                    if windows is None:
                         break
-                    pending.append([pool.submit(read, win) for win in batch])
+                    batch = _Batch(len(windows))
+                    pending.append((batch, [pool.submit(batch.fill, i, read, win)
+                                            for i, win in enumerate(windows)]))
                 if not pending:
                     return
-                reads = [f.result() for f in pending.popleft()]
-                yield np.stack([r[0] for r in reads]), np.stack([r[1] for r in reads])
+                batch, futures = pending.popleft()
+                for f in futures:
+                    f.result()
+                assert batch.pixels is not None and batch.valid is not None
+                yield batch.pixels, batch.valid
         finally:
-            for futures in pending:
+            for _, futures in pending:
                 for f in futures:
                     f.cancel()
+
+
+class _Batch:
+    """One batch's arrays, allocated by the first tile read and filled slot by slot by readers."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pixels: np.ndarray | None = None
+        self.valid: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def fill(self, i: int, read: Callable[[Window], TileRead], window: Window) -> None:
+        pixels, valid = read(window)
+        with self._lock:
+            if self.pixels is None:
+                self.pixels = np.empty((self.size, *pixels.shape), pixels.dtype)
+                self.valid = np.empty((self.size, *valid.shape), valid.dtype)
+        assert self.valid is not None
+        self.pixels[i] = pixels
+        self.valid[i] = valid
