@@ -7,7 +7,7 @@ import json
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, context_option
+from gigavim.cli._options import Context, bands_option, context_option
 from gigavim.errors import UsageError
 
 
@@ -26,6 +26,7 @@ def eval_cmd(
         None, "--instances/--no-instances",
         help="Score objects (AJI, PQ, object F1) from instance-id masks; default: when the model "
              "says how it makes objects."),
+    bands: str | None = bands_option(),
     json_out: bool = typer.Option(False, "--json", help="Print all numbers as JSON."),
 ) -> None:
     """Evaluate a model on images with ground-truth masks, per image and overall."""
@@ -40,13 +41,13 @@ def eval_cmd(
         from gigavim import open_image
 
         with open_image(parsed[0][0]) as src:
-            kind, bands, gsd_m = src.kind, src.bands, src.gsd_m
-        bundle = load_model(None, input_kind=kind, bands=bands, gsd_m=gsd_m)
+            kind, band_count, gsd_m = src.kind, src.bands, src.gsd_m
+        bundle = load_model(None, input_kind=kind, bands=band_count, gsd_m=gsd_m)
     else:
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
                       device=device, context=context.value, instances=instances,
-                      label_nodata=label_nodata)  # type: ignore[arg-type]
+                      label_nodata=label_nodata, bands=bands)  # type: ignore[arg-type]
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return

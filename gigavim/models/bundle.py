@@ -134,19 +134,6 @@ class ModelBundle:
         return path
 
 
-def check_bands(path: str | Path, have: int, meta: ModelMeta) -> None:
-    """Refuse, before any work, an image whose band count is not the model's (none is repeated or
-    dropped silently). One line naming the file, its band count, the model and what it expects,
-    e.g. ``scene.tif: has 2 bands but model 'land-water' expects 3 (red, green, blue)``.
-    ``gigavim segment`` also checks band kinds and takes an explicit ``--bands`` mapping
-    (:mod:`gigavim.engine.bands`).
-    """
-    if have == meta.bands:
-        return
-    raise ModelError(f"{path}: has {have} band{'s' if have != 1 else ''} but model {meta.name!r} "
-                     f"expects {meta.bands} ({', '.join(meta.contract().bands)})")
-
-
 def load_bundle_file(path: str | Path, map_location: str | torch.device = "cpu") -> ModelBundle:
     """Load a bundle written by :meth:`ModelBundle.save`, safely (no arbitrary unpickling)."""
     from gigavim.models.factory import build_segmenter

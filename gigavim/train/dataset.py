@@ -98,10 +98,11 @@ def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: flo
                      gsd_m: float | None = None, image_mpp: float | None = None,
                      mode: LabelMode = "binary", value_map: Mapping[int, int] | None = None,
                      class_names: list[str] | None = None, boundary_um: float | None = None,
-                     label_nodata: LabelNodata = "tag") -> TrainImage:
+                     label_nodata: LabelNodata = "tag", bands: list[int] | None = None) -> TrainImage:
     """An image (read lazily) and its labels on the working grid ``segment`` would use.
 
-    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles). The returned
+    ``image_mpp`` supplies the µm/px of images that do not record one (PNG tiles); ``bands``
+    (0-based) picks and orders the bands read, as ``segment --bands`` does. The returned
     image is a :class:`WorkingImage` holding the file open; call :meth:`TrainImage.close` when
     done with it.
     """
@@ -111,6 +112,10 @@ def load_train_image(image_path: str | Path, label_path: str | Path, *, mpp: flo
     try:
         if image_mpp is not None and not source.mpp:
             source.mpp = image_mpp
+        if bands is not None:
+            from gigavim.engine.bands import BandView
+
+            source = BandView(source, bands)
         res = training_resolution(source, mpp, gsd_m)
         labels = load_label_map(source, label_path, resolution=res, mode=mode, value_map=value_map,
                                 class_names=class_names, boundary_um=boundary_um, label_nodata=label_nodata)

@@ -1,6 +1,8 @@
 """``gigavim eval``: a model against ground-truth masks, per image and overall.
 
-Every image's band count is checked against the model first (one line naming the file). Each
+Every image's bands are checked against the model's input contract first, by the same code as
+``segment`` (:func:`gigavim.engine.bands.match_bands`: one line naming the file, or an explicit
+``bands`` mapping). Each
 image is then read on the working grid ``segment`` uses for the model's resolution (window by
 window, resampled by the engine's ``TileReader``), predicted with the in-memory tiled predictor
 and compared with its mask put onto the same grid.
@@ -16,16 +18,16 @@ background, per image, as the mean over images and pooled over all objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gigavim.errors import UsageError
-from gigavim.models.bundle import ModelBundle, check_bands
+from gigavim.models.bundle import ModelBundle, ModelMeta
 from gigavim.models.streaming import check_streamable
-from gigavim.train.dataset import image_bands, load_train_image
+from gigavim.train.dataset import load_train_image
 from gigavim.train.labels import LabelNodata, check_class_ids
 from gigavim.train.metrics import IGNORE_LABEL, confusion_matrix, scores
 from gigavim.train.predict import predict_probabilities
@@ -64,8 +66,12 @@ def label_mode(k: int, objects: dict[str, Any] | None) -> str:
 def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: float | None = None,
              value_map: Mapping[int, int] | None = None, device: str = "cpu", context: str = "tile",
              on_image: Callable[[dict[str, Any]], None] | None = None,
-             instances: bool | None = None, label_nodata: LabelNodata = "tag") -> dict[str, Any]:
+             instances: bool | None = None, label_nodata: LabelNodata = "tag",
+             bands: str | Sequence[int | str] | None = None) -> dict[str, Any]:
     """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`).
+
+    ``bands``: as ``segment --bands`` (the same check and mapping: an image whose bands differ
+    from the model's input contract is refused without it, before any image is read).
 
     ``context`` as in ``segment``: "tile" (the bundle's tile/overlap) or "image" (each image as
     one sequence; a model that cannot stream is refused before any image is read).
@@ -84,14 +90,13 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
     mode = label_mode(k, objects)
     if context == "image":
         check_streamable(bundle.net, meta.name)
-    for image_path, *_ in pairs:  # every image, before any is read
-        check_bands(image_path, image_bands(image_path), meta)
+    picked = [model_bands(image_path, meta, bands) for image_path, *_ in pairs]  # before any is read
     total = np.zeros((k, k), dtype=np.int64)
     object_scores = InstanceScores()
     object_pixels = np.zeros((2, 2), dtype=np.int64)
     per_image = []
-    for image_path, mask_path, *own_mpp in pairs:
-        im = load_train_image(image_path, mask_path, mpp=meta.mpp, gsd_m=meta.gsd_m,
+    for (image_path, mask_path, *own_mpp), image_bands in zip(pairs, picked, strict=True):
+        im = load_train_image(image_path, mask_path, bands=image_bands, mpp=meta.mpp, gsd_m=meta.gsd_m,
                               image_mpp=float(own_mpp[0]) if own_mpp else image_mpp, mode=mode,  # type: ignore[arg-type]
                               value_map=None if objects else value_map, class_names=meta.classes,
                               boundary_um=(objects or {}).get("boundary_um"), label_nodata=label_nodata)
@@ -121,6 +126,18 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
                                 "objects": scores(object_pixels, ["background", _object_name(objects)])}
     return {"model": meta.name, "context": context, "classes": list(meta.classes), "images": per_image,
             "overall": overall}
+
+
+def model_bands(image_path: str | Path, meta: ModelMeta,
+                bands: str | Sequence[int | str] | None) -> list[int] | None:
+    """``segment``'s band check and ``--bands`` mapping for one image (headers only): the
+    0-based bands the model reads, or ``None`` for the image's own bands as they are."""
+    from gigavim import open_image
+    from gigavim.engine.bands import match_bands
+
+    with open_image(image_path) as src:
+        _, check = match_bands(src, meta, bands)
+    return [b - 1 for b in check.bands] if check.mapped else None
 
 
 def _object_name(objects: dict[str, Any]) -> str:

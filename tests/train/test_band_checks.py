@@ -52,18 +52,50 @@ def test_eval_names_the_file_its_bands_and_the_model_before_reading_any_image(
     scene, mask = two_band_scene(tmp_path)
     with pytest.raises(ModelError) as err:
         evaluate(tiny_bundle(), [rgb_tile(tmp_path), (scene, mask)])
-    assert str(err.value).startswith(f"{scene}: has 2 bands but model 'tiny-conv' expects 3 "
-                                     "(red, green, blue)")
+    assert str(err.value).startswith(f"{scene}: has 2 bands (gray, undefined) but model 'tiny-conv' "
+                                     "wants 3 bands (red, green, blue)")
     assert loaded == []  # the good first image was not even read: the check comes first
 
 
-def test_eval_cli_band_mismatch_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    scene, mask = two_band_scene(tmp_path)
-    code = main(["eval", "--model", "land-water", f"{scene}:{mask}"])
+def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(args)
     err = capsys.readouterr().err
-    assert code != 0 and "Traceback" not in err
-    assert f"{scene}: has 2 bands but model 'land-water' expects 3 (red, green, blue)" in err
-    assert len(err.strip().splitlines()) == 1
+    assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    return err.strip()
+
+
+def test_eval_and_segment_refuse_a_band_mismatch_with_the_same_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene, mask = two_band_scene(tmp_path)
+    by_eval = _cli_error(["eval", "--model", "land-water", f"{scene}:{mask}"], capsys)
+    by_segment = _cli_error(["segment", scene, "--model", "land-water", "-o", str(tmp_path / "o.tif")],
+                            capsys)
+    assert by_eval == by_segment
+    assert f"{scene}: has 2 bands (gray, undefined) but model 'land-water' wants 3 bands " in by_eval
+    # and the same --bands mistakes
+    args = ["--model", "land-water", "--bands", "1,2"]
+    assert (_cli_error(["eval", *args, f"{scene}:{mask}"], capsys)
+            == _cli_error(["segment", scene, *args, "-o", str(tmp_path / "o.tif")], capsys))
+
+
+def test_eval_maps_bands_like_segment(tmp_path: Path) -> None:
+    """A 4-band scene (blue, green, red, nir) scored with --bands 3,2,1 scores exactly like the
+    same pixels saved as an RGB scene."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (3, 32, 40), dtype=np.uint8)
+    profile = {"driver": "GTiff", "width": 40, "height": 32, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": Affine(10, 0, 500_000, 0, -10, 5_000_000)}
+    with rasterio.open(tmp_path / "rgb.tif", "w", count=3, **profile) as ds:
+        ds.write(rgb)
+    with rasterio.open(tmp_path / "bgrn.tif", "w", count=4, photometric="MINISBLACK", **profile) as ds:
+        ds.write(np.concatenate([rgb[::-1], rgb[:1] // 2]))
+    _, mask = two_band_scene(tmp_path)
+    bundle = tiny_bundle()
+    with pytest.raises(ModelError, match="wants 3 bands"):
+        evaluate(bundle, [(str(tmp_path / "bgrn.tif"), mask)])
+    mapped = evaluate(bundle, [(str(tmp_path / "bgrn.tif"), mask)], bands="3,2,1")
+    plain = evaluate(bundle, [(str(tmp_path / "rgb.tif"), mask)])
+    assert mapped["overall"]["confusion_matrix"] == plain["overall"]["confusion_matrix"]
 
 
 def test_training_images_with_different_bands_are_refused_before_loading(
