@@ -138,23 +138,25 @@ def _lonlat_map(slide_map, crs: str) -> LabelMap:
                      transform=Affine(0.01, 0, -75.0, 0, -0.01, 45.0))
 
 
-def test_lonlat_rasters_are_rfc7946_without_a_crs_member(tmp_path, slide_map):
-    out = tmp_path / "wgs84.geojson"
-    write_outputs(_lonlat_map(slide_map, "EPSG:4326"), [out])
+def _lonlat_block(tmp_path, slide_map, crs: str):
+    """The class-1 polygon of :func:`_lonlat_map` written as GeoJSON: RFC 7946 (no ``crs``)."""
+    out = tmp_path / "lonlat.geojson"
+    write_outputs(_lonlat_map(slide_map, crs), [out])
     collection = load(out)
     assert "crs" not in collection
     [block] = by_class(collection["features"])[1]
+    return block
+
+
+def test_lonlat_rasters_are_rfc7946_without_a_crs_member(tmp_path, slide_map):
+    block = _lonlat_block(tmp_path, slide_map, "EPSG:4326")
     assert block.bounds == pytest.approx((-74.95, 44.8, -74.75, 44.9))  # (lon, lat), x first
 
 
 def test_another_datum_is_reprojected_to_crs84(tmp_path, slide_map):
     from rasterio.warp import transform
 
-    out = tmp_path / "nad27.geojson"
-    write_outputs(_lonlat_map(slide_map, "EPSG:4267"), [out])
-    collection = load(out)
-    assert "crs" not in collection
-    [block] = by_class(collection["features"])[1]
+    block = _lonlat_block(tmp_path, slide_map, "EPSG:4267")
     expected = tuple(v[0] for v in transform("EPSG:4267", "EPSG:4326", [-74.95], [44.9]))
     assert (-74.95, 44.9) != pytest.approx(expected, abs=1e-5)  # NAD27 → WGS 84 moves it
     corner = min(block.exterior.coords, key=lambda c: np.hypot(c[0] - expected[0], c[1] - expected[1]))
