@@ -42,7 +42,7 @@ def test_fused_path_is_what_inference_runs(monkeypatch):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("dim,length", [(6, 37), (20, 1), (33, 150)])  # groups of 16: ragged last group
+@pytest.mark.parametrize("dim,length", [(6, 37), (20, 1), (33, 150), (131, 40)])  # ragged groups and blocks
 @pytest.mark.parametrize("softplus", [True, False])
 def test_fused_scan_matches_reference_float64(reverse, dim, length, softplus):
     x = scan_inputs(dim=dim, d_state=5, length=length, seed=dim)
