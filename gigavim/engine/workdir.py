@@ -90,17 +90,26 @@ class WorkDir:
     # -- output arrays ----------------------------------------------------------------------
     def label_arrays(self, grid: TileGrid, classes: int, fill_label: int, *, probabilities: bool,
                      create: bool) -> tuple[zarr.Array, zarr.Array | None]:
-        """labels (H, W) uint8 and optional probabilities (K, H, W) uint8, chunked by block."""
+        """labels (H, W) uint8 and optional probabilities (K, H, W) uint8, chunked by block.
+
+        A run interrupted after its settings were written but before these arrays existed
+        has merged nothing yet, so resuming it simply creates them."""
         if not create:
-            labels = zarr.open_array(self.path / "labels.zarr", mode="r+")
-            probs = zarr.open_array(self.path / "probabilities.zarr", mode="r+") if probabilities else None
-            return labels, probs
+            try:
+                labels = zarr.open_array(self.path / "labels.zarr", mode="r+")
+                probs = (zarr.open_array(self.path / "probabilities.zarr", mode="r+")
+                         if probabilities else None)
+                return labels, probs
+            except FileNotFoundError:
+                if any(self.tiles.glob("*.npy")):
+                    raise
         labels = zarr.create_array(self.path / "labels.zarr", shape=grid.shape, dtype="uint8",
-                                   chunks=grid.block_shape, fill_value=fill_label)
+                                   chunks=grid.block_shape, fill_value=fill_label, overwrite=True)
         probs = None
         if probabilities:
             probs = zarr.create_array(self.path / "probabilities.zarr", shape=(classes, *grid.shape),
-                                      dtype="uint8", chunks=(classes, *grid.block_shape), fill_value=0)
+                                      dtype="uint8", chunks=(classes, *grid.block_shape), fill_value=0,
+                                      overwrite=True)
         return labels, probs
 
     # -- finished tiles ---------------------------------------------------------------------

@@ -276,6 +276,27 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, where:
     assert resumed.foreground_fraction == fresh.foreground_fraction
 
 
+def test_a_run_stopped_before_its_arrays_existed_resumes(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between writing the work dir's settings and creating its arrays: --resume starts
+    the arrays afresh (nothing was merged yet) instead of a FileNotFoundError traceback."""
+    kwargs = dict(model=tiny_bundle(), level=0, tile=128, overlap=32, probabilities=True)
+    create = WorkDir.label_arrays
+
+    def interrupted(self, *args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(WorkDir, "label_arrays", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        segment(FunctionSource(300, 260, blobs), [tmp_path / "a.zarr"], **kwargs)
+    monkeypatch.setattr(WorkDir, "label_arrays", create)
+    resumed = segment(FunctionSource(300, 260, blobs), [tmp_path / "a.zarr"], resume=True, **kwargs)
+    segment(FunctionSource(300, 260, blobs), [tmp_path / "b.zarr"], **kwargs)
+    assert resumed.resumed and resumed.tiles_computed == resumed.tiles_foreground
+    for got, want in zip(_ome(tmp_path / "a.zarr")[:2], _ome(tmp_path / "b.zarr")[:2]):
+        np.testing.assert_array_equal(got, want)
+
+
 # -- memory ---------------------------------------------------------------------------------
 def _streaming_bytes(tmp_path: Path, side: int, monkeypatch: pytest.MonkeyPatch) -> int:
     """Peak bytes numpy/Python allocated after the (fixed-size) tissue mask, writers included."""
