@@ -293,7 +293,7 @@ def test_a_run_stopped_before_its_arrays_existed_resumes(tmp_path: Path,
     resumed = segment(FunctionSource(300, 260, blobs), [tmp_path / "a.zarr"], resume=True, **kwargs)
     segment(FunctionSource(300, 260, blobs), [tmp_path / "b.zarr"], **kwargs)
     assert resumed.resumed and resumed.tiles_computed == resumed.tiles_foreground
-    for got, want in zip(_ome(tmp_path / "a.zarr")[:2], _ome(tmp_path / "b.zarr")[:2]):
+    for got, want in zip(_ome(tmp_path / "a.zarr")[:2], _ome(tmp_path / "b.zarr")[:2], strict=True):
         np.testing.assert_array_equal(got, want)
 
 
