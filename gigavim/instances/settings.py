@@ -56,18 +56,17 @@ def instances_from_settings(probs: np.ndarray, settings: dict[str, Any], *, mpp:
     ``classes`` (the model's) find the object class of a connected-components model by name."""
     method = settings.get("method")
     area = min_area_px(settings, mpp, gsd_m)
+    # what both interior/boundary methods read the same way
+    common = dict(interior=int(settings.get("interior", 1)), boundary=int(settings.get("boundary", 2)),
+                  foreground_threshold=float(settings.get("foreground_threshold", 0.5)), min_area_px=area)
     if method == THREE_CLASS:
         return instances_from_probabilities(
-            probs, interior=int(settings.get("interior", 1)), boundary=int(settings.get("boundary", 2)),
-            foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
-            marker_threshold=float(settings.get("marker_threshold", 0.5)),
-            min_marker_px=int(settings.get("min_marker_px", 4)), min_area_px=area)
+            probs, marker_threshold=float(settings.get("marker_threshold", 0.5)),
+            min_marker_px=int(settings.get("min_marker_px", 4)), **common)
     if method == DISTANCE:
         return instances_from_distance(
-            probs, interior=int(settings.get("interior", 1)), boundary=int(settings.get("boundary", 2)),
-            foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
-            marker_height_px=float(settings.get("marker_height_px", 0.5)),
-            boundary_weight=float(settings.get("boundary_weight", 1.0)), min_area_px=area)
+            probs, marker_height_px=float(settings.get("marker_height_px", 0.5)),
+            boundary_weight=float(settings.get("boundary_weight", 1.0)), **common)
     if method == COMPONENTS:
         names = [c.lower() for c in classes or []]
         name = str(settings.get("object_class", "")).lower()
