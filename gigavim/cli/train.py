@@ -106,6 +106,9 @@ def train(
                                    show_default=f"{BACKBONE_DEFAULTS['patch_size']} (Vim-tiny)"),
     arch: str = typer.Option(None, help='Architecture JSON: {"backbone": {...}, "head": {...}}.'),
     init_backbone: Path = typer.Option(None, help="Official hustvl/Vim checkpoint to start from."),
+    init_model: Path = typer.Option(
+        None, help="Model bundle (.pt) whose weights start the run (fine-tuning): its architecture "
+                   "replaces --arch; the classes must be as many."),
     patch: int = typer.Option(None, help="Training patch size in pixels.", show_default=_default("patch")),
     tile: int = typer.Option(None, help="Inference tile size stored in the model (pixels).",
                              show_default=_default("tile")),
@@ -171,6 +174,7 @@ def train(
         "val_pairs": [list(parse_pair(p)) for p in val] if val else None,
         "val_fraction": val_fraction, "val_gap": val_gap, "mpp": mpp, "gsd_m": gsd, "image_mpp": image_mpp,
         "input_kind": input_kind, "init_backbone": str(init_backbone) if init_backbone else None,
+        "init_model": str(init_model) if init_model else None,
         "patch": patch, "tile": tile, "overlap": overlap, "batch_size": batch_size, "steps": steps, "lr": lr,
         "weight_decay": weight_decay, "warmup_steps": warmup_steps, "sampling": sampling,
         "class_weights": parse_class_weights(class_weights),

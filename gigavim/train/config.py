@@ -73,6 +73,7 @@ class TrainConfig:
     model_resolution: str = "training"  # or "native": the model runs at the input's own pixels
     arch: dict[str, Any] = field(default_factory=dict)
     init_backbone: str | None = None
+    init_model: str | None = None  # a model bundle whose weights (backbone and head) start the run
     patch: int = 128
     batch_size: int = 8
     steps: int = 500

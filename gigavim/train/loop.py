@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from gigavim.errors import InputError, OutputError, UsageError
 from gigavim.io.writers.atomic import check_writable
-from gigavim.models.bundle import ModelBundle, ModelMeta, load_tagged
+from gigavim.models.bundle import ModelBundle, ModelMeta, load_bundle_file, load_tagged
 from gigavim.train.augment import augment_batch
 from gigavim.train.config import TrainConfig
 from gigavim.train.contract import training_contract
@@ -193,10 +193,14 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
     """A fresh (or resumed) bundle: network from the arch, normalisation from the training pixels."""
     from gigavim.models.factory import build_segmenter
 
+    start = init_model(cfg) if resumed is None else None
     if resumed is not None:
         meta = ModelMeta.from_dict(resumed["meta"])
     else:
         bands = images[0].image.shape[-1]
+        if start is not None and start.meta.bands != bands:
+            raise UsageError(f"{cfg.init_model}: the model takes {start.meta.bands} bands, "
+                             f"the training images have {bands}")
         contract = training_contract(images, names=cfg.band_names, sensor=cfg.sensor,
                                      scaling=cfg.scaling, scale=cfg.scale)
         offset, per_band_scale = contract.offset_scale()
@@ -205,7 +209,7 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
         fixed = contract.scaling["method"] == "fixed"
         scale = contract.scaling["scale"] if fixed else 1.0 / value_range(images)
         meta = ModelMeta(name=cfg.name, classes=list(cfg.classes), colors=list(cfg.colors or []),
-                         arch=model_arch(cfg, bands), task=cfg.task,
+                         arch=start.meta.arch if start else model_arch(cfg, bands), task=cfg.task,
                          input_kind=cfg.input_kind,  # type: ignore[arg-type]
                          bands=bands, input_scale=scale, mean=mean, std=std,
                          input_contract=contract.to_dict(),
@@ -219,7 +223,23 @@ def build_bundle(cfg: TrainConfig, images: list[TrainImage], resumed: dict[str, 
         raise UsageError(f"invalid architecture options {meta.arch}: {exc}") from exc
     if resumed is not None:
         net.load_state_dict(resumed["model"])
+    elif start is not None:
+        net.load_state_dict(start.net.state_dict())
     return ModelBundle(net=net, meta=meta)
+
+
+def init_model(cfg: TrainConfig) -> ModelBundle | None:
+    """The bundle named by ``init_model`` (fine-tuning starts from all its weights), checked
+    against the run: as many classes, and no conflicting backbone options."""
+    if not cfg.init_model:
+        return None
+    if cfg.init_backbone:
+        raise UsageError("give --init-model or --init-backbone, not both")
+    start = load_bundle_file(cfg.init_model)
+    if start.num_classes != len(cfg.classes):
+        raise UsageError(f"{cfg.init_model}: the model has {start.num_classes} classes "
+                         f"({', '.join(start.meta.classes)}), the run {len(cfg.classes)}")
+    return start
 
 
 def evaluate_images(bundle: ModelBundle, images: list[TrainImage], cfg: TrainConfig,

@@ -116,6 +116,25 @@ def test_backbone_initialised_from_an_official_checkpoint(tmp_path: Path) -> Non
     assert load_model(cfg.out).meta.training["config"]["init_backbone"] == str(ckpt)
 
 
+def test_fine_tuning_starts_from_a_bundles_weights(trained: tuple[Path, TrainConfig], tmp_path: Path) -> None:
+    """``init_model``: every weight (backbone and head) and the architecture come from the bundle
+    (a run with a different --arch still gets the bundle's); a class-count mismatch is one line."""
+    _, cfg = trained
+    start = load_model(cfg.out).net.state_dict()
+    other_arch = {"backbone": {**TINY_ARCH["backbone"], "embed_dim": 8}, "head": {"kind": "light"}}
+    tuned = tiny_config(tmp_path, init_model=cfg.out, arch=other_arch, steps=1, lr=1e-12, weight_decay=0.0,
+                        val_pairs=[], out=str(tmp_path / "tuned.pt"))
+    train(tuned)
+    weights = load_model(tuned.out).net.state_dict()
+    assert weights.keys() == start.keys()
+    for key in start:
+        torch.testing.assert_close(weights[key], start[key], rtol=1e-5, atol=1e-6)
+    three = tiny_config(tmp_path, init_model=cfg.out, classes=["background", "square", "edge"],
+                        label_mode="boundary", val_pairs=[], out=str(tmp_path / "three.pt"))
+    with pytest.raises(UsageError, match=r"model\.pt: the model has 2 classes .* the run 3"):
+        train(three)
+
+
 def test_label_values_beyond_the_classes_are_one_clear_error(tmp_path: Path) -> None:
     """A "values" label of 3 for a 2-class model must name the file, not crash cross-entropy."""
     image, label = write_squares(tmp_path, "many", 0)  # instance ids 1..6 kept as values
