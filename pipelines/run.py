@@ -56,7 +56,7 @@ def run_batch(
     started = time.perf_counter()
     kwargs = _check_segment_kwargs(segment_kwargs or {})
     if model is not None:
-        _check_model(model, context=kwargs.get("context", "tile"))
+        _check_model(model, context=kwargs.get("context", "tile"), tta=kwargs.get("tta"))
     suffixes = format_suffixes(formats)
     out_dir = _prepare_out_dir(Path(out_dir))
     sources = [p for p in expand_inputs([inputs] if isinstance(inputs, (str, Path)) else inputs)
@@ -158,13 +158,18 @@ def _check_segment_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(kwargs)
 
 
-def _check_model(model: str | Path, *, context: str) -> None:
-    """An unknown or unreadable model — or one that cannot run the whole image as one sequence
-    when ``context="image"`` — is one error for the batch, not one per input."""
+def _check_model(model: str | Path, *, context: str, tta: int | bool | None = None) -> None:
+    """An unknown or unreadable model, views ``tta`` cannot use, or a model that cannot run the
+    whole image as one sequence when ``context="image"``: one error for the batch, not one per
+    input."""
     from gigavim.models.catalog import load_model, read_meta, resolve_model_path
 
+    meta = read_meta(resolve_model_path(str(model)))
+    if tta is not None:
+        from gigavim.models.tta import resolve_views
+
+        resolve_views(meta, tta, context)
     if context != "image":
-        read_meta(resolve_model_path(str(model)))
         return
     from gigavim.models.streaming import check_streamable
 

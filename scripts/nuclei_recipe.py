@@ -2,7 +2,7 @@
 
     python scripts/nuclei_recipe.py folds WORK RECIPE.json   # WORK/<fold>.train.json, .heldout.json
     python scripts/nuclei_recipe.py tune MODEL TRAIN.json    # thresholds on the fold's training images
-    python scripts/nuclei_recipe.py evaluate MODEL HELDOUT.json OUT.json   # model and baseline
+    python scripts/nuclei_recipe.py evaluate MODEL HELDOUT.json OUT.json [TTA]  # model and baseline
     python scripts/nuclei_recipe.py summarize WORK/*.eval.json             # markdown table
 
 Folds: leave one MoNuSeg-2018 organ out (its images held out; the other organs and all 13 MICCAI-
@@ -105,14 +105,16 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
     del np
 
 
-def evaluate(model: Path, heldout: Path, out: Path) -> None:
+def evaluate(model: Path, heldout: Path, out: Path, tta: int | None = None) -> None:
+    """The held-out images scored for the model (``tta`` views; default: the model's) and the
+    baseline."""
     from gigavim.models.catalog import load_model
     from gigavim.train.evaluate import evaluate as run_eval
     from gigavim.train.evaluate import evaluate_baseline
 
     bundle = load_model(str(model))
     pairs = [tuple(p) for p in json.loads(heldout.read_text())]
-    result = {"model": run_eval(bundle, pairs, instances=True),
+    result = {"model": run_eval(bundle, pairs, instances=True, tta=tta),
               "baseline": evaluate_baseline(pairs, mpp=bundle.meta.mpp)}
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result, indent=1, default=float))
@@ -172,7 +174,7 @@ if __name__ == "__main__":
     elif cmd == "tune":
         tune(Path(args[0]), Path(args[1]), *(int(a) for a in args[2:]))
     elif cmd == "evaluate":
-        evaluate(Path(args[0]), Path(args[1]), Path(args[2]))
+        evaluate(Path(args[0]), Path(args[1]), Path(args[2]), *(int(a) for a in args[3:]))
     elif cmd == "summarize":
         summarize([Path(a) for a in args])
     else:

@@ -41,6 +41,15 @@ def context_option(what: str = "the whole image") -> Context:
     )
 
 
+def tta_option() -> int | None:
+    """``--tta N``: average each tile over N flipped/rotated views (gigavim.models.tta)."""
+    return typer.Option(
+        None, "--tta", metavar="VIEWS",
+        help="Test-time augmentation: average each tile's probabilities over 2, 4 (flips) or 8 "
+             "(flips and 90° rotations) views; 1 = off. Default: the model's (see gigavim models).",
+    )
+
+
 def image_mpp_option() -> float | None:
     """``--image-mpp``: the µm/px of inputs that record none (PNG/TIFF tiles); others keep theirs."""
     return typer.Option(

@@ -7,7 +7,7 @@ import json
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option
+from gigavim.cli._options import Context, bands_option, context_option, tta_option
 from gigavim.errors import UsageError
 
 
@@ -22,6 +22,7 @@ def eval_cmd(
                     "the tag (masks that tag their background 0 as nodata)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     context: Context = context_option(),
+    tta: int | None = tta_option(),
     instances: bool = typer.Option(
         None, "--instances/--no-instances",
         help="Score objects (AJI, PQ, object F1) from instance-id masks; default: when the model "
@@ -47,14 +48,15 @@ def eval_cmd(
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
                       device=device, context=context.value, instances=instances,
-                      label_nodata=label_nodata, bands=bands)  # type: ignore[arg-type]
+                      label_nodata=label_nodata, bands=bands, tta=tta)  # type: ignore[arg-type]
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} ({result['context']} context): per-class IoU / Dice")
+    views = f", TTA {result['tta']} views" if result["tta"] > 1 else ""
+    table = Table(title=f"{result['model']} ({result['context']} context{views}): per-class IoU / Dice")
     table.add_column("image")
     for c in result["classes"]:
         table.add_column(f"{c} IoU", justify="right")

@@ -39,6 +39,7 @@ from gigavim.io.masks import LowResMask, foreground_mask
 from gigavim.io.writers import check_outputs, preload_writers, write_outputs
 from gigavim.io.writers.base import LabelMap
 from gigavim.models.bundle import ModelBundle
+from gigavim.models.tta import with_tta
 
 if TYPE_CHECKING:
     from gigavim.engine.instances import InstanceSpec
@@ -77,6 +78,7 @@ class SegmentResult:
     tiles_resumed: int
     resumed: bool
     context: str = "tile"  # "image": the whole image ran as one sequence
+    tta: int = 1  # test-time augmentation: dihedral views averaged per tile (1: off)
     objects: int | None = None  # instance models: objects found (after the minimum-area rule)
     object_class: str | None = None
     object_density: float | None = None  # objects per `density_unit`
@@ -127,6 +129,7 @@ def segment(
     min_area: float | None = None,
     image_mpp: float | None = None,
     force_resolution: bool = False,
+    tta: int | bool | None = None,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -147,6 +150,8 @@ def segment(
     no pixel size (a PNG or plain TIFF tile); it is ignored for inputs that record one.
     A working grid upsampled more than 4× from level 0, or too big for the disk or memory, is
     refused before any work (:mod:`gigavim.engine.guard`) unless ``force_resolution``.
+    ``tta``: average each tile's probabilities over 1 (off), 2, 4 or 8 flipped/rotated views
+    (``True``: 8; default: the model's ``meta.tta``); see :mod:`gigavim.models.tta`.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -162,7 +167,7 @@ def segment(
     try:
         _check_not_input(dests, src)
         _apply_image_mpp(src, image_mpp)
-        bundle = _load_model(model, src.kind, device, src)
+        bundle = with_tta(_load_model(model, src.kind, device, src), tta, context)
         notes = _check_trained(bundle, allow_untrained)
         src, band_check = match_bands(src, bundle.meta, bands)  # before any read or work dir
         if context == "image":  # likewise: even a run with no tile to compute must refuse it
@@ -230,7 +235,7 @@ def segment(
         megapixels_level0=src.width * src.height / 1e6,
         foreground_fraction=fg / data if data else 0.0,
         tiles_total=grid.tile_count, tiles_foreground=len(foreground), tiles_computed=computed,
-        context=context, input_check=band_check.to_dict(),
+        context=context, tta=bundle.meta.tta, input_check=band_check.to_dict(),
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
         **_object_summary(label_map, src, res, mask, data),
         timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask,
@@ -483,7 +488,7 @@ def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBu
         "resolution": res.to_dict(),
         "grid": grid.to_dict(),
         "model": {"name": bundle.meta.name, "version": bundle.meta.version,
-                  "digest": _weights_digest(bundle)},
+                  "digest": _weights_digest(bundle), "tta": bundle.meta.tta},
         "batch_size": batch_size,
         "probabilities": probabilities,
         "blend": "cosine",

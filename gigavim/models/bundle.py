@@ -62,6 +62,9 @@ class ModelMeta:
     # The input contract (bands, sensor, dtype and value range, scaling, nodata) as a plain dict;
     # see gigavim.models.contract. Empty in bundles saved before contracts: derived on load.
     input_contract: dict[str, Any] = field(default_factory=dict)
+    # Test-time augmentation by default: how many dihedral views (1, 2, 4 or 8) a run averages
+    # unless it says otherwise (see gigavim.models.tta); 1 = off.
+    tta: int = 1
 
     def contract(self) -> InputContract:
         """The stored input contract, or one derived from ``bands``/``input_scale`` (old bundles)."""

@@ -94,6 +94,9 @@ def check_meta_values(meta: Mapping[str, Any], path: Path) -> None:
     if not _int_in(tile, 1, MAX_TILE) or not _int_in(overlap, 0, tile - 1):
         raise ModelError(f"{path}: model metadata tile {tile!r} / overlap {overlap!r} must be integers "
                          f"with 1 ≤ tile ≤ {MAX_TILE} and 0 ≤ overlap < tile")
+    tta = meta.get("tta", 1)
+    if tta not in (1, 2, 4, 8) or isinstance(tta, bool):
+        raise ModelError(f"{path}: model metadata 'tta' must be 1, 2, 4 or 8 views, not {tta!r}")
     for key in ("mpp", "gsd_m"):
         value = meta.get(key)
         if value is not None and (not _finite(value) or value <= 0):

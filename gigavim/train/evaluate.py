@@ -67,7 +67,8 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
              value_map: Mapping[int, int] | None = None, device: str = "cpu", context: str = "tile",
              on_image: Callable[[dict[str, Any]], None] | None = None,
              instances: bool | None = None, label_nodata: LabelNodata = "tag",
-             bands: str | Sequence[int | str] | None = None) -> dict[str, Any]:
+             bands: str | Sequence[int | str] | None = None,
+             tta: int | bool | None = None) -> dict[str, Any]:
     """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`).
 
     ``bands``: as ``segment --bands`` (the same check and mapping: an image whose bands differ
@@ -79,11 +80,14 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
     A pair may carry a third element, that image's µm/px (instead of ``image_mpp``).
     ``label_nodata="none"``: the masks' nodata tags are ignored
     (:data:`~gigavim.train.labels.LabelNodata`).
+    ``tta``: test-time augmentation views, as ``segment``'s (default: the model's).
     """
     from gigavim.instances.metrics import InstanceScores
+    from gigavim.models.tta import with_tta
     from gigavim.train.loop import pick_device
 
     torch_device = pick_device(device)
+    bundle = with_tta(bundle, tta, context)
     meta = bundle.meta
     k = bundle.num_classes
     objects = instance_settings(bundle, instances)
@@ -124,8 +128,8 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
         overall["instances"] = {"settings": objects, "match_iou": summary["match_iou"],
                                 "mean": summary["mean"], "pooled": summary["pooled"],
                                 "objects": scores(object_pixels, ["background", _object_name(objects)])}
-    return {"model": meta.name, "context": context, "classes": list(meta.classes), "images": per_image,
-            "overall": overall}
+    return {"model": meta.name, "context": context, "tta": meta.tta, "classes": list(meta.classes),
+            "images": per_image, "overall": overall}
 
 
 def model_bands(image_path: str | Path, meta: ModelMeta,

@@ -130,6 +130,8 @@ def test_batch_options_are_checked_before_any_work(tmp_path: Path, mixed_folder:
     ModelBundle(build_segmenter(**arch), meta).save(fpn)
     with pytest.raises(ModelError, match="'fpn-model' cannot run with whole-image context"):
         run_batch(mixed_folder, tmp_path, model=fpn, segment_kwargs={"context": "image"})
+    with pytest.raises(UsageError, match="--tta takes 1"):
+        run_batch(mixed_folder, tmp_path, model=fpn, segment_kwargs={"tta": 3})
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
