@@ -37,6 +37,25 @@ def test_fpn_segmenter_trains_every_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_fpn_channels_last_inference_matches_the_training_layout():
+    """CPU inference runs the FPN head on channels-last maps (faster oneDNN convolutions); its
+    logits must be the NCHW (training) path's up to float rounding, returned contiguous."""
+    torch.manual_seed(0)
+    net = build_segmenter({**BACKBONE, "stride": 4}, num_classes=3,
+                          head={"kind": "fpn", "channels": 16, "dropout": 0.0})
+    x = torch.randn(2, 3, 40, 36)
+    with torch.no_grad():
+        nchw = net.train()(x)  # training keeps NCHW (GroupNorm has no running statistics)
+        fast = net.eval()(x)
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, nchw, atol=1e-4, rtol=1e-4)
+
+
+def test_upsampling_at_the_token_grid_size_is_the_identity():
+    logits = torch.randn(2, 3, 16, 12)
+    assert torch.equal(upsample_to_image(logits, (4, 3), (16, 12), 4, 4), logits)
+
+
 def test_upsampling_aligns_token_centres_with_pixels():
     """Token i covers pixels [i·stride, i·stride + patch): its value lands at the patch centre."""
     ramp = torch.arange(10.0)[None, None, None, :].expand(1, 1, 3, 10)  # value = token column
