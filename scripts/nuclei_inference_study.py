@@ -3,6 +3,7 @@
     python scripts/nuclei_inference_study.py stains PILOT OUT          # Macenko stain of every image
     python scripts/nuclei_inference_study.py views PILOT OUT PASS 0,1 FOLD...  # cached view probabilities
     python scripts/nuclei_inference_study.py score PILOT OUT [VARIANT...]  # tables per fold + pooled
+    python scripts/nuclei_inference_study.py stainfolds PILOT OUT   # fold models with their reference stain
 
 PILOT is the folder of a finished `scripts/train_nuclei.sh` run (each fold's model ``<fold>.pt``,
 thresholds tuned on its training images, and ``<fold>.heldout.json``). For every held-out image
@@ -104,6 +105,31 @@ def reference(pilot: Path, out: Path, fold: str) -> tuple[np.ndarray, np.ndarray
     return s / np.linalg.norm(s, axis=0, keepdims=True), np.median(np.array([r["max"] for r in rows]), axis=0)
 
 
+def stain_folds(pilot: Path, out: Path) -> None:
+    """Each fold's model with the reference stain of ITS training images (estimated as `segment`
+    estimates an image's stain), as ``OUT/stain/<fold>.pt``; and ``OUT/stain/reference.json``,
+    the reference of all images (the shipped model's: it trains on all of them)."""
+    from gigavim.models.catalog import load_model
+    from gigavim.models.stain import estimate_stain, reference
+    from gigavim.train.evaluate import image_tiles
+
+    folder = out / "stain"
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = load_model(str(pilot / "bladder.pt")).meta
+    estimates: dict[str, tuple] = {}
+    for path in sorted(pilot.glob("*.heldout.json")):
+        for image, labels, mpp in json.loads(path.read_text()):
+            if image not in estimates:
+                rgb, _, _ = _load(image, labels, mpp)
+                estimates[image] = estimate_stain(*image_tiles(rgb, meta), image)
+    for path in sorted(pilot.glob("*.eval.json")):
+        fold = path.name.split(".")[0]
+        bundle = load_model(str(pilot / f"{fold}.pt"))
+        bundle.meta.stain = reference([estimates[i] for i, *_ in _fold_pairs(pilot, fold, "train")])
+        bundle.save(folder / f"{fold}.pt")
+    (folder / "reference.json").write_text(json.dumps(reference(list(estimates.values())), indent=1))
+
+
 class OneView(torch.nn.Module):
     """The network seen through one dihedral view (its output mapped back)."""
 
@@ -202,6 +228,8 @@ if __name__ == "__main__":
     elif cmd == "views":
         view_arg = [int(v) for v in rest[1].split(",")]
         views(pilot_path, out_path, rest[0], rest[2:], view_arg)
+    elif cmd == "stainfolds":
+        stain_folds(pilot_path, out_path)
     elif cmd == "score":
         extra = [a for a in rest if a.startswith("{")]
         score(pilot_path, out_path, [a for a in rest if not a.startswith("{")],

@@ -50,6 +50,15 @@ def tta_option() -> int | None:
     )
 
 
+def stain_norm_option() -> bool | None:
+    """``--stain-norm/--no-stain-norm``: re-stain H&E like the model's training data."""
+    return typer.Option(
+        None, "--stain-norm/--no-stain-norm",
+        help="Re-stain the image like the model's training data (Macenko) before the model sees it. "
+             "Default: when the model carries a reference stain (see gigavim models).",
+    )
+
+
 def image_mpp_option() -> float | None:
     """``--image-mpp``: the µm/px of inputs that record none (PNG/TIFF tiles); others keep theirs."""
     return typer.Option(

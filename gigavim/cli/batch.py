@@ -22,6 +22,7 @@ from gigavim.cli._options import (
     context_option,
     force_resolution_option,
     image_mpp_option,
+    stain_norm_option,
     tta_option,
 )
 
@@ -99,6 +100,7 @@ def batch(
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
     context: Context = context_option("each input's whole image"),
     tta: int | None = tta_option(),
+    stain_norm: bool | None = stain_norm_option(),
     bands: str | None = bands_option(),
     force_resolution: bool = force_resolution_option(),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda[:N]."),
@@ -112,7 +114,7 @@ def batch(
     from gigavim.pipelines import run_batch
 
     options = {"mpp": mpp, "gsd": gsd, "tile": tile, "overlap": overlap, "bands": bands,
-               "image_mpp": image_mpp, "tta": tta}
+               "image_mpp": image_mpp, "tta": tta, "stain_norm": stain_norm}
     segment_kwargs = {k: v for k, v in options.items() if v is not None}
     if force_resolution:
         segment_kwargs["force_resolution"] = True

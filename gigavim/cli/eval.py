@@ -7,7 +7,7 @@ import json
 import typer
 
 from gigavim.cli._app import app
-from gigavim.cli._options import Context, bands_option, context_option, tta_option
+from gigavim.cli._options import Context, bands_option, context_option, stain_norm_option, tta_option
 from gigavim.errors import UsageError
 
 
@@ -23,6 +23,7 @@ def eval_cmd(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     context: Context = context_option(),
     tta: int | None = tta_option(),
+    stain_norm: bool | None = stain_norm_option(),
     instances: bool = typer.Option(
         None, "--instances/--no-instances",
         help="Score objects (AJI, PQ, object F1) from instance-id masks; default: when the model "
@@ -48,7 +49,7 @@ def eval_cmd(
         bundle = load_model(model)
     result = evaluate(bundle, parsed, image_mpp=image_mpp, value_map=parse_value_map(value_map),
                       device=device, context=context.value, instances=instances,
-                      label_nodata=label_nodata, bands=bands, tta=tta)  # type: ignore[arg-type]
+                      label_nodata=label_nodata, bands=bands, tta=tta, stain_norm=stain_norm)  # type: ignore[arg-type]
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -56,6 +57,7 @@ def eval_cmd(
     from rich.table import Table
 
     views = f", TTA {result['tta']} views" if result["tta"] > 1 else ""
+    views += ", stain-normalised" if result["stain_norm"] else ""
     table = Table(title=f"{result['model']} ({result['context']} context{views}): per-class IoU / Dice")
     table.add_column("image")
     for c in result["classes"]:

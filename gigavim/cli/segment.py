@@ -22,6 +22,7 @@ from gigavim.cli._options import (
     context_option,
     force_resolution_option,
     image_mpp_option,
+    stain_norm_option,
     tta_option,
 )
 from gigavim.errors import UsageError
@@ -121,6 +122,7 @@ def segment(
     image_mpp: float | None = image_mpp_option(),
     context: Context = context_option(),
     tta: int | None = tta_option(),
+    stain_norm: bool | None = stain_norm_option(),
     bands: str | None = bands_option(),
     force_resolution: bool = force_resolution_option(),
     sample: bool = typer.Option(False, "--sample", help="Segment the bundled sample slide."),
@@ -152,7 +154,7 @@ def segment(
                 workers=workers, tissue_model=tissue_model, progress=bar, context=context.value,
                 with_image=with_image,
                 bands=bands, force_resolution=force_resolution,
-                min_area=min_area, image_mpp=image_mpp, tta=tta,
+                min_area=min_area, image_mpp=image_mpp, tta=tta, stain_norm=stain_norm,
             )
     for note in result.warnings:
         typer.echo(f"gigavim: warning: {note}", err=True)

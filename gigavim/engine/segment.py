@@ -79,6 +79,7 @@ class SegmentResult:
     resumed: bool
     context: str = "tile"  # "image": the whole image ran as one sequence
     tta: int = 1  # test-time augmentation: dihedral views averaged per tile (1: off)
+    stain_norm: bool = False  # the image was re-stained like the model's training data
     objects: int | None = None  # instance models: objects found (after the minimum-area rule)
     object_class: str | None = None
     object_density: float | None = None  # objects per `density_unit`
@@ -130,6 +131,7 @@ def segment(
     image_mpp: float | None = None,
     force_resolution: bool = False,
     tta: int | bool | None = None,
+    stain_norm: bool | None = None,
 ) -> SegmentResult:
     """Segment ``source`` with ``model`` and write every output (format from its extension).
 
@@ -152,6 +154,9 @@ def segment(
     refused before any work (:mod:`gigavim.engine.guard`) unless ``force_resolution``.
     ``tta``: average each tile's probabilities over 1 (off), 2, 4 or 8 flipped/rotated views
     (``True``: 8; default: the model's ``meta.tta``); see :mod:`gigavim.models.tta`.
+    ``stain_norm``: re-stain the image like the model's training data (Macenko, estimated from
+    up to 16 foreground tiles; default: when the model has a reference stain); see
+    :mod:`gigavim.models.stain`.
     Raises :class:`gigavim.GigavimError` subclasses for anything the user can fix.
     """
     started = time.perf_counter()
@@ -189,6 +194,7 @@ def segment(
         foreground = _foreground_tiles(grid, res, mask)
         if not foreground and src.kind != "slide":
             raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
+        bundle = _stain_normalised(bundle, stain_norm, src, res, grid, foreground, notes)
         work = WorkDir(lock.workdir)
         lock.acquire()  # another run on these outputs is refused, never mixed with or deleted
         settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask, context)
@@ -235,7 +241,8 @@ def segment(
         megapixels_level0=src.width * src.height / 1e6,
         foreground_fraction=fg / data if data else 0.0,
         tiles_total=grid.tile_count, tiles_foreground=len(foreground), tiles_computed=computed,
-        context=context, tta=bundle.meta.tta, input_check=band_check.to_dict(),
+        context=context, tta=bundle.meta.tta, stain_norm="image" in bundle.meta.stain,
+        input_check=band_check.to_dict(),
         tiles_resumed=done_before, resumed=resumed, warnings=notes,
         **_object_summary(label_map, src, res, mask, data),
         timings={"mask_s": t_mask - started, "tiles_s": t_infer - t_mask,
@@ -445,6 +452,23 @@ def _load_model(model: str | Path | ModelBundle | None, kind: str, device: str,
     return load_model(model, input_kind=kind, bands=src.bands, gsd_m=src.gsd_m)
 
 
+def _stain_normalised(bundle: ModelBundle, stain_norm: bool | None, src: ImageSource, res: Resolution,
+                      grid: TileGrid, foreground: set[tuple[int, int]], notes: list[str]) -> ModelBundle:
+    """The bundle re-staining this image like its training data, when the run asks for it; an
+    image with too little stained tissue to estimate its stain runs as it is (with a note)."""
+    from gigavim.models.stain import wants_stain_norm, with_stain_norm
+
+    if not wants_stain_norm(bundle, stain_norm):
+        return bundle
+    reader = TileReader(src, res)
+    windows = [grid.tile_window(*t) for t in sorted(foreground)]
+    try:
+        return with_stain_norm(bundle, lambda w: reader.read(w)[0], windows, str(src.path))
+    except InputError as exc:
+        notes.append(f"stain normalisation skipped: {exc}")
+        return bundle
+
+
 def _mask(src: ImageSource, tissue_model: str | Path | ModelBundle | None, device: str,
           allow_untrained: bool, notes: list[str]) -> LowResMask:
     """The foreground mask: a tissue model's when one is given for a slide, else Otsu / nodata."""
@@ -488,7 +512,8 @@ def _settings(src: ImageSource, res: Resolution, grid: TileGrid, bundle: ModelBu
         "resolution": res.to_dict(),
         "grid": grid.to_dict(),
         "model": {"name": bundle.meta.name, "version": bundle.meta.version,
-                  "digest": _weights_digest(bundle), "tta": bundle.meta.tta},
+                  "digest": _weights_digest(bundle), "tta": bundle.meta.tta,
+                  "stain": bundle.meta.stain.get("image")},
         "batch_size": batch_size,
         "probabilities": probabilities,
         "blend": "cosine",

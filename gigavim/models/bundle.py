@@ -65,6 +65,10 @@ class ModelMeta:
     # Test-time augmentation by default: how many dihedral views (1, 2, 4 or 8) a run averages
     # unless it says otherwise (see gigavim.models.tta); 1 = off.
     tta: int = 1
+    # Stain normalisation at inference (gigavim.models.stain): the reference stain of the training
+    # data ({"method": "macenko", "stains": 3×2 OD vectors, "max_concentrations": [h, e]}); a
+    # model with one re-stains every image like it unless a run says otherwise. Empty: never.
+    stain: dict[str, Any] = field(default_factory=dict)
 
     def contract(self) -> InputContract:
         """The stored input contract, or one derived from ``bands``/``input_scale`` (old bundles)."""

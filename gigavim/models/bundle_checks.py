@@ -97,10 +97,24 @@ def check_meta_values(meta: Mapping[str, Any], path: Path) -> None:
     tta = meta.get("tta", 1)
     if tta not in (1, 2, 4, 8) or isinstance(tta, bool):
         raise ModelError(f"{path}: model metadata 'tta' must be 1, 2, 4 or 8 views, not {tta!r}")
+    if not _stain_ok(meta.get("stain") or {}):
+        raise ModelError(f"{path}: model metadata 'stain' needs 3×2 'stains' and 2 'max_concentrations'")
     for key in ("mpp", "gsd_m"):
         value = meta.get(key)
         if value is not None and (not _finite(value) or value <= 0):
             raise ModelError(f"{path}: model metadata {key!r} must be a positive number, not {value!r}")
+
+
+def _stain_ok(stain: Any) -> bool:
+    """An empty reference stain, or 3 × 2 finite OD vectors and 2 positive concentrations."""
+    if not stain:
+        return True
+    if not isinstance(stain, dict):
+        return False
+    vectors, scales = stain.get("stains"), stain.get("max_concentrations")
+    return (isinstance(vectors, list) and len(vectors) == 3
+            and all(isinstance(r, list) and len(r) == 2 and all(_finite(v) for v in r) for r in vectors)
+            and isinstance(scales, list) and len(scales) == 2 and all(_finite(v) and v > 0 for v in scales))
 
 
 def check_weights(state: Mapping[str, torch.Tensor], path: Path) -> None:

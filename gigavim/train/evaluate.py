@@ -68,7 +68,7 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
              on_image: Callable[[dict[str, Any]], None] | None = None,
              instances: bool | None = None, label_nodata: LabelNodata = "tag",
              bands: str | Sequence[int | str] | None = None,
-             tta: int | bool | None = None) -> dict[str, Any]:
+             tta: int | bool | None = None, stain_norm: bool | None = None) -> dict[str, Any]:
     """Per-image and overall scores (see :func:`gigavim.train.metrics.scores`).
 
     ``bands``: as ``segment --bands`` (the same check and mapping: an image whose bands differ
@@ -81,13 +81,17 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
     ``label_nodata="none"``: the masks' nodata tags are ignored
     (:data:`~gigavim.train.labels.LabelNodata`).
     ``tta``: test-time augmentation views, as ``segment``'s (default: the model's).
+    ``stain_norm``: re-stain each image like the model's training data, as ``segment`` does
+    (estimated from the image's tiles; default: when the model has a reference stain).
     """
     from gigavim.instances.metrics import InstanceScores
+    from gigavim.models.stain import wants_stain_norm
     from gigavim.models.tta import with_tta
     from gigavim.train.loop import pick_device
 
     torch_device = pick_device(device)
     bundle = with_tta(bundle, tta, context)
+    restain = wants_stain_norm(bundle, stain_norm)
     meta = bundle.meta
     k = bundle.num_classes
     objects = instance_settings(bundle, instances)
@@ -107,7 +111,8 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
         try:
             check_class_ids(im.labels, meta.classes, mask_path)
             truth_ids = _instance_truth(im, mask_path, label_nodata) if objects else None
-            probs = predict_probabilities(bundle, im.image, tile=meta.tile, overlap=meta.overlap,
+            run = _restained(bundle, im.image, str(image_path)) if restain else bundle
+            probs = predict_probabilities(run, im.image, tile=meta.tile, overlap=meta.overlap,
                                           device=torch_device, context=context)
         finally:
             im.close()
@@ -128,8 +133,26 @@ def evaluate(bundle: ModelBundle, pairs: list[tuple[str, ...]], *, image_mpp: fl
         overall["instances"] = {"settings": objects, "match_iou": summary["match_iou"],
                                 "mean": summary["mean"], "pooled": summary["pooled"],
                                 "objects": scores(object_pixels, ["background", _object_name(objects)])}
-    return {"model": meta.name, "context": context, "tta": meta.tta, "classes": list(meta.classes),
+    return {"model": meta.name, "context": context, "tta": meta.tta, "stain_norm": restain,
+            "classes": list(meta.classes),
             "images": per_image, "overall": overall}
+
+
+def _restained(bundle: ModelBundle, image: Any, what: str) -> ModelBundle:
+    """``bundle`` re-staining ``image`` (stain estimated from its tiles, as ``segment`` does)."""
+    from gigavim.models.stain import with_stain_norm
+
+    return with_stain_norm(bundle, *image_tiles(image, bundle.meta), what)
+
+
+def image_tiles(image: Any, meta: ModelMeta) -> tuple[Callable[[Any], np.ndarray], list[Any]]:
+    """A reader of ``image``'s windows and its tile windows for ``meta``'s tile and overlap (what
+    a stain estimate samples, as ``segment`` samples a tile image's tiles)."""
+    from gigavim.engine.plan import TileGrid
+
+    grid = TileGrid(image.shape[:2], meta.tile, meta.overlap)
+    return (lambda w: np.asarray(image[w.y:w.y + w.height, w.x:w.x + w.width]),
+            [grid.tile_window(*t) for t in grid.tiles()])
 
 
 def model_bands(image_path: str | Path, meta: ModelMeta,

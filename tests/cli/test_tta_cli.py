@@ -1,4 +1,4 @@
-"""``--tta`` on the command line: eval reports it; an impossible value is one line."""
+"""``--tta`` and ``--stain-norm`` on the command line: eval reports them; impossible ones are one line."""
 
 from __future__ import annotations
 
@@ -35,3 +35,13 @@ def test_an_impossible_tta_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run(capsys, command, "--model", str(model), "--tta", "3", *args)
     assert code != 0 and "--tta takes 1" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_stain_norm_with_a_model_without_a_reference_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = always_foreground(tmp_path / "fg.pt")
+    imsave(tmp_path / "a.png", np.full((20, 30, 3), 128, np.uint8), check_contrast=False)
+    imsave(tmp_path / "m.png", np.ones((20, 30), np.uint8), check_contrast=False)
+    code, _, err = run(capsys, "eval", "--model", str(model), "--stain-norm",
+                       f"{tmp_path / 'a.png'}:{tmp_path / 'm.png'}")
+    assert code != 0 and "has no reference stain" in err and len(err.strip().splitlines()) == 1
