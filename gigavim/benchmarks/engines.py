@@ -103,6 +103,10 @@ def measure(engine: str, net_name: str, slide: str, out: str, device: str, threa
 
 
 def _prepare_gigavim(out: str) -> None:
+    """Imports, as ``_prepare_monai``'s: the engine, its slide reader and its writer's."""
+    import gigavim.engine.segment
+    import gigavim.io.openslide_source
+    import gigavim.io.raster_source  # noqa: F401 (open_image imports every reader it may need)
     from gigavim.io.writers import preload_writers
 
     preload_writers([out]).join()

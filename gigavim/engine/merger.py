@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from gigavim.engine.blend import tile_weight
+from gigavim.engine.chunks import store_region
 from gigavim.engine.plan import TileGrid
 from gigavim.engine.workdir import BlockCounts, WorkDir
 from gigavim.io.base import Window
@@ -123,22 +124,32 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     """
     labels = np.full(win.shape, fill.label, dtype=np.uint8)
     if probs is not None:
-        labels[valid] = np.argmax(probs, axis=0).astype(np.uint8)[valid]
+        labels[valid] = class_argmax(probs)[valid]
     if fill.nodata_label is not None:
         labels[covered & ~valid] = fill.nodata_label
     region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
     all_fill = probs is None and not covered.any()
     if not (all_fill and _reads_as(labels_out, fill.label)):
-        labels_out[region] = labels
+        store_region(labels_out, region, labels)
     if probs_out is not None and not (all_fill and not fill.probabilities.any()
                                       and _reads_as(probs_out, 0)):
         out = np.empty((len(fill.probabilities), *win.shape), dtype=np.uint8)
         out[:] = fill.probabilities[:, None, None]
         if probs is not None:
             out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
-        probs_out[(slice(None), *region)] = out
+        store_region(probs_out, (slice(None), *region), out)
     has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
     return int((has_data & (labels != 0)).sum()), int(has_data.sum())
+
+
+def class_argmax(probs: np.ndarray) -> np.ndarray:
+    """``np.argmax(probs, axis=0)`` as uint8 (ties: the first class), plane by plane: numpy's
+    argmax over the leading axis of a C-order (K, h, w) array is ~2× slower. ``probs`` is finite."""
+    best, ids = probs[0], np.zeros(probs.shape[1:], dtype=np.uint8)
+    for k in range(1, len(probs)):
+        ids[probs[k] > best] = k
+        best = np.maximum(best, probs[k])
+    return ids
 
 
 def _reads_as(array: Any, value: int) -> bool:

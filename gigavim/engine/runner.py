@@ -70,13 +70,17 @@ class Predictor:
 
     def prepare(self, pixels: np.ndarray) -> np.ndarray:
         """(..., h, w, bands) raw pixels → (..., bands, h', w') float32 network input, edge-padded
-        at the far edges to the network's size multiple (padding commutes with normalising)."""
+        at the far edges to the network's size multiple (padding commutes with normalising).
+
+        The result is a view of (..., h', w', bands) memory: torch's channels_last layout, in
+        which CPU convolutions run far faster than on contiguous NCHW (a 1×1 conv over a batch
+        of four 256² tiles: 0.5 vs 19 ms); :func:`prefetched` keeps that layout per batch."""
         h, w = pixels.shape[-3:-1]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:
             pad = [(0, 0)] * (pixels.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
             pixels = np.pad(pixels, pad, mode="edge")
-        return self.bundle.normalize_array(pixels)
+        return self.bundle.normalize_array(pixels, channels_last=True)
 
     def forward(self, x: np.ndarray, h: int, w: int) -> np.ndarray:
         """(B, bands, h', w') prepared input → (B, ·, h, w) float32 for :meth:`finish`: the logits
@@ -91,8 +95,8 @@ class Predictor:
 
     def finish(self, out: np.ndarray) -> np.ndarray:
         """:meth:`forward`'s output → (B, K, h, w) float16 class probabilities (numpy on a CPU)."""
-        if self.device.type == "cpu":
-            out = class_probabilities(out, self.classes, self.bundle.meta.name)
+        if self.device.type == "cpu":  # NCHW memory: reductions over classes are then plane by plane
+            out = class_probabilities(np.ascontiguousarray(out), self.classes, self.bundle.meta.name)
         return out.astype(np.float16)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -196,8 +200,16 @@ class _Batch:
         pixels, valid = read(window)
         with self._lock:
             if self.pixels is None:
-                self.pixels = np.empty((self.size, *pixels.shape), pixels.dtype)
+                self.pixels = stacked_like(pixels, self.size)
                 self.valid = np.empty((self.size, *valid.shape), valid.dtype)
         assert self.valid is not None
         self.pixels[i] = pixels
         self.valid[i] = valid
+
+
+def stacked_like(item: np.ndarray, size: int) -> np.ndarray:
+    """An empty (size, *item.shape) array whose items have ``item``'s memory layout (a batch of
+    channels-last tiles stays channels-last, so filling a slot is a straight copy)."""
+    order = sorted(range(item.ndim), key=lambda a: -abs(item.strides[a]))  # slowest axis first
+    buffer = np.empty((size, *(item.shape[a] for a in order)), item.dtype)
+    return buffer.transpose(0, *(1 + order.index(a) for a in range(item.ndim)))

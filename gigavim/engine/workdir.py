@@ -19,18 +19,21 @@ Everything a resumed run needs lives in ``OUTPUT.gigavim-work/``:
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
 import re
 import shutil
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
+from gigavim.engine.chunks import create_block_array
 from gigavim.engine.plan import TileGrid
 from gigavim.errors import OutputError, UsageError
 
@@ -90,7 +93,8 @@ class WorkDir:
     # -- output arrays ----------------------------------------------------------------------
     def label_arrays(self, grid: TileGrid, classes: int, fill_label: int, *, probabilities: bool,
                      create: bool) -> tuple[zarr.Array, zarr.Array | None]:
-        """labels (H, W) uint8 and optional probabilities (K, H, W) uint8, chunked by block.
+        """labels (H, W) uint8 and optional probabilities (K, H, W) uint8, one chunk per block
+        (zarr v2, each block's chunk written as one file: :mod:`gigavim.engine.chunks`).
 
         A run interrupted after its settings were written but before these arrays existed
         has merged nothing yet, so resuming it simply creates them."""
@@ -103,13 +107,11 @@ class WorkDir:
             except FileNotFoundError:
                 if any(self.tiles.glob("*.npy")):
                     raise
-        labels = zarr.create_array(self.path / "labels.zarr", shape=grid.shape, dtype="uint8",
-                                   chunks=grid.block_shape, fill_value=fill_label, overwrite=True)
+        labels = create_block_array(self.path / "labels.zarr", grid.shape, grid.block_shape, fill_label)
         probs = None
         if probabilities:
-            probs = zarr.create_array(self.path / "probabilities.zarr", shape=(classes, *grid.shape),
-                                      dtype="uint8", chunks=(classes, *grid.block_shape), fill_value=0,
-                                      overwrite=True)
+            probs = create_block_array(self.path / "probabilities.zarr", (classes, *grid.shape),
+                                       (classes, *grid.block_shape), 0)
         return labels, probs
 
     # -- finished tiles ---------------------------------------------------------------------
@@ -135,7 +137,10 @@ class WorkDir:
         os.replace(tmp, path)
 
     def load_tile(self, tile: tuple[int, int]) -> np.ndarray:
-        return np.load(self.tile_path(tile), mmap_mode="r")
+        """A finished tile, read whole (``np.load`` parses each header with ``ast``: its cost
+        was most of a small tile's load; tiles of a run share a few headers, parsed once)."""
+        data = self.tile_path(tile).read_bytes()
+        return _npy_from_bytes(data)
 
     def drop_tile(self, tile: tuple[int, int]) -> None:
         self.tile_path(tile).unlink(missing_ok=True)
@@ -170,6 +175,24 @@ class WorkDir:
             if time.monotonic() - self._synced >= JOURNAL_SYNC_S:
                 os.fsync(fh.fileno())
                 self._synced = time.monotonic()
+
+
+def _npy_from_bytes(data: bytes) -> np.ndarray:
+    """The array of an ``.npy`` file's bytes (read-only, no copy)."""
+    version = data[6]
+    size_bytes = 2 if version == 1 else 4
+    start = 8 + size_bytes
+    end = start + int.from_bytes(data[8:start], "little")
+    dtype, shape = _npy_header(data[start:end])
+    return np.frombuffer(data, dtype=dtype, offset=end).reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...]]:
+    meta = ast.literal_eval(header.decode("latin1"))
+    if meta["fortran_order"]:  # never written by save_tile
+        raise ValueError("Fortran-ordered tile")
+    return np.dtype(np.lib.format.descr_to_dtype(meta["descr"])), tuple(meta["shape"])
 
 
 def _is_work_dir(path: Path) -> bool:

@@ -104,28 +104,33 @@ class ModelBundle:
         """(B, h, w, bands) raw pixels → (B, bands, h, w) float32 network input."""
         return torch.from_numpy(self.normalize_array(tiles))
 
-    def normalize_array(self, tiles: np.ndarray) -> np.ndarray:
+    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False) -> np.ndarray:
         """(..., h, w, bands) raw pixels → (..., bands, h, w) float32 network input, in numpy.
 
         numpy, not torch: the engine normalises each tile in its reader threads, in parallel and
         outside torch's intra-op thread pool (whose barriers cost ~10 ms per small op on a busy
-        CPU). One contiguous float32 copy, then in place: ``((x - offset) * scale - mean) / std``
+        CPU). One float32 copy, then in place: ``((x - offset) * scale - mean) / std``
         (NaN → 0 after scaling), the same IEEE operations in the same order as the torch version
-        this replaces, so the values are bit for bit the same.
+        this replaces, so the values are bit for bit the same. ``channels_last``: the result is
+        a (..., bands, h, w) view of (..., h, w, bands) memory (torch's channels_last layout, in
+        which a CPU convolution over a batch runs up to 40× faster than on contiguous NCHW).
         """
         if tiles.shape[-1] != self.meta.bands:  # callers check (and map) bands up front
             raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
                              f"got {tiles.shape[-1]}")
-        x = np.ascontiguousarray(np.moveaxis(tiles, -1, -3), dtype=np.float32)
-        offset, scale = (a.reshape(-1, 1, 1) for a in self.meta.contract().offset_scale())
-        mean = np.asarray(self.meta.mean, dtype=np.float32).reshape(-1, 1, 1)
-        std = np.asarray(self.meta.std, dtype=np.float32).reshape(-1, 1, 1)
+        band_shape = (-1,) if channels_last else (-1, 1, 1)
+        x = (np.array(tiles, dtype=np.float32) if channels_last
+             else np.ascontiguousarray(np.moveaxis(tiles, -1, -3), dtype=np.float32))
+        offset, scale = (a.reshape(band_shape) for a in self.meta.contract().offset_scale())
+        mean = np.asarray(self.meta.mean, dtype=np.float32).reshape(band_shape)
+        std = np.asarray(self.meta.std, dtype=np.float32).reshape(band_shape)
         x -= offset
         x *= scale
-        np.nan_to_num(x, copy=False, nan=0.0)
+        if x.size and not (np.isfinite(x.min()) and np.isfinite(x.max())):  # min/max propagate NaN
+            np.nan_to_num(x, copy=False, nan=0.0)
         x -= mean
         x /= std
-        return x
+        return np.moveaxis(x, -1, -3) if channels_last else x
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically (temporary name, then rename)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -72,6 +73,13 @@ def preload_writers(outputs: Sequence[str | Path]) -> threading.Thread:
             try:
                 _writer(fmt, None)
             except Exception:  # an import error surfaces when the output is written
+                pass
+        if "dask" in sys.modules:  # dask's first compute imports dask.distributed (~1 s): now
+            try:
+                from dask.base import get_scheduler
+
+                get_scheduler(scheduler="threads")
+            except Exception:
                 pass
 
     thread = threading.Thread(target=load, name="gigavim-import-writers", daemon=True)
