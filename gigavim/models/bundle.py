@@ -119,12 +119,14 @@ class ModelBundle:
             raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
                              f"got {tiles.shape[-1]}")
         band_shape = (-1,) if channels_last else (-1, 1, 1)
-        x = (np.array(tiles, dtype=np.float32) if channels_last
-             else np.ascontiguousarray(np.moveaxis(tiles, -1, -3), dtype=np.float32))
         offset, scale = (a.reshape(band_shape) for a in self.meta.contract().offset_scale())
         mean = np.asarray(self.meta.mean, dtype=np.float32).reshape(band_shape)
         std = np.asarray(self.meta.std, dtype=np.float32).reshape(band_shape)
-        x -= offset
+        if channels_last:  # the copy is the first subtraction (float32, as after a cast)
+            x = np.subtract(tiles, offset, dtype=np.float32)
+        else:
+            x = np.ascontiguousarray(np.moveaxis(tiles, -1, -3), dtype=np.float32)
+            x -= offset
         x *= scale
         if x.size and not (np.isfinite(x.min()) and np.isfinite(x.max())):  # min/max propagate NaN
             np.nan_to_num(x, copy=False, nan=0.0)

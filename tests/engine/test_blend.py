@@ -33,3 +33,14 @@ def test_weights_sum_to_a_positive_value_everywhere() -> None:
         win = grid.tile_window(*t)
         total[win.y:win.y + win.height, win.x:win.x + win.width] += tile_weight(grid, *t)
     assert total.min() > 0.5
+
+
+def test_class_argmax_equals_numpy_argmax_ties_included() -> None:
+    import numpy as np
+
+    from gigavim.engine.merger import class_argmax
+
+    probs = np.random.default_rng(0).integers(0, 4, (5, 30, 40)).astype(np.float32)  # many ties
+    got = class_argmax(probs)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.argmax(probs, axis=0))

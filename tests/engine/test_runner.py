@@ -69,3 +69,23 @@ def test_the_three_steps_equal_one_call_and_refuse_nan_logits() -> None:
     assert np.abs(staged.astype(np.float32) - want).max() <= 1e-3
     with pytest.raises(ModelError, match="'probe' produced non-finite outputs"):
         predictor.finish(np.array([[[[np.nan]], [[0.0]]]], np.float32))
+
+
+def test_batches_are_channels_last_and_give_the_nchw_result() -> None:
+    """Prepared tiles are NHWC memory seen as NCHW; stacked per batch they stay so, and the
+    network's output equals the one on a contiguous NCHW batch."""
+    import numpy as np
+
+    from gigavim.engine.runner import stacked_like
+
+    predictor = _predictor(3, 3)
+    raw = np.random.default_rng(2).integers(0, 256, (4, 9, 11, 3)).astype(np.float32)
+    tiles = [predictor.prepare(r) for r in raw]
+    batch = stacked_like(tiles[0], len(tiles))
+    for i, t in enumerate(tiles):
+        batch[i] = t
+    assert torch.from_numpy(batch).is_contiguous(memory_format=torch.channels_last)
+    got = predictor.forward(batch, 9, 11)
+    with torch.inference_mode():
+        want = predictor.net(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
