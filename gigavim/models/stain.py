@@ -97,8 +97,8 @@ class StainNormalisedBundle(ModelBundle):
 
     matrix: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(3))
 
-    def normalize_array(self, tiles: np.ndarray) -> np.ndarray:
-        return super().normalize_array(restain(tiles, self.matrix))
+    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False) -> np.ndarray:
+        return super().normalize_array(restain(tiles, self.matrix), channels_last=channels_last)
 
 
 def wants_stain_norm(bundle: ModelBundle, stain_norm: bool | None) -> bool:
