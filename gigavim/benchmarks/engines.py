@@ -55,6 +55,7 @@ COLUMNS = [
     Column("engine", "engine"),
     Column("seconds", "seconds (median)", ".2f"),
     Column("runs", "runs s"),
+    Column("cpu_s", "CPU s (median)", ".2f"),
     Column("megapixels_per_s", "MP/s", ".2f"),
     Column("peak_rss_mib", "peak RSS MiB", ".0f"),
     Column("vs_gigavim", "time / gigavim's", ".2f"),
@@ -96,10 +97,20 @@ def measure(engine: str, net_name: str, slide: str, out: str, device: str, threa
     run = _gigavim if engine == "gigavim" else _monai
     prepare = _prepare_gigavim if engine == "gigavim" else _prepare_monai
     prepare(out)
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     megapixels = run(bundle, slide, out, device)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "megapixels": megapixels, "peak_rss_mib": peak_rss_mib()}
+    return {"seconds": seconds, "cpu_s": _cpu_seconds() - cpu_before, "megapixels": megapixels,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def _cpu_seconds() -> float:
+    """This process's user + system CPU time, all threads (torch's spinning workers included)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _prepare_gigavim(out: str) -> None:
@@ -195,7 +206,9 @@ def run(
                f"{OVERLAP}, batch {BATCH}, {threads} torch threads, device {device}; medians of {repeats} "
                f"interleaved runs, each case in its own process. `time / gigavim's` > 1: gigavim is that "
                f"many times faster. gigavim skips glass (its tissue mask) and writes an OME-Zarr pyramid; "
-               f"MONAI infers the whole region and writes one zarr array. TIAToolbox 2.x needs "
+               f"MONAI infers the whole region and writes one zarr array. `CPU s`: user + system "
+               f"time of all the case's threads (torch's intra-op workers spin while they wait, so "
+               f"a busy host inflates it). TIAToolbox 2.x needs "
                f"torch < 2.13 and cannot be installed beside gigavim, so it is not in the table. "
                f"Load average at the end: {load_average():.1f} (shared host: compare within a table)."),
     )
@@ -218,6 +231,7 @@ def _rows(networks: tuple[str, ...], runs: Runs) -> list[dict[str, Any]]:
             rows.append({
                 "network": net, "engine": engine, "seconds": seconds,
                 "runs": " / ".join(f"{r['seconds']:.1f}" for r in cases),
+                "cpu_s": statistics.median(r.get("cpu_s", float("nan")) for r in cases),
                 "megapixels_per_s": cases[0]["megapixels"] / seconds,
                 "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in cases),
                 "vs_gigavim": seconds / base_s if base_s else None,
