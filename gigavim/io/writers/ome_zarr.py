@@ -48,7 +48,8 @@ LABELS_NAME = "segmentation"
 PROBABILITIES_NAME = "probabilities"
 CHUNK = 1024
 
-_COMPRESSOR = Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
+# Level 1, not 5: a 1024² label chunk encodes in 1.4 instead of 4.4 ms and comes out ~6 % larger.
+_COMPRESSOR = Blosc(cname="zstd", clevel=1, shuffle=Blosc.BITSHUFFLE)
 
 
 def physical_pixel(label_map: LabelMap) -> tuple[str | None, tuple[float, float]]:
