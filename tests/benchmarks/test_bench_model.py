@@ -33,10 +33,21 @@ def test_rows_take_medians_and_compare_each_vim_with_its_deit():
     assert rows[-1]["note"].startswith("skipped")
 
 
-def test_budget_prediction_uses_the_measured_slope():
-    assert model._predicted_s([], 2048) == 0.0
-    assert model._predicted_s([(512, 1.0)], 1024) == pytest.approx(16.0)  # one point: quadratic in tokens
-    assert model._predicted_s([(512, 1.0), (1024, 4.0)], 2048) == pytest.approx(16.0)  # linear in tokens
+def test_budget_prediction_extrapolates_with_the_fitted_exponent():
+    pred = model._predicted_s
+    assert pred("vim-ti", 1, 2048, {}) == 0.0
+    # one size measured, nothing else: the family's prior exponent
+    assert pred("vim-ti", 1, 1024, {("vim-ti", 1): [(512, 1.0)]}) == pytest.approx(4.0)
+    assert pred("deit-ti", 1, 1024, {("deit-ti", 1): [(512, 1.0)]}) == pytest.approx(4.0 ** 1.6)
+    # its own series, fitted over sizes ≥ 512²: quadratic growth stays quadratic
+    quad = {("deit-ti", 1): [(224, 0.5), (512, 1.0), (1024, 16.0)]}
+    assert pred("deit-ti", 1, 2048, quad) == pytest.approx(256.0, rel=1e-6)
+    # batch 8 after one size: the batch-1 exponent (linear for Vim), not quadratic growth, which
+    # predicted ~400 s for Vim-Ti batch 8 at 1024² (it takes ~20 s) and skipped it
+    vim = {("vim-ti", 1): [(512, 1.0), (1024, 4.0)], ("vim-ti", 8): [(224, 0.9)]}
+    assert pred("vim-ti", 8, 1024, vim) == pytest.approx(0.9 * (1024 / 224) ** 2, rel=1e-6)
+    # exponents are clamped to [1, 2]
+    assert pred("vim-ti", 1, 2048, {("vim-ti", 1): [(512, 1.0), (1024, 1.0)]}) == pytest.approx(4.0)
 
 
 def test_deit_stand_in_has_timms_shapes_and_parameter_count():
