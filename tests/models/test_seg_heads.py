@@ -51,6 +51,28 @@ def test_fpn_channels_last_inference_matches_the_training_layout():
     torch.testing.assert_close(fast, nchw, atol=1e-4, rtol=1e-4)
 
 
+def test_fpn_cpu_bf16_inference_stays_float32_and_close():
+    """``cpu_bf16`` runs the head's convolutions in bf16 autocast (only on CPUs with native bf16):
+    float32 logits, close to the float32 head's; training never uses it."""
+    from gigavim.models.heads import bf16_native
+
+    torch.manual_seed(0)
+    head = {"kind": "fpn", "channels": 16, "dropout": 0.0}
+    net = build_segmenter({**BACKBONE, "stride": 4}, num_classes=3, head=head).eval()
+    fast = build_segmenter({**BACKBONE, "stride": 4}, num_classes=3, head={**head, "cpu_bf16": True})
+    fast.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 40, 36)
+    with torch.no_grad():
+        ref, got = net(x), fast.eval()(x)
+        assert torch.equal(fast.train()(x), net.train()(x))  # training: float32 always
+    assert got.dtype == torch.float32 and got.is_contiguous()
+    if bf16_native():
+        assert not torch.equal(got, ref)
+        torch.testing.assert_close(got, ref, atol=0.1, rtol=0.05)
+    else:
+        assert torch.equal(got, ref)
+
+
 def test_upsampling_at_the_token_grid_size_is_the_identity():
     logits = torch.randn(2, 3, 16, 12)
     assert torch.equal(upsample_to_image(logits, (4, 3), (16, 12), 4, 4), logits)
