@@ -19,10 +19,18 @@ def box_mean(a: np.ndarray, k: int) -> np.ndarray:
     else:  # bool/uint8: k ≤ 16 fits uint16; anything else an int64 (exact for any k here)
         small = a.dtype == np.bool_ or (a.dtype == np.uint8 and k <= 16)
         acc_dtype = np.uint16 if small else np.int64
-    acc = np.zeros((h, w, *a.shape[2:]), dtype=acc_dtype)
-    for dy in range(k):
-        for dx in range(k):
-            acc += a[dy::k, dx::k]
+    if acc_dtype is np.float32:  # this order of additions, so float results stay as they were
+        acc = np.zeros((h, w, *a.shape[2:]), dtype=acc_dtype)
+        for dy in range(k):
+            for dx in range(k):
+                acc += a[dy::k, dx::k]
+    else:  # exact integer sums in any order: whole rows first (contiguous), then columns (~1.5×)
+        rows = a[0::k].astype(acc_dtype)
+        for dy in range(1, k):
+            rows += a[dy::k]
+        acc = rows[:, 0::k].copy()
+        for dx in range(1, k):
+            acc += rows[:, dx::k]
     out = acc if acc.dtype == np.float32 else acc.astype(np.float32)
     out /= k * k
     return out
