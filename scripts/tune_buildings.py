@@ -1,9 +1,11 @@
 """Choose ``buildings-rgb``'s object post-processing on its TRAINING tiles and store it in the bundle.
 
 The three-class marker watershed (:func:`gigavim.instances.postprocess.instances_from_probabilities`)
-has thresholds; they are part of the model and are picked here by grid search maximising the
-pooled object F1 at IoU ≥ 0.5 (the SpaceNet score) on the tiles the model was trained on, never
-on the held-out tiles that ``eval_satellite.py`` scores.
+has thresholds and a minimum object area; they are part of the model and are picked here by grid
+search maximising the sum of the two scores issue 10 asks for, pooled object F1 at IoU ≥ 0.5 (the
+SpaceNet score) and building pixel IoU, on the tiles the model was trained on, never on the
+held-out tiles that ``eval_satellite.py`` scores. The true buildings keep the SpaceNet rule (under
+5 m² dropped) whatever minimum area the model's objects get.
 
     python scripts/tune_buildings.py MODEL.pt
 """
@@ -13,16 +15,14 @@ from __future__ import annotations
 import itertools
 import sys
 
-from eval_satellite import MIN_AREA_M2, TRAIN_TILES, objects, rio_images  # scripts/ is on sys.path
+from eval_satellite import MIN_AREA_M2, TRAIN_TILES, building_row, rio_images  # scripts/ is on sys.path
 
-from gigavim.instances.metrics import InstanceScores
 from gigavim.instances.settings import DEFAULT_THREE_CLASS, THREE_CLASS, instances_from_settings
 from gigavim.models.bundle import load_bundle_file
-from gigavim.train.metrics import IGNORE_LABEL
 from gigavim.train.predict import predict_probabilities
 
-GRID = {"foreground_threshold": (0.3, 0.4, 0.5, 0.6), "marker_threshold": (0.0, 0.2, 0.4, 0.6),
-        "min_marker_px": (4, 12)}
+GRID = {"foreground_threshold": (0.2, 0.3, 0.4, 0.5), "marker_threshold": (0.0, 0.2, 0.4, 0.6),
+        "min_marker_px": (4, 12), "min_area_m2": (MIN_AREA_M2, 20.0, 40.0)}
 
 
 def tune(path: str) -> dict:
@@ -33,21 +33,21 @@ def tune(path: str) -> dict:
     base.pop("min_area_um2", None)
     min_area_px = max(1, round(MIN_AREA_M2 / gsd**2))
     meta = bundle.meta
-    tiles = [(predict_probabilities(bundle, rgb, tile=meta.tile, overlap=meta.overlap), lab)
-             for rgb, lab in rio_images(TRAIN_TILES, gsd).values()]
-    best, best_f1 = base, -1.0
+    tiles = {t: (predict_probabilities(bundle, rgb, tile=meta.tile, overlap=meta.overlap), lab)
+             for t, (rgb, lab) in rio_images(TRAIN_TILES, gsd).items()}
+    truths = {t: lab for t, (_, lab) in tiles.items()}
+    best, best_score, best_row = base, -1.0, {}
     for values in itertools.product(*GRID.values()):
         trial = {**base, **dict(zip(GRID, values, strict=True))}
-        acc = InstanceScores()
-        for probs, lab in tiles:
-            acc.add(objects(lab == 1, min_area_px), instances_from_settings(probs, trial, gsd_m=gsd),
-                    ignore=lab == IGNORE_LABEL)
-        f1 = acc.result()["pooled"]["object_f1"] or 0.0
-        if f1 > best_f1:
-            best, best_f1 = trial, f1
+        ids = {t: instances_from_settings(probs, trial, gsd_m=gsd) for t, (probs, _) in tiles.items()}
+        row = building_row("trial", {t: i > 0 for t, i in ids.items()}, ids, truths, min_area_px)
+        score = (row["object_f1"] or 0.0) + row["iou"]
+        if score > best_score:
+            best, best_score, best_row = trial, score, row
     bundle.meta.instances = best
     bundle.save(path)
-    print(f"{path}: {best} (object F1 {best_f1:.3f} on the training tiles)")
+    print(f"{path}: {best} (on the training tiles: object F1 {best_row['object_f1']:.3f}, "
+          f"pixel IoU {best_row['iou']:.3f})")
     return best
 
 
