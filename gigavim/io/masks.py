@@ -142,7 +142,10 @@ def tissue_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMas
     overview, ds = read_overview(source, max_size)
     rgb = overview[..., :3] if overview.shape[-1] >= 3 else np.repeat(overview[..., :1], 3, axis=-1)
     scale = 255.0 if np.dtype(source.dtype) == np.uint8 else max(float(np.nanmax(rgb)), 1e-6)
-    saturation = _saturation(np.clip(np.nan_to_num(rgb / scale), 0, 1))
+    rgb = rgb / scale
+    if rgb.size and not (np.isfinite(rgb.min()) and np.isfinite(rgb.max())):  # min/max propagate NaN
+        rgb = np.nan_to_num(rgb)
+    saturation = _saturation(np.clip(rgb, 0, 1, out=rgb))
     threshold = SATURATION_RANGE[0]
     if saturation.max() > saturation.min():
         threshold = float(np.clip(threshold_otsu(saturation), *SATURATION_RANGE))
