@@ -34,12 +34,6 @@ raster gets ``DEFAULT_MODELS["raster"]`` (``land-water``, trained on a colour-re
 input contract then refuses images without three bands)."""
 
 
-CPU_BF16_MODELS: frozenset[str] = frozenset({"nuclei-he"})
-"""Bundled models whose FPN head runs under bf16 autocast on CPUs with native bf16
-(``FPNHead.cpu_bf16``): those measured to keep their labels (nuclei-he: 99.98 % of pixels the
-same as float32 on 43 real nuclei images and the CMU-1 sample, Dice unchanged; docs/models.md)."""
-
-
 def bundled_dir() -> Path:
     """Folder holding the bundled ``<name>.pt`` files (inside the installed package)."""
     return Path(str(resources.files("gigavim.data") / "models"))
@@ -93,11 +87,7 @@ def load_model(name_or_path: str | Path | None = None, *, input_kind: str | None
     (and, for rasters, the image's ``bands`` and ``gsd_m``: see :func:`default_model_name`)."""
     if name_or_path is None:
         name_or_path = default_model_name(input_kind, bands, gsd_m)
-    bundle = load_bundle_file(resolve_model_path(str(name_or_path)), map_location=map_location)
-    head = getattr(bundle.net, "head", None)
-    if str(name_or_path) in CPU_BF16_MODELS and hasattr(head, "cpu_bf16"):
-        head.cpu_bf16 = True
-    return bundle
+    return load_bundle_file(resolve_model_path(str(name_or_path)), map_location=map_location)
 
 
 def read_meta(path: str | Path) -> ModelMeta:

@@ -44,16 +44,6 @@ def test_defaults_per_input_kind() -> None:
     assert load_model(None, input_kind="raster").meta.name == "land-water"
 
 
-def test_bf16_head_only_for_the_models_measured_with_it(tmp_path: Path) -> None:
-    """nuclei-he (labels measured unchanged in bf16) gets the bf16 CPU head when loaded by name;
-    the same weights loaded from a copied file, and the other FPN model, stay float32."""
-    assert load_model("nuclei-he").net.head.cpu_bf16 is True
-    assert load_model("buildings-rgb").net.head.cpu_bf16 is False
-    copy = tmp_path / "mine.pt"
-    copy.write_bytes((bundled_dir() / "nuclei-he.pt").read_bytes())
-    assert load_model(str(copy)).net.head.cpu_bf16 is False
-
-
 def test_unknown_name_lists_known_models() -> None:
     with pytest.raises(ModelError, match=r"known models: .*land-water.*tissue"):
         load_model("no-such-model")
