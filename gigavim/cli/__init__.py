@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import signal
 import sys
-import warnings
 
 import typer
 
 from gigavim.cli._app import app, state
-from gigavim.cli._signals import USER_OS_ERRORS, Interrupted, interrupted_message, interrupts_as_exceptions
+from gigavim.cli._signals import (
+    USER_OS_ERRORS,
+    Interrupted,
+    interrupted_message,
+    interrupts_as_exceptions,
+    silence_late_noise,
+)
 
 # Sub-commands register themselves on import (one module each); this order is --help's.
 from gigavim.cli import segment as _segment  # noqa: F401  isort: skip
@@ -51,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except (Interrupted, KeyboardInterrupt) as exc:
         typer.echo(f"gigavim: {interrupted_message(args)}", err=True)
-        warnings.simplefilter("ignore")  # e.g. "coroutine never awaited" from a cut-off import at exit
+        if not state.debug:
+            silence_late_noise()
         return 128 + getattr(exc, "signum", signal.SIGINT)
     except MemoryError as err:
         if state.debug:

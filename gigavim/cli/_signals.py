@@ -11,8 +11,11 @@ and exits 128 + the signal number.
 from __future__ import annotations
 
 import errno
+import logging
 import signal
+import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -46,6 +49,21 @@ def interrupts_as_exceptions() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def silence_late_noise() -> None:
+    """After an interrupt, what background work still says while the process exits is noise.
+
+    A signal can land while a thread or zarr's event loop is mid-write; that work then fails
+    as the interpreter shuts down and asyncio / threading / the unraisable hook would print
+    its traceback after our one line ("Task exception was never retrieved", "cannot schedule
+    new futures after interpreter shutdown", "coroutine never awaited"). The work dir is
+    already consistent for ``--resume`` (blocks are committed by rename), so none of it matters.
+    """
+    warnings.simplefilter("ignore")
+    logging.getLogger("asyncio").disabled = True
+    threading.excepthook = lambda _args: None
+    sys.unraisablehook = lambda _unraisable: None
 
 
 def interrupted_message(args: list[str]) -> str:
