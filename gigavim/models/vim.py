@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from gigavim.models.chunked_block import CHUNK_TOKENS, chunked_kernels, forward_chunked
 from gigavim.models.layers import DropPath, PatchEmbed, RMSNorm, compute_dtype
 from gigavim.models.mixer import BiMambaMixer
 from gigavim.models.pos_embed import (
@@ -34,15 +35,23 @@ CLS_LAYOUTS = ("middle", "first", "none")
 
 
 class VimBlock(nn.Module):
-    """r ← r + DropPath(Mixer(RMSNorm(r))): the official fused Add→Norm→Mixer block, re-associated."""
+    """r ← r + DropPath(Mixer(RMSNorm(r))): the official fused Add→Norm→Mixer block, re-associated.
+
+    CPU inference on sequences longer than ``chunk_tokens`` runs chunk by chunk with carried
+    states (:mod:`gigavim.models.chunked_block`): same result, a fraction of the memory.
+    """
 
     def __init__(self, dim: int, drop_path: float = 0.0, norm_eps: float = 1e-5, **mixer_kwargs) -> None:
         super().__init__()
         self.mixer = BiMambaMixer(dim, **mixer_kwargs)
         self.norm = RMSNorm(dim, eps=norm_eps)
         self.drop_path = DropPath(drop_path)
+        self.chunk_tokens: int | None = CHUNK_TOKENS
 
     def forward(self, residual: torch.Tensor) -> torch.Tensor:
+        fused = chunked_kernels(self, residual)
+        if fused is not None:
+            return forward_chunked(self, residual, fused)
         hidden = self.mixer(self.norm(residual, out_dtype=self.mixer.in_proj.weight.dtype))
         return residual + self.drop_path(hidden).to(residual.dtype)
 
@@ -146,6 +155,11 @@ class VisionMamba(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
+
+    def set_inference_chunk(self, tokens: int | None) -> None:
+        """Chunk length of the blocks' chunked CPU inference (None or 0: never chunk)."""
+        for block in self.layers:
+            block.chunk_tokens = tokens
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block in the backward pass: activation memory of one block, not depth."""
