@@ -13,6 +13,7 @@ import hashlib
 import math
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ import torch
 
 from gigavim.engine.bands import BandView, check_values, match_bands
 from gigavim.engine.guard import check_working_grid, describe_request
+from gigavim.engine.lanes import NetworkLanes, lane_count
 from gigavim.engine.memory import release_free_memory
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
@@ -295,22 +297,37 @@ class _Run:
 
             windows = ([self.grid.tile_window(*t) for t in b] for b in todo)
             # Three stages overlap: reader threads decode, resample and normalise the next
-            # batches, this thread runs only the network, one merge thread turns logits into
+            # batches, the network runs in its lanes (on a CPU two batches at once, each on half
+            # of torch's threads: gigavim.engine.lanes), one merge thread turns logits into
             # probabilities, caches tiles and blends/writes blocks (numpy, zarr and file writes
             # release the GIL; torch's own thread pool is left to the network, since each small
             # torch op costs a pool barrier). One merge at a time, in batch order, so the work dir
             # changes exactly as in a sequential run.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging:
+            lanes = NetworkLanes(lane_count(predictor.device))
+            ahead = max(2, lanes.lanes + 1)  # a read batch ready whenever a lane frees up
+            inflight: deque[tuple[list[tuple[int, int]], Future[np.ndarray], np.ndarray]] = deque()
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging, lanes:
                 merge: Future[None] | None = None
-                for batch, (x, valid) in zip(todo, prefetched(windows, read, workers=workers), strict=True):
-                    out = predictor.forward(x, *valid.shape[1:])
+
+                def hand_over() -> None:  # the oldest batch in flight: network done → merge
+                    nonlocal merge, done, computed, pixels
+                    batch, out, valid = inflight.popleft()
+                    logits = out.result()
                     if merge is not None:
                         merge.result()  # its errors surface here (disk full → OutputError)
-                    merge = merging.submit(self._merge, predictor, batch, out, valid)
+                    merge = merging.submit(self._merge, predictor, batch, logits, valid)
                     done, computed = done + len(batch), computed + len(batch)
                     pixels += valid.size
                     if progress is not None:
                         progress(Progress(done, len(order), pixels, time.perf_counter() - started))
+
+                batches = prefetched(windows, read, workers=workers, ahead=ahead)
+                for batch, (x, valid) in zip(todo, batches, strict=True):
+                    inflight.append((batch, lanes.submit(predictor.forward, x, *valid.shape[1:]), valid))
+                    if len(inflight) >= lanes.lanes:
+                        hand_over()
+                while inflight:
+                    hand_over()
                 if merge is not None:
                     merge.result()
         missing = [b for b in self.grid.iter_blocks() if b not in self.merger.finalized]
