@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.measure import block_reduce
 from skimage.morphology import dilation, disk, remove_small_holes, remove_small_objects
@@ -153,7 +154,9 @@ def tissue_mask(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> LowResMas
     speck = max(16, mask.size // 2000)
     mask = remove_small_objects(mask, max_size=speck)
     mask = remove_small_holes(mask, max_size=speck)
-    mask = dilation(mask, disk(max(1, round(max(mask.shape) / 256))))
+    # binary, not grey, dilation: the same mask (a symmetric footprint; outside pixels can only
+    # reflect ones the disk already reaches) in half the time
+    mask = ndimage.binary_dilation(mask, disk(max(1, round(max(mask.shape) / 256))))
     return LowResMask(mask, ds, overview)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from engine.fakes import FunctionSource, blobs  # tests/ is on sys.path (root conftest)
 
 from gigavim.io import open_image
@@ -69,3 +70,16 @@ def test_overview_box_filter_and_saturation_equal_skimages() -> None:
                                    rtol=1e-6)
     unit = rgb / 255.0
     np.testing.assert_allclose(_saturation(unit), rgb2hsv(unit)[..., 1], atol=1e-12)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4, 7])
+def test_binary_dilation_equals_the_grey_dilation_the_mask_used_before(radius: int) -> None:
+    """The tissue mask's dilation switched from skimage's grey dilation (reflected borders) to a
+    binary one (outside is False): the same mask, borders included."""
+    from scipy import ndimage
+    from skimage.morphology import dilation, disk
+
+    rng = np.random.default_rng(radius)
+    mask = rng.random((61, 47)) > 0.985
+    mask[0, 5] = mask[-1, -1] = mask[30, 0] = True  # on the borders and corners
+    np.testing.assert_array_equal(ndimage.binary_dilation(mask, disk(radius)), dilation(mask, disk(radius)))

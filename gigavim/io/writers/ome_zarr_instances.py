@@ -14,7 +14,7 @@ import zarr
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
 from gigavim.io.writers.base import LabelMap
-from gigavim.io.writers.ome_zarr import CHUNK, FORMAT, _axes, _write_pyramid, as_dask, physical_pixel
+from gigavim.io.writers.ome_zarr import CHUNK, FORMAT, _axes, _write_pyramid, level0_of, physical_pixel
 from gigavim.io.writers.pyramid import halve_labels, level_count
 
 
@@ -25,7 +25,7 @@ def write_instance_labels(root: zarr.Group, label_map: LabelMap) -> None:
         return
     unit, pixel = physical_pixel(label_map)
     group = root.require_group(f"labels/{objects.name}")
-    ids = as_dask(objects.labels, (CHUNK, CHUNK)).astype(np.uint32)
+    ids = level0_of(objects.labels, (CHUNK, CHUNK), np.uint32)
     datasets = _write_pyramid(group, ids, halve_labels, level_count(label_map.shape), pixel)
     write_multiscales_metadata(group, datasets, fmt=FORMAT, axes=_axes(unit, False), name=objects.name)
     write_label_metadata(root["labels"], objects.name, fmt=FORMAT, source={"image": "../../"})

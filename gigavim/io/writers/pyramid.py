@@ -8,8 +8,12 @@ pixels and the scale between levels is exactly 2.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import dask.array as da
 import numpy as np
+
+ArrayT = TypeVar("ArrayT", da.Array, np.ndarray)
 
 
 def _blocks_2x2(block: np.ndarray) -> list[np.ndarray]:
@@ -42,9 +46,14 @@ def _mean_2x2(block: np.ndarray) -> np.ndarray:
     return (np.rint(mean) if np.issubdtype(block.dtype, np.integer) else mean).astype(block.dtype)
 
 
-def _halve(arr: da.Array, reduction, chunk: int) -> da.Array:
-    """Halve the last two (y, x) axes with ``reduction`` over 2×2 blocks, padding odd edges."""
+def _halve(arr: ArrayT, reduction, chunk: int) -> ArrayT:
+    """Halve the last two (y, x) axes with ``reduction`` over 2×2 blocks, padding odd edges.
+
+    A numpy array is reduced in one piece (the reductions are local to each 2×2 block, so the
+    result is the same as chunk by chunk)."""
     pad = [(0, 0)] * (arr.ndim - 2) + [(0, arr.shape[-2] % 2), (0, arr.shape[-1] % 2)]
+    if isinstance(arr, np.ndarray):
+        return reduction(np.pad(arr, pad, mode="edge") if any(p[1] for p in pad) else arr)
     if any(p[1] for p in pad):
         arr = da.pad(arr, pad, mode="edge")
     # Even chunk sides keep every 2×2 block inside one chunk (the total is even after padding).
@@ -53,12 +62,12 @@ def _halve(arr: da.Array, reduction, chunk: int) -> da.Array:
     return arr.map_blocks(reduction, chunks=out_chunks, dtype=arr.dtype)
 
 
-def halve_labels(arr: da.Array, chunk: int = 1024) -> da.Array:
+def halve_labels(arr: ArrayT, chunk: int = 1024) -> ArrayT:
     """Next pyramid level of a class-id map (mode of each 2×2 block), in ``chunk``² pieces."""
     return _halve(arr, _mode_2x2, chunk)
 
 
-def halve_intensities(arr: da.Array, chunk: int = 1024) -> da.Array:
+def halve_intensities(arr: ArrayT, chunk: int = 1024) -> ArrayT:
     """Next level of an image or probability map (rounded mean of each 2×2 block)."""
     return _halve(arr, _mean_2x2, chunk)
 

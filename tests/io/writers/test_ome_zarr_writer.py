@@ -216,3 +216,26 @@ def test_odd_sized_levels_have_exact_power_of_two_scales(tmp_path, slide_map):
         assert last_row * scale[0] <= (height - 1) * mpp < (last_row + 1) * scale[0]
         assert (level[last_row, :-1] == 2).all() and (level[:-1, -1] == 1).all()
         assert (level[:-1, :-1] == 0).all()
+
+
+def _chunk_files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_small_map_written_in_memory_equals_the_chunked_dask_writer(tmp_path, raster_map,
+                                                                       monkeypatch):
+    """Maps up to IN_MEMORY_BYTES skip dask; every level's chunks must be the same bytes as the
+    chunk-by-chunk writer's (odd sizes padded alike, labels by mode, probabilities by mean)."""
+    from gigavim.io.writers import ome_zarr
+
+    labels = pattern(1301, 1099)  # odd sides, more than one 1024² chunk
+    probs = np.random.default_rng(1).integers(0, 256, (3, *labels.shape), dtype=np.uint8)
+    written = {}
+    for name, budget in (("memory", ome_zarr.IN_MEMORY_BYTES), ("dask", 0)):
+        monkeypatch.setattr(ome_zarr, "IN_MEMORY_BYTES", budget)
+        out = tmp_path / f"{name}.zarr"
+        write_outputs(raster_map(labels=labels, probabilities=probs), [out])
+        written[name] = _chunk_files(out)
+    assert len(written["memory"]) > 10 and any("labels/segmentation/3/" in k for k in written["memory"])
+    assert written["memory"] == written["dask"]

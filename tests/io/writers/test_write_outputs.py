@@ -145,6 +145,7 @@ def test_failure_of_a_new_output_leaves_nothing(tmp_path, slide_map, monkeypatch
 @pytest.mark.parametrize("name", ["s.zarr", "s.tif", "s.geojson"])
 def test_writers_read_the_map_piece_by_piece(tmp_path, slide_map, monkeypatch, name):
     monkeypatch.setattr(ome_zarr_writer, "CHUNK", 256)
+    monkeypatch.setattr(ome_zarr_writer, "IN_MEMORY_BYTES", 0)  # as for a map over the budget
     monkeypatch.setattr(geotiff_writer, "WINDOW", 256)
     monkeypatch.setattr(geojson_writer, "BAND_PIXELS", 64 * 600)
     labels = pattern()  # 700 × 600
