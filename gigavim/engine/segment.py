@@ -27,6 +27,7 @@ import torch
 from gigavim.engine.bands import BandView, check_values, match_bands
 from gigavim.engine.guard import check_working_grid, describe_request
 from gigavim.engine.lanes import NetworkLanes, lane_count
+from gigavim.engine.level_cache import cached_level0
 from gigavim.engine.memory import release_free_memory
 from gigavim.engine.merger import BlockMerger, Fill
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
@@ -191,12 +192,13 @@ def segment(
         value_note = check_values(src, bundle.meta.contract(), band_check, bundle.meta.name)
         notes += [value_note] if value_note else []
         spec = _instance_spec(bundle, res, min_area, dests)
-        mask = _mask(src, tissue_model, device, allow_untrained, notes)
+        pixels = cached_level0(src, res, mask_from_model=tissue_model is not None)  # or src itself
+        mask = _mask(pixels, tissue_model, device, allow_untrained, notes)
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
         if not foreground and src.kind != "slide":
             raise InputError(f"{src.path}: every pixel is nodata (or NaN/transparent); nothing to segment")
-        bundle = _stain_normalised(bundle, stain_norm, src, res, grid, foreground, notes)
+        bundle = _stain_normalised(bundle, stain_norm, pixels, res, grid, foreground, notes)
         work = WorkDir(lock.workdir)
         lock.acquire()  # another run on these outputs is refused, never mixed with or deleted
         settings = _settings(src, res, grid, bundle, batch_size, probabilities, mask, context)
@@ -205,7 +207,7 @@ def segment(
                 work.discard()
             resumed = work.prepare(settings, resume=resume)
             try:
-                run = _Run(src, res, grid, bundle, work, foreground, probabilities, resumed,
+                run = _Run(pixels, res, grid, bundle, work, foreground, probabilities, resumed,
                            store_probabilities=bool(spec and spec.needs_probabilities))
                 if context == "image":
                     from gigavim.engine.whole_image import execute_whole_image

@@ -49,6 +49,11 @@ class LowResMask:
         return bool(self.mask[r0:r1, c0:c1].any())
 
 
+def overview_level(source: ImageSource, max_size: int = OVERVIEW_SIZE) -> int:
+    """The level a mask of ``source`` reads (whole, in pieces, unless it is over the budget)."""
+    return _overview_plan(source, max_size)[0]
+
+
 def _overview_plan(source: ImageSource, max_size: int) -> tuple[int, int]:
     """(level, k): read ``level`` and reduce k×k blocks to get ≤ ``max_size`` px on a side."""
     target = max(source.width, source.height) / max_size
