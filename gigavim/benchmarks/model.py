@@ -249,6 +249,8 @@ def run(device: str = "auto", quick: bool = False, threads: int = 1, progress: P
                     if progress is not None:
                         progress(f"round {rnd + 1}/{plan.rounds}: {model_key} batch {batch} {size}²: "
                                  f"{row['seconds']:.3g} s, peak {row['peak_mib']:.0f} MiB")
+    from gigavim.models.chunked_block import CHUNK_TOKENS
+
     rows = _rows(plan, samples, skipped)
     for row in rows:
         show_row(progress, COLUMNS, row)
@@ -273,7 +275,10 @@ def run(device: str = "auto", quick: bool = False, threads: int = 1, progress: P
             + f"); sizes up to the largest predicted to fit {plan.budget_s:g} s per "
             f"forward. DeiT = timm's, or its built-in replica where timm does not import (the note "
             f"column says which), attention by SDPA. Scan backend: the `gigavim.kernels` "
-            f"{'Triton' if cuda else 'CPU (fused numba)'} path. Load average at the end: "
+            f"{'Triton' if cuda else 'CPU (fused numba)'} path"
+            + ("" if cuda else f"; Vim blocks run in chunks of {CHUNK_TOKENS} tokens with carried states "
+               f"on longer sequences (`gigavim.models.chunked_block`)")
+            + ". Load average at the end: "
             f"{load_average():.1f} (other jobs share the host)."
         ),
         notes=_notes(rows, plan),

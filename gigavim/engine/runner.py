@@ -20,6 +20,7 @@ import torch
 from gigavim.errors import ModelError, UsageError
 from gigavim.io.base import Window
 from gigavim.models.bundle import ModelBundle
+from gigavim.models.vim import set_inference_chunk
 
 TileRead = tuple[np.ndarray, np.ndarray]
 
@@ -61,6 +62,9 @@ class Predictor:
         self.bundle = bundle
         self.device = resolve_device(device)
         self.net = bundle.net.to(self.device).eval()
+        # Tile batches are bounded: chunked Vim blocks would save little memory and add kernel
+        # calls (nuclei-he, 4 × 256² tiles: +5-9 % CPU on one thread, 2-3.6× on two busy ones).
+        set_inference_chunk(self.net, None)
         self.multiple = size_multiple(bundle)
         self.classes = bundle.num_classes
 

@@ -56,6 +56,13 @@ class VimBlock(nn.Module):
         return residual + self.drop_path(hidden).to(residual.dtype)
 
 
+def set_inference_chunk(net: nn.Module, tokens: int | None) -> None:
+    """Chunk length of chunked CPU inference for every Vim block in ``net`` (None or 0: never)."""
+    for module in net.modules():
+        if isinstance(module, VimBlock):
+            module.chunk_tokens = tokens
+
+
 def _to_2tuple(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -158,8 +165,7 @@ class VisionMamba(nn.Module):
 
     def set_inference_chunk(self, tokens: int | None) -> None:
         """Chunk length of the blocks' chunked CPU inference (None or 0: never chunk)."""
-        for block in self.layers:
-            block.chunk_tokens = tokens
+        set_inference_chunk(self, tokens)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block in the backward pass: activation memory of one block, not depth."""

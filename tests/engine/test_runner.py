@@ -89,3 +89,14 @@ def test_batches_are_channels_last_and_give_the_nchw_result() -> None:
     with torch.inference_mode():
         want = predictor.net(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_tile_batches_run_vim_blocks_over_the_whole_sequence() -> None:
+    """Chunked Vim blocks save memory on whole images only; on bounded tile batches they cost time."""
+    from gigavim.models.vim import VisionMamba
+
+    net = VisionMamba(img_size=32, patch_size=8, stride=8, depth=2, embed_dim=32, num_classes=0)
+    assert all(block.chunk_tokens for block in net.layers)  # the library default chunks long inputs
+    meta = ModelMeta(name="probe", classes=["a", "b"], colors=[(0, 0, 0), (1, 1, 1)], arch={}, trained=False)
+    Predictor(ModelBundle(net, meta))
+    assert all(block.chunk_tokens is None for block in net.layers)
