@@ -39,6 +39,8 @@ from gigavim.errors import OutputError, UsageError
 
 _JOURNAL_LINE = re.compile(r"^(\d+) (\d+) (\d+) (\d+)$")
 JOURNAL_SYNC_S = 10.0
+RECENT_TILE_BYTES = 1 << 26
+"""Finished tiles kept in memory as well as on disk (64 MiB: 160 tiles of 256² × 3 float16)."""
 BlockCounts = tuple[int, int]  # (foreground pixels, pixels with data)
 
 
@@ -51,6 +53,9 @@ class WorkDir:
         self.settings_file = self.path / "settings.json"
         self.journal_file = self.path / "blocks.log"
         self._synced = time.monotonic()
+        self._index: set[tuple[int, int]] | None = None  # tiles on disk, once listed
+        self._recent: dict[tuple[int, int], np.ndarray] = {}  # saved lately, oldest first
+        self._recent_bytes = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self, settings: dict[str, Any], *, resume: bool) -> bool:
@@ -89,6 +94,7 @@ class WorkDir:
             raise OutputError(f"{self.path}: exists and is not a gigavim work dir; refusing to delete "
                               "it (move it away or choose another output or --workdir)")
         shutil.rmtree(self.path, ignore_errors=True)
+        self._index, self._recent, self._recent_bytes = None, {}, 0
 
     # -- output arrays ----------------------------------------------------------------------
     def label_arrays(self, grid: TileGrid, classes: int, fill_label: int, *, probabilities: bool,
@@ -119,7 +125,16 @@ class WorkDir:
         return self.tiles / f"{tile[0]}_{tile[1]}.npy"
 
     def has_tile(self, tile: tuple[int, int]) -> bool:
-        return self.tile_path(tile).exists()
+        """Whether the tile's file exists; from the index of the tiles folder this run keeps
+        (listed once, then updated by its own saves and drops: the run lock makes it the only
+        writer) rather than a ``stat`` per question (several per tile and block)."""
+        if self._index is None:
+            try:
+                names = os.listdir(self.tiles)
+            except FileNotFoundError:
+                return False  # no tiles folder (yet): nothing to index
+            self._index = {_tile_of(name) for name in names if name.endswith(".npy")}
+        return tile in self._index
 
     def save_tile(self, tile: tuple[int, int], data: np.ndarray) -> None:
         """Write a finished tile under a temporary name, then rename it into place.
@@ -135,15 +150,38 @@ class WorkDir:
         with open(tmp, "wb") as fh:
             fh.write(payload.getbuffer())
         os.replace(tmp, path)
+        if self._index is not None:
+            self._index.add(tile)
+        self._remember(tile, _npy_from_bytes(bytes(payload.getbuffer())))
 
     def load_tile(self, tile: tuple[int, int]) -> np.ndarray:
-        """A finished tile, read whole (``np.load`` parses each header with ``ast``: its cost
-        was most of a small tile's load; tiles of a run share a few headers, parsed once)."""
-        data = self.tile_path(tile).read_bytes()
-        return _npy_from_bytes(data)
+        """A finished tile (read-only): from memory when this run saved it lately, else read
+        whole from its file (``np.load`` parses each header with ``ast``: its cost was most of
+        a small tile's load; tiles of a run share a few headers, parsed once)."""
+        cached = self._recent.get(tile)
+        if cached is not None:
+            return cached
+        return _npy_from_bytes(self.tile_path(tile).read_bytes())
 
     def drop_tile(self, tile: tuple[int, int]) -> None:
         self.tile_path(tile).unlink(missing_ok=True)
+        if self._index is not None:
+            self._index.discard(tile)
+        self._forget(tile)
+
+    def _remember(self, tile: tuple[int, int], data: np.ndarray) -> None:
+        """Keep the tiles saved last in memory, up to ``RECENT_TILE_BYTES`` (the blocks they
+        finish are merged right away: reading them back from disk was most of a block's cost)."""
+        self._forget(tile)
+        self._recent[tile] = data
+        self._recent_bytes += data.nbytes
+        while self._recent_bytes > RECENT_TILE_BYTES and self._recent:
+            self._forget(next(iter(self._recent)))
+
+    def _forget(self, tile: tuple[int, int]) -> None:
+        old = self._recent.pop(tile, None)
+        if old is not None:
+            self._recent_bytes -= old.nbytes
 
     # -- journal ----------------------------------------------------------------------------
     def finalized_blocks(self) -> dict[tuple[int, int], BlockCounts]:
@@ -175,6 +213,12 @@ class WorkDir:
             if time.monotonic() - self._synced >= JOURNAL_SYNC_S:
                 os.fsync(fh.fileno())
                 self._synced = time.monotonic()
+
+
+def _tile_of(name: str) -> tuple[int, int]:
+    """(iy, ix) of a tile file name ``IY_IX.npy``."""
+    iy, ix = name[:-4].split("_")
+    return int(iy), int(ix)
 
 
 def _npy_from_bytes(data: bytes) -> np.ndarray:
