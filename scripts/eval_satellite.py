@@ -42,7 +42,8 @@ from gigavim.train.predict import predict_labels, predict_probabilities
 REAL = Path("../shared/data/real/geo_labelled")
 RIO = REAL / "spacenet1_rio"
 S2 = REAL / "sen1floods11"
-TRAIN_TILES = ("50", "51", "55", "57", "64", "58", "59", "60", "62")
+TRAIN_TILES = ("50", "51", "55", "57", "64", "58", "59", "60", "62")  # what the weights have seen
+SELECTION_TILES = ("57",)  # left out of the last stage; weights and post-processing are chosen on it
 HELD_OUT_TILES = ("52", "53", "61")
 WATER_FRACTION = 0.25  # the recipe's --val-fraction: the right-most quarter of the columns
 WATER_GAP = 16  # the recipe's --val-gap: columns left of the held-out part used by neither

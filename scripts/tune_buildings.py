@@ -1,14 +1,16 @@
-"""Choose ``buildings-rgb``'s object post-processing on its TRAINING tiles and store it in the bundle.
+"""Choose ``buildings-rgb``'s weights and object post-processing on its SELECTION tile, store them.
 
 The three-class marker watershed (:func:`gigavim.instances.postprocess.instances_from_probabilities`)
 has thresholds and a minimum object area, and the model may average its probabilities over
 dihedral views (test-time augmentation, ``meta.tta``); they are part of the model and are picked here by grid
 search maximising the sum of the two scores issue 10 asks for, pooled object F1 at IoU ≥ 0.5 (the
-SpaceNet score) and building pixel IoU, on the tiles the model was trained on, never on the
-held-out tiles that ``eval_satellite.py`` scores. The true buildings keep the SpaceNet rule (under
-5 m² dropped) whatever minimum area the model's objects get.
+SpaceNet score) and building pixel IoU, on the selection tile (img57: 25 buildings, left out of
+the last training stage), never on the held-out tiles that ``eval_satellite.py`` scores. Given
+several candidate bundles (e.g. snapshots of one run), each is tuned the same way and the best
+on the selection tile is written to OUT. The true buildings keep the SpaceNet rule (under 5 m²
+dropped) whatever minimum area the model's objects get.
 
-    python scripts/tune_buildings.py MODEL.pt
+    python scripts/tune_buildings.py OUT.pt CANDIDATE.pt [CANDIDATE.pt ...]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import itertools
 import sys
 
-from eval_satellite import MIN_AREA_M2, TRAIN_TILES, building_row, rio_images  # scripts/ is on sys.path
+from eval_satellite import MIN_AREA_M2, SELECTION_TILES, building_row, rio_images  # scripts/ is on sys.path
 
 from gigavim.instances.settings import DEFAULT_THREE_CLASS, THREE_CLASS, instances_from_settings
 from gigavim.models.bundle import load_bundle_file
@@ -28,7 +30,8 @@ GRID = {"foreground_threshold": (0.2, 0.3, 0.4, 0.5), "marker_threshold": (0.0, 
         "min_marker_px": (4, 12), "min_area_m2": (MIN_AREA_M2, 20.0, 40.0)}
 
 
-def tune(path: str) -> dict:
+def tune(path: str, tiles: tuple[str, ...] = SELECTION_TILES) -> tuple[float, int, dict, dict]:
+    """The best (score, views, instances settings, scores row) of one bundle on ``tiles``."""
     bundle = load_bundle_file(path)
     gsd = bundle.meta.gsd_m or 0.5
     base = {"method": THREE_CLASS, "object_class": bundle.meta.classes[1], "interior": 1, "boundary": 2,
@@ -36,7 +39,7 @@ def tune(path: str) -> dict:
     base.pop("min_area_um2", None)
     min_area_px = max(1, round(MIN_AREA_M2 / gsd**2))
     meta = bundle.meta
-    images = rio_images(TRAIN_TILES, gsd)
+    images = rio_images(tiles, gsd)
     truths = {t: lab for t, (_, lab) in images.items()}
     best, best_views, best_score, best_row = base, 1, -1.0, {}
     for views in VIEWS:
@@ -50,16 +53,27 @@ def tune(path: str) -> dict:
             score = (row["object_f1"] or 0.0) + row["iou"]
             if score > best_score:
                 best, best_views, best_score, best_row = trial, views, score, row
-        print(f"{views} view(s): best so far {best_views} view(s), {best}: object F1 "
-              f"{best_row['object_f1']:.3f}, pixel IoU {best_row['iou']:.3f}")
-    bundle.meta.instances, bundle.meta.tta = best, best_views
-    bundle.save(path)
-    print(f"{path}: TTA {best_views} view(s), {best} (on the training tiles: object F1 "
-          f"{best_row['object_f1']:.3f}, pixel IoU {best_row['iou']:.3f})")
-    return best
+    print(f"{path} (step {meta.training.get('steps')}): TTA {best_views} view(s), "
+          f"{ {k: best[k] for k in GRID} }: object F1 {best_row['object_f1']:.3f}, "
+          f"pixel IoU {best_row['iou']:.3f}, TP/FP/FN {best_row['objects_tp_fp_fn']} on img{'+'.join(tiles)}",
+          flush=True)
+    return best_score, best_views, best, best_row
+
+
+def select(out: str, candidates: list[str]) -> str:
+    """Tune every candidate on the selection tile; write the best, with its settings, to ``out``."""
+    results = {path: tune(path) for path in candidates}
+    chosen = max(results, key=lambda p: results[p][0])
+    _, views, settings, row = results[chosen]
+    bundle = load_bundle_file(chosen)
+    bundle.meta.instances, bundle.meta.tta = settings, views
+    bundle.save(out)
+    print(f"chose {chosen} -> {out}: object F1 {row['object_f1']:.3f} + pixel IoU {row['iou']:.3f} "
+          f"on the selection tile")
+    return chosen
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 3:
         sys.exit(__doc__.strip().splitlines()[-1].strip())
-    tune(sys.argv[1])
+    select(sys.argv[1], sys.argv[2:])

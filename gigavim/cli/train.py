@@ -133,6 +133,10 @@ def train(
     val_every: int = typer.Option(None, help="Validate every N steps.", show_default=_default("val_every")),
     checkpoint_every: int = typer.Option(None, help="Write bundle + training state every N steps.",
                                          show_default="0 (only at the end)"),
+    keep_checkpoints: bool = typer.Option(None, "--keep-checkpoints/--no-keep-checkpoints",
+                                          help="Also keep each checkpoint's bundle as OUT-stepN.pt "
+                                               "(to choose a stage on a validation image).",
+                                          show_default="no"),
     state: Path = typer.Option(None, "--state", help="Training-state file (default: OUT.state.pt)."),
     resume: Path = typer.Option(None, "--resume", help="Continue from a training-state file."),
     device: str = typer.Option(None, help="auto, cpu or cuda.", show_default=_default("device")),
@@ -179,6 +183,7 @@ def train(
         "weight_decay": weight_decay, "warmup_steps": warmup_steps, "sampling": sampling,
         "class_weights": parse_class_weights(class_weights),
         "val_every": val_every, "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
         "state_path": str(state) if state else None, "resume": str(resume) if resume else None,
         "device": device, "seed": seed, "description": description,
         "band_names": _split(band_names), "sensor": sensor, "scaling": scaling, "scale": scale,

@@ -1,11 +1,11 @@
 """Training-time augmentation on raw (B, H, W, bands) patches and their (B, H, W) labels.
 
-Geometric changes (flips, 90° rotations) apply to image and labels alike; photometric ones
-(colour jitter, H&E stain jitter, blur, JPEG re-compression) to the image only. Stain jitter
-perturbs each pixel's haematoxylin/eosin/DAB optical densities (``skimage.color.rgb2hed``), which
-mimics the slide-to-slide staining variation that plain RGB jitter does not; blur and JPEG
-mimic other scanners' optics and the compression of most whole-slide files. Every random choice
-comes from the caller's generator, so a seeded run is repeatable.
+Geometric changes (flips, 90° rotations, optional zoom and small rotations) apply to image and
+labels alike; photometric ones (colour jitter, H&E stain jitter, blur, JPEG re-compression) to the
+image only. Stain jitter perturbs each pixel's haematoxylin/eosin/DAB optical densities
+(``skimage.color.rgb2hed``), which mimics the slide-to-slide staining variation that plain RGB
+jitter does not; blur and JPEG mimic other scanners' optics and the compression of most whole-
+slide files. Every random choice comes from the caller's generator, so a seeded run is repeatable.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from gigavim.train.config import AugmentConfig
+from gigavim.train.metrics import IGNORE_LABEL
 
-__all__ = ["AugmentConfig", "augment_batch", "colour_jitter", "geometric", "stain_jitter"]
+__all__ = ["AugmentConfig", "augment_batch", "colour_jitter", "geometric", "stain_jitter", "zoom_rotate"]
 
 
 def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
@@ -46,7 +47,9 @@ def augment_batch(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig,
 
 def geometric(img: np.ndarray, lab: np.ndarray, cfg: AugmentConfig,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips and 90° rotations, the same for image and labels."""
+    """Random flips, 90° rotations and (if configured) zoom/rotation, the same for image and labels."""
+    if cfg.zoom > 0 or cfg.rotate_deg > 0:
+        img, lab = zoom_rotate(img, lab, cfg, rng)
     if cfg.flips and rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
     if cfg.flips and rng.random() < 0.5:
@@ -55,6 +58,27 @@ def geometric(img: np.ndarray, lab: np.ndarray, cfg: AugmentConfig,
         k = int(rng.integers(0, 4))
         img, lab = np.rot90(img, k), np.rot90(lab, k)
     return img, lab
+
+
+def zoom_rotate(img: np.ndarray, lab: np.ndarray, cfg: AugmentConfig,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Scale by ``exp(U(±ln(1 + zoom)))`` and rotate by ``U(±rotate_deg)``° about the patch centre
+    (scipy's affine resampling: bilinear pixels, nearest labels). The patch keeps its shape; label
+    pixels brought in from outside it are unlabelled (:data:`IGNORE_LABEL`), their image pixels
+    mirrored, so the loss never learns from invented context."""
+    from scipy.ndimage import affine_transform
+
+    s = float(np.exp(rng.uniform(-1, 1) * np.log1p(cfg.zoom)))
+    a = np.deg2rad(rng.uniform(-cfg.rotate_deg, cfg.rotate_deg))
+    # affine_transform maps output → input coordinates: the inverse of "rotate by a, scale by s".
+    inv = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) / s
+    centre = (np.array(lab.shape[:2], dtype=np.float64) - 1) / 2
+    offset = centre - inv @ centre
+    bands = [affine_transform(np.asarray(img[..., b], np.float32), inv, offset=offset, order=1,
+                              mode="mirror") for b in range(img.shape[-1])]
+    out_lab = affine_transform(np.asarray(lab), inv, offset=offset, order=0, mode="constant",
+                               cval=IGNORE_LABEL)
+    return np.stack(bands, axis=-1), out_lab.astype(lab.dtype)
 
 
 def colour_jitter(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,

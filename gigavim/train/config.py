@@ -27,6 +27,8 @@ class AugmentConfig:
 
     flips: bool = True
     rotate90: bool = True
+    zoom: float = 0.0  # scale ~ exp(U(±ln(1+zoom))): 0.2 is 0.83-1.2x (buildings at other GSDs/sizes)
+    rotate_deg: float = 0.0  # rotation ~ U(±rotate_deg) degrees on top of the 90° ones
     brightness: float = 0.1
     contrast: float = 0.1
     saturation: float = 0.1
@@ -88,6 +90,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_every: int = 100
     checkpoint_every: int = 0
+    keep_checkpoints: bool = False  # also keep each checkpoint's bundle as OUT-stepN.pt (to pick a stage)
     state_path: str | None = None
     resume: str | None = None
     device: str = "auto"

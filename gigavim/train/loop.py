@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -373,12 +374,19 @@ def _train(cfg: TrainConfig, report: Progress, t0: float, out: Path, state_path:
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save_state(state_path, bundle, opt, sched, step, cfg, history, rng, sampler.rng)
             _finish(bundle, cfg, images, val_images, history, step, t0, device, final=False).save(out)
+            if cfg.keep_checkpoints:  # every stage of the run, to choose one on a validation image
+                shutil.copyfile(out, checkpoint_copy(out, step))
             report({"event": "checkpoint", "step": step, "path": str(out), "state": str(state_path)})
     save_state(state_path, bundle, opt, sched, step, cfg, history, rng, sampler.rng)
     final = _finish(bundle, cfg, images, val_images, history, step, t0, device, final=True)
     final.save(out)
     report({"event": "done", "path": str(out), "state": str(state_path), **final.meta.training})
     return final
+
+
+def checkpoint_copy(out: Path, step: int) -> Path:
+    """Where ``keep_checkpoints`` keeps the bundle of step ``step``: ``OUT-stepN.pt`` beside OUT."""
+    return out.with_name(f"{out.stem}-step{step}{out.suffix}")
 
 
 def check_training_bands(cfg: TrainConfig, resumed: dict[str, Any] | None) -> None:

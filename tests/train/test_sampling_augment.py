@@ -105,3 +105,19 @@ def test_balanced_sampling_balances_a_class_present_in_only_one_small_image() ->
     sampler = PatchSampler(images, 8, 3, "balanced", seed=0)
     hits = sum((sampler.sample()[1] == 2).any() for _ in range(300))
     assert 60 < hits < 140
+
+
+def test_zoom_and_rotation_move_labels_with_pixels_and_mark_invented_context() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.zeros((2, 64, 64), np.uint8)
+    labels[:, 16:40, 20:44] = 1  # one 24 × 24 "roof" per patch
+    images = np.repeat(labels[..., None] * 255, 3, axis=-1).astype(np.uint8)
+    cfg = AugmentConfig(flips=False, rotate90=False, zoom=0.5, rotate_deg=30, brightness=0, contrast=0,
+                        saturation=0)
+    out_img, out_lab = augment_batch(images, labels, cfg, rng)
+    labelled = out_lab != IGNORE_LABEL
+    agree = (out_img[..., 0] > 127) == (out_lab == 1)
+    assert agree[labelled].mean() > 0.97  # bilinear pixels vs nearest labels differ only on edges
+    assert (~labelled).any()  # corners rotated in from outside the patch are unlabelled
+    roof = (out_lab == 1).sum(axis=(1, 2))
+    assert np.all(roof > 0) and not np.all(roof == 24 * 24)  # moved with the pixels, resized

@@ -323,3 +323,15 @@ def test_a_gap_between_trained_and_held_out_columns_is_used_by_neither(tmp_path:
     assert train_part[0].shape == (8, 65) and held_out[0].shape == (8, 25)
     with pytest.raises(UsageError, match="a gap of 80 columns leaves nothing to train on"):
         split_holdout([image], 0.25, gap=80)
+
+
+def test_kept_checkpoints_are_the_bundles_of_their_steps(tmp_path: Path) -> None:
+    """``keep_checkpoints``: each checkpoint's bundle stays as OUT-stepN.pt, to pick a stage later."""
+    from gigavim.models.bundle import load_bundle_file
+
+    final = train(tiny_config(tmp_path, steps=4, val_pairs=[], checkpoint_every=2, keep_checkpoints=True))
+    kept = load_bundle_file(tmp_path / "model-step2.pt")
+    assert kept.meta.training["steps"] == 2 and final.meta.training["steps"] == 4
+    assert not (tmp_path / "model-step4.pt").exists()  # the last step is OUT itself
+    assert any(not torch.equal(a, b) for a, b in zip(kept.net.state_dict().values(),
+                                                      final.net.state_dict().values(), strict=True))
