@@ -39,8 +39,9 @@ from gigavim.errors import OutputError, UsageError
 
 _JOURNAL_LINE = re.compile(r"^(\d+) (\d+) (\d+) (\d+)$")
 JOURNAL_SYNC_S = 10.0
-RECENT_TILE_BYTES = 1 << 26
-"""Finished tiles kept in memory as well as on disk (64 MiB: 160 tiles of 256² × 3 float16)."""
+RECENT_TILES, RECENT_TILE_BYTES = 8, 1 << 26
+"""Finished tiles kept in memory as well as on disk: the last 8 (two batches of 4), at most 64
+MiB — a count, not a tile row, so memory does not grow with the image's width."""
 BlockCounts = tuple[int, int]  # (foreground pixels, pixels with data)
 
 
@@ -170,12 +171,12 @@ class WorkDir:
         self._forget(tile)
 
     def _remember(self, tile: tuple[int, int], data: np.ndarray) -> None:
-        """Keep the tiles saved last in memory, up to ``RECENT_TILE_BYTES`` (the blocks they
-        finish are merged right away: reading them back from disk was most of a block's cost)."""
+        """Keep the tiles saved last in memory (``RECENT_TILES``, ``RECENT_TILE_BYTES``): the
+        blocks they finish are merged right away, and reading them back cost most of a block."""
         self._forget(tile)
         self._recent[tile] = data
         self._recent_bytes += data.nbytes
-        while self._recent_bytes > RECENT_TILE_BYTES and self._recent:
+        while (self._recent_bytes > RECENT_TILE_BYTES or len(self._recent) > RECENT_TILES) and self._recent:
             self._forget(next(iter(self._recent)))
 
     def _forget(self, tile: tuple[int, int]) -> None:
