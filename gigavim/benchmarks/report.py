@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+# re-exported: the benchmarks take it from here
+from gigavim.benchmarks.usage import peak_rss_mib as peak_rss_mib
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 DOC = _CHECKOUT / "docs" / "benchmarks.md"
@@ -213,21 +215,6 @@ def show_row(progress: Progress | None, columns: list[Column], row: dict[str, An
     """Report one finished case as it lands (long benchmarks should not be silent)."""
     if progress is not None:
         progress(" | ".join(c.show(row.get(c.key)) for c in columns))
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size since its exec.
-
-    ``VmHWM`` (Linux) rather than ``ru_maxrss``: a child's ``ru_maxrss`` starts at its parent's
-    RSS at fork and survives exec, so a child of a big parent (torch imported) would report the
-    parent's size, not its own."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
 
 def load_average() -> float:
