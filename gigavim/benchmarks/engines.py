@@ -7,7 +7,10 @@ network and weights, same tile / overlap / batch and torch threads, output writt
   on disk, labels pyramid);
 * ``monai``: OpenSlide reads the region, MONAI's ``sliding_window_inference`` (Gaussian blending,
   the nearest to gigavim's cosine ramps) on the whole region in memory, softmax + argmax, the
-  labels written to a zarr array (no pyramid) — what its docs show for a WSI.
+  labels written to a zarr array (no pyramid) — what its docs show for a WSI;
+* ``tiatoolbox``: TIAToolbox's ``SemanticSegmentor`` on the slide (its default Otsu tissue mask,
+  averaging of overlaps, argmax labels written to its zarr), under a side interpreter
+  (``--tiatoolbox-python``, see :mod:`gigavim.benchmarks.tiatoolbox_case`).
 
 Networks: ``pixel`` (a fixed 1×1 conv: the engines' own cost), ``unet`` (a MONAI U-Net, 101 k
 parameters, seeded, untrained: a small CNN's cost) and the bundled ``nuclei-he`` Vim. Each case runs
@@ -18,8 +21,10 @@ before it (a batch of slides pays them once); gigavim's imports of its slide rea
 too, as MONAI's case imports OpenSlide and MONAI first. gigavim runs without stain normalisation
 and test-time augmentation (whatever the model's defaults), as MONAI's case does. MONAI is an
 optional extra of this benchmark only (``pip install monai``), never a runtime dependency;
-missing, its rows say so. TIAToolbox 2.x pins
-``torch<2.13`` and so cannot be installed beside gigavim (torch 2.13): it is not measured here.
+missing, its rows say so. TIAToolbox 2.x pins ``torch<2.13`` and so cannot be installed beside
+gigavim (torch 2.13): its case runs in a side venv's Python, on the pixel and U-Net networks
+saved by this process (:mod:`gigavim.benchmarks.portable_net`: same weights, same input
+scaling); without that interpreter its rows say why they are empty.
 """
 
 from __future__ import annotations
@@ -43,15 +48,22 @@ from gigavim.benchmarks.report import (
     load_average,
     peak_rss_mib,
     run_child,
+    run_command,
     show_row,
 )
+from gigavim.benchmarks.usage import cpu_seconds
 from gigavim.data import sample_slide
+from gigavim.errors import UsageError
 
 TILE, OVERLAP, BATCH, THREADS = 256, 64, 4, 2
 NETWORKS = ("pixel", "unet", "nuclei-he")
-ENGINES = ("gigavim", "monai")
+ENGINES = ("gigavim", "monai", "tiatoolbox")
+PORTABLE = ("pixel", "unet")  # the networks a side interpreter can rebuild (nuclei-he is gigavim's Vim)
 REPEATS, QUICK_REPEATS = 3, 1
 NOT_INSTALLED = "not installed"
+NO_SIDE_PYTHON = "no --tiatoolbox-python (needs torch<2.13: its own venv, see docs/benchmarks.md)"
+Side = dict[str, str | None]  # the TIAToolbox interpreter's package versions (None: not there)
+NOT_PORTABLE = "a gigavim Vim: not run under TIAToolbox's interpreter"
 
 COLUMNS = [
     Column("network", "network"),
@@ -71,17 +83,15 @@ def network(name: str):
 
     import torch
 
+    from gigavim.benchmarks import portable_net
     from gigavim.benchmarks.segment import bundle as engine_bundle
     from gigavim.models.bundle import ModelBundle
 
     if name == "pixel":
         b = engine_bundle("pixel")
     elif name == "unet":
-        from monai.networks.nets import UNet
-
         torch.manual_seed(0)
-        net = UNet(spatial_dims=2, in_channels=3, out_channels=2, channels=(8, 16, 32, 64),
-                   strides=(2, 2, 2), num_res_units=2)
+        net = portable_net.build("monai-unet", portable_net.UNET_CONFIG)
         b = engine_bundle("pixel")
         b = ModelBundle(net.eval(), dataclasses.replace(b.meta, name="unet", arch={"size_multiple": 8}))
     else:
@@ -89,6 +99,38 @@ def network(name: str):
 
         b = load_model(name)
     return ModelBundle(b.net.eval(), dataclasses.replace(b.meta, tile=TILE, overlap=OVERLAP))
+
+
+def describe_network(name: str) -> dict[str, Any]:
+    """``network(name)`` as plain data a side interpreter rebuilds (pixel, unet): same weights and scaling."""
+    from gigavim.benchmarks import portable_net
+
+    if name not in PORTABLE:
+        raise ValueError(f"network {name!r} is not portable (one of {', '.join(PORTABLE)})")
+    bundle = network(name)
+    if name == "pixel":
+        kind, config = "conv2d", portable_net.conv2d_config(bundle.net)
+    else:
+        kind, config = "monai-unet", portable_net.UNET_CONFIG
+    offset, scale = bundle.meta.contract().offset_scale()
+    return portable_net.describe(bundle.net, kind, config, offset, scale, bundle.meta.mean, bundle.meta.std)
+
+
+def side_versions(python: str) -> Side:
+    """tiatoolbox / torch / monai versions in the side interpreter (None: not installed there).
+
+    Raises UsageError (one line) when ``python`` does not run or has no TIAToolbox."""
+    probe = ("import json, importlib.util as u, importlib.metadata as m; print(json.dumps({p: "
+             "m.version(p) if u.find_spec(p) else None for p in ('tiatoolbox', 'torch', 'monai')}))")
+    try:
+        versions = run_command([python, "-c", probe])
+    except (OSError, RuntimeError, ValueError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--tiatoolbox-python {python}: does not run as Python ({reason})") from None
+    if not versions.get("tiatoolbox"):
+        raise UsageError(f"--tiatoolbox-python {python}: tiatoolbox is not installed in that interpreter "
+                         f"(pip install tiatoolbox there)")
+    return versions
 
 
 def measure(engine: str, net_name: str, slide: str, out: str, device: str, threads: str) -> dict[str, Any]:
@@ -100,20 +142,12 @@ def measure(engine: str, net_name: str, slide: str, out: str, device: str, threa
     run = _gigavim if engine == "gigavim" else _monai
     prepare = _prepare_gigavim if engine == "gigavim" else _prepare_monai
     prepare(out)
-    cpu_before = _cpu_seconds()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     megapixels = run(bundle, slide, out, device)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "cpu_s": _cpu_seconds() - cpu_before, "megapixels": megapixels,
+    return {"seconds": seconds, "cpu_s": cpu_seconds() - cpu_before, "megapixels": megapixels,
             "peak_rss_mib": peak_rss_mib()}
-
-
-def _cpu_seconds() -> float:
-    """This process's user + system CPU time, all threads (torch's spinning workers included)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _prepare_gigavim(out: str) -> None:
@@ -167,7 +201,25 @@ def _monai(bundle: Any, slide: str, out: str, device: str) -> float:
 
 
 def available(engine: str) -> bool:
-    return engine == "gigavim" or importlib.util.find_spec(engine) is not None
+    """Whether ``engine`` runs in this interpreter (TIAToolbox never does: it has its own)."""
+    return engine == "gigavim" or (engine == "monai" and importlib.util.find_spec("monai") is not None)
+
+
+def missing_reasons(networks: tuple[str, ...], side: Side | None) -> dict[tuple[str, str], str]:
+    """Why a (network, engine) case does not run, for each case that does not (shown in its row).
+
+    ``side``: the TIAToolbox interpreter's package versions (:func:`side_versions`), None without one."""
+    reasons = {}
+    for net in networks:
+        if not available("monai"):
+            reasons[net, "monai"] = NOT_INSTALLED
+        if side is None:
+            reasons[net, "tiatoolbox"] = NO_SIDE_PYTHON
+        elif net not in PORTABLE:
+            reasons[net, "tiatoolbox"] = NOT_PORTABLE
+        elif net == "unet" and not side.get("monai"):
+            reasons[net, "tiatoolbox"] = "monai not installed in TIAToolbox's venv (the U-Net is MONAI's)"
+    return reasons
 
 
 def run(
@@ -177,13 +229,18 @@ def run(
     repeats: int | None = None,
     threads: int = THREADS,
     progress: Progress | None = None,
+    tiatoolbox_python: str | None = None,
 ) -> BenchReport:
-    """Every (network, engine) case ``repeats`` times, interleaved; ``quick``: pixel, once."""
+    """Every (network, engine) case ``repeats`` times, interleaved; ``quick``: pixel, once.
+
+    ``tiatoolbox_python``: a Python with TIAToolbox (its own venv) for the TIAToolbox rows."""
     device = bench_device(device)
     networks = networks or (("pixel",) if quick else NETWORKS)
     repeats = repeats or (QUICK_REPEATS if quick else REPEATS)
     if "unet" in networks and not available("monai"):
         networks = tuple(n for n in networks if n != "unet")  # the U-Net is MONAI's
+    side = side_versions(tiatoolbox_python) if tiatoolbox_python else None
+    missing = missing_reasons(networks, side)
     slide = sample_slide()  # the bundled CMU-1 region
     folder = Path(tempfile.mkdtemp(prefix="gigavim-engines-"))
     runs: Runs = {}
@@ -191,39 +248,64 @@ def run(
         for _ in range(repeats):
             for net in networks:
                 for engine in ENGINES:
-                    if not available(engine):
+                    if (net, engine) in missing:
                         continue
                     out = folder / f"{net}-{engine}.{'ome.zarr' if engine == 'gigavim' else 'zarr'}"
-                    r = run_child(__name__, engine, net, slide, out, device, threads)
+                    if engine == "tiatoolbox":
+                        r = run_command(tiatoolbox_command(str(tiatoolbox_python), folder, net, slide, out,
+                                                           device, threads))
+                    else:
+                        r = run_child(__name__, engine, net, slide, out, device, threads)
                     runs.setdefault((net, engine), []).append(r)
                     if progress:
                         progress(f"{net} {engine}: {r['seconds']:.2f} s, {r['peak_rss_mib']:.0f} MiB")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    rows = _rows(networks, runs)
+    rows = _rows(networks, runs, missing)
     for row in rows:
         show_row(progress, COLUMNS, row)
     kind = device_kind(device)
     return BenchReport(
         name="engines", section=f"engines-{kind}",
-        title=f"gigavim vs MONAI's sliding window on {kind.upper()}",
+        title=f"gigavim vs MONAI's sliding window and TIAToolbox on {kind.upper()}",
         columns=COLUMNS, rows=rows, device=device, quick=quick,
         intro=(f"the bundled CMU-1 sample region (2220×2967 px, 6.59 MP, level 0), tile {TILE}, overlap "
                f"{OVERLAP}, batch {BATCH}, {threads} torch threads, device {device}; medians of {repeats} "
                f"interleaved runs, each case in its own process. `time / gigavim's` > 1: gigavim is that "
                f"many times faster. gigavim skips glass (its tissue mask) and writes an OME-Zarr pyramid; "
-               f"MONAI infers the whole region and writes one zarr array. `CPU s`: user + system "
+               f"MONAI infers the whole region and writes one zarr array; {_tiatoolbox_note(side)} "
+               f"`CPU s`: user + system "
                f"time of all the case's threads (torch's intra-op workers spin while they wait, so "
-               f"a busy host inflates it). TIAToolbox 2.x needs "
-               f"torch < 2.13 and cannot be installed beside gigavim, so it is not in the table. "
+               f"a busy host inflates it). "
                f"Load average at the end: {load_average():.1f} (shared host: compare within a table)."),
     )
+
+
+def tiatoolbox_command(python: str, folder: Path, net: str, slide: str | Path, out: Path, device: str,
+                       threads: int) -> list[str]:
+    """The side interpreter's command for one TIAToolbox case; saves ``net``'s description once."""
+    from gigavim.benchmarks import portable_net, tiatoolbox_case
+
+    description = folder / f"{net}.network.pt"
+    if not description.exists():
+        portable_net.save(describe_network(net), description)
+    return tiatoolbox_case.command(python, description, slide, out, device, threads, TILE, OVERLAP, BATCH)
+
+
+def _tiatoolbox_note(side: Side | None) -> str:
+    if side is None:
+        return ("TIAToolbox (2.x needs torch < 2.13, so it runs only under its own venv's Python, "
+                "`--tiatoolbox-python`) was not given one here, so its rows are empty.")
+    return (f"TIAToolbox {side['tiatoolbox']} (torch {side['torch']}, its own venv) runs `SemanticSegmentor` "
+            f"on the slide with its default Otsu tissue mask, averages overlaps and writes argmax "
+            f"labels to its zarr; same weights and input scaling as the others.")
 
 
 Runs = dict[tuple[str, str], list[dict[str, Any]]]
 
 
-def _rows(networks: tuple[str, ...], runs: Runs) -> list[dict[str, Any]]:
+def _rows(networks: tuple[str, ...], runs: Runs,
+          missing: dict[tuple[str, str], str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for net in networks:
         base = runs.get((net, "gigavim"))
@@ -231,7 +313,8 @@ def _rows(networks: tuple[str, ...], runs: Runs) -> list[dict[str, Any]]:
         for engine in ENGINES:
             cases = runs.get((net, engine))
             if not cases:
-                rows.append({"network": net, "engine": engine, "runs": NOT_INSTALLED})
+                reason = (missing or {}).get((net, engine), NOT_INSTALLED)
+                rows.append({"network": net, "engine": engine, "runs": reason})
                 continue
             seconds = statistics.median(r["seconds"] for r in cases)
             rows.append({

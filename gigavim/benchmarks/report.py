@@ -247,10 +247,14 @@ def run_child(module: str, *args: object) -> dict[str, Any]:
     """Run ``python -m module args`` and return the JSON object on its last stdout line.
 
     Children exist so each case's peak memory is its own, not the maximum over all cases."""
-    cmd = [sys.executable, "-m", module, *map(str, args)]
+    return run_command([sys.executable, "-m", module, *map(str, args)])
+
+
+def run_command(cmd: list[str]) -> dict[str, Any]:
+    """Run a benchmark child's command line (any interpreter) and return its last stdout line's JSON."""
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child {' '.join(cmd[2:])} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark child {' '.join(cmd[1:])} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -107,5 +107,10 @@ def _version(package: str) -> str:
         return "?"
 
 
+USAGE = "usage: tiatoolbox_case.py DESCRIPTION SLIDE OUT DEVICE THREADS TILE OVERLAP BATCH"
+
 if __name__ == "__main__":
+    if len(sys.argv) != 9:
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(measure(*sys.argv[1:])))

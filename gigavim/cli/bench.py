@@ -44,6 +44,10 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per benchmark (JSON Lines)."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads for scan and model."),
     dry_run: bool = typer.Option(False, "--dry-run", help="gpu-check: list its steps, run nothing."),
+    tiatoolbox_python: str | None = typer.Option(
+        None, "--tiatoolbox-python", envvar="GIGAVIM_TIATOOLBOX_PYTHON", metavar="PYTHON",
+        help="engines: a Python with TIAToolbox (its own venv, torch<2.13) for TIAToolbox's rows.",
+    ),
 ) -> None:
     """Measure speed and memory: print a table (or JSON), optionally update docs/benchmarks.md.
 
@@ -55,7 +59,8 @@ def bench(
     whole-image  --context image vs tile: seconds, peak RSS vs tokens
     readers      slide/raster reads: windows, whole level, dask views
     writers      OME-Zarr, COG, GeoJSON: seconds, MP/s, peak RSS
-    engines      gigavim vs MONAI's sliding window: same slide/net
+    engines      gigavim vs MONAI's sliding window (and TIAToolbox
+                 with --tiatoolbox-python): same slide/net
     gpu-check    on a lent GPU, first: kernels..whole-image (~8 min)
     """
     from rich.console import Console
@@ -84,6 +89,8 @@ def bench(
             kwargs["device"] = resolved
         if each in ("scan", "model"):
             kwargs["threads"] = threads
+        if each == "engines":
+            kwargs["tiatoolbox_python"] = tiatoolbox_python
         report = module(each).run(**kwargs)
         if doc is not None:
             err.print(f"updated section {report.section} of {publish(report, doc)}", markup=False)

@@ -13,11 +13,12 @@ def test_rows_give_medians_and_each_engines_time_over_gigavims():
                                for s, m in ((2.0, 400), (3.0, 420), (9.0, 410))],
         ("pixel", "monai"): [{"seconds": s, "megapixels": 6.0, "peak_rss_mib": 900} for s in (6.0, 4.5, 5.0)],
     }
-    gigavim, monai = engines._rows(("pixel",), runs)
+    gigavim, monai, tiatoolbox = engines._rows(("pixel",), runs)
     assert gigavim["seconds"] == 3.0 and gigavim["peak_rss_mib"] == 410 and gigavim["vs_gigavim"] == 1.0
     assert gigavim["megapixels_per_s"] == pytest.approx(2.0)
     assert monai["seconds"] == 5.0 and monai["vs_gigavim"] == pytest.approx(5.0 / 3.0)
     assert monai["runs"] == "6.0 / 4.5 / 5.0"
+    assert tiatoolbox == {"network": "pixel", "engine": "tiatoolbox", "runs": engines.NOT_INSTALLED}
 
 
 def test_an_engine_that_did_not_run_says_so_instead_of_a_number():

@@ -178,3 +178,18 @@ def test_on_the_cpu_it_refuses_in_one_line(gigavim):
     assert result.stderr.strip().splitlines() == [
         "gigavim: error: gpu-check runs on a CUDA GPU, not --device cpu (--dry-run lists its steps)"
     ]
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_a_tiatoolbox_python_that_does_not_run_is_one_line_before_any_work(gigavim, monkeypatch, how,
+                                                                            tmp_path):
+    missing = str(tmp_path / "no-venv" / "python")
+    option = ["--tiatoolbox-python", missing] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv("GIGAVIM_TIATOOLBOX_PYTHON", missing)
+    result = gigavim("bench", "engines", "--quick", *option)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"gigavim: error: --tiatoolbox-python {missing}: does not run as Python "
+        f"([Errno 2] No such file or directory: '{missing}')"
+    ]
