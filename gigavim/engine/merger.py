@@ -24,6 +24,9 @@ from gigavim.io.base import Window
 
 Tile = tuple[int, int]
 Block = tuple[int, int]
+LABELS_IN_MEMORY_BYTES = 1 << 26
+"""Label maps up to 64 MiB (8k × 8k working pixels) are also kept in memory (as the writers'
+in-memory pyramid of :mod:`gigavim.io.writers.ome_zarr` does)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,13 @@ class BlockMerger:
     """Finalizes output blocks from cached tiles and forgets tiles no block still needs."""
 
     def __init__(self, work: WorkDir, grid: TileGrid, foreground: set[Tile], fill: Fill,
-                 labels: zarr.Array, probabilities: zarr.Array | None) -> None:
+                 labels: zarr.Array, probabilities: zarr.Array | None,
+                 labels_in_memory: np.ndarray | None = None) -> None:
+        """``labels_in_memory``: a copy of the whole label map that every written block also
+        goes to (see :func:`write_block`)."""
         self.work, self.grid, self.foreground, self.fill = work, grid, foreground, fill
         self.labels, self.probabilities = labels, probabilities
+        self.labels_in_memory = labels_in_memory
         self.finalized: dict[Block, BlockCounts] = work.finalized_blocks()
 
     # -- what is left to do -----------------------------------------------------------------
@@ -109,11 +116,12 @@ class BlockMerger:
         np.divide(acc, weight, out=acc, where=covered)
         valid = covered & (valid_acc > 0.5 * weight)
         return write_block(self.labels, self.probabilities, self.fill, win, acc if tiles else None,
-                           valid, covered)
+                           valid, covered, self.labels_in_memory)
 
 
 def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs: np.ndarray | None,
-                valid: np.ndarray, covered: np.ndarray) -> BlockCounts:
+                valid: np.ndarray, covered: np.ndarray,
+                labels_in_memory: np.ndarray | None = None) -> BlockCounts:
     """Store one output block from its (K, h, w) class probabilities; returns its pixel counts.
 
     The one place the fill rule is applied, for tile mode (blended tiles) and whole-image mode
@@ -121,6 +129,8 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     without data the nodata label, the rest ``fill``. ``probs=None``: nothing was computed.
     A block that is all fill is not written where the array already reads as fill (zarr's
     ``fill_value``): most of a slide is glass, and writing it cost ~30 ms a block.
+    ``labels_in_memory``: the whole map in memory as well (:func:`labels_in_memory`), which
+    gets the block's labels too.
     """
     labels = np.full(win.shape, fill.label, dtype=np.uint8)
     if probs is not None:
@@ -128,6 +138,8 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     if fill.nodata_label is not None:
         labels[covered & ~valid] = fill.nodata_label
     region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
+    if labels_in_memory is not None:
+        labels_in_memory[region] = labels
     all_fill = probs is None and not covered.any()
     if not (all_fill and _reads_as(labels_out, fill.label)):
         store_region(labels_out, region, labels)
@@ -140,6 +152,17 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
         store_region(probs_out, (slice(None), *region), out)
     has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
     return int((has_data & (labels != 0)).sum()), int(has_data.sum())
+
+
+def labels_in_memory(labels: zarr.Array, resumed: bool) -> np.ndarray | None:
+    """A copy of the work dir's label map kept in memory while its blocks are written, when it
+    fits :data:`LABELS_IN_MEMORY_BYTES`: the writers then take it as it is instead of reading every block back
+    (CMU-1 sample: 192 block files, ~70 ms). A resumed run starts from what is on disk."""
+    if labels.nbytes > LABELS_IN_MEMORY_BYTES:
+        return None
+    if resumed:
+        return np.asarray(labels[...])
+    return np.full(labels.shape, labels.fill_value, dtype=labels.dtype)
 
 
 def class_argmax(probs: np.ndarray) -> np.ndarray:

@@ -27,8 +27,12 @@ _INTEGER_TOLERANCE = 1e-6
 class TileReader:
     """Turns working-grid windows into (h, w, bands) float32 pixels and an (h, w) valid mask."""
 
-    def __init__(self, source: ImageSource, resolution: Resolution) -> None:
+    def __init__(self, source: ImageSource, resolution: Resolution, keep_dtype: bool = False) -> None:
+        """``keep_dtype``: tiles read at the level's own resolution keep an integer source's
+        dtype instead of becoming float32 (the same values; the engine's normalisation reads
+        8-bit pixels through a table, ~4× faster than float32 arithmetic)."""
         self.source = source
+        self.keep_dtype = keep_dtype and np.issubdtype(np.dtype(source.dtype), np.integer)
         self.level = resolution.level
         self.factor = resolution.read_factor
         # Slides have no nodata: pixels outside the scanned area are composited on white and
@@ -68,6 +72,8 @@ class TileReader:
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
         pixels = self.source.read(self.level, big)
         valid = self._read_valid(self.level, big)
+        if k == 1 and self.keep_dtype:  # integers: finite, and invalid pixels read as 0 as below
+            return (pixels if self.source.kind == "slide" else np.where(valid[..., None], pixels, 0)), valid
         if self.source.kind != "slide":  # a nodata value (e.g. -3.4e38) is not a pixel value
             pixels = np.where(valid[..., None], pixels, 0).astype(np.float32, copy=False)
         if k == 1:

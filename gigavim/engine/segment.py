@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,8 +28,8 @@ from gigavim.engine.bands import BandView, check_values, match_bands
 from gigavim.engine.guard import check_working_grid, describe_request
 from gigavim.engine.lanes import NetworkLanes, lane_count
 from gigavim.engine.level_cache import cached_level0
-from gigavim.engine.memory import release_free_memory
-from gigavim.engine.merger import BlockMerger, Fill
+from gigavim.engine.memory import MemoryReleaser
+from gigavim.engine.merger import BlockMerger, Fill, labels_in_memory
 from gigavim.engine.plan import Resolution, TileGrid, level0_scale_yx, resolve_resolution
 from gigavim.engine.progress import Progress, ProgressCallback
 from gigavim.engine.reader import TileReader
@@ -276,7 +276,10 @@ class _Run:
                                                     probabilities=probabilities or store_probabilities,
                                                     create=not resumed)
         self.output_probabilities = probabilities
-        self.merger = BlockMerger(work, grid, foreground, fill, self.labels, self.probs)
+        self.labels_in_memory = labels_in_memory(self.labels, resumed)
+        self.merger = BlockMerger(work, grid, foreground, fill, self.labels, self.probs,
+                                  self.labels_in_memory)
+        self.memory = MemoryReleaser()
 
     def execute(self, device: str, batch_size: int, workers: int, progress: ProgressCallback | None,
                 started: float) -> tuple[int, int]:
@@ -291,7 +294,7 @@ class _Run:
             progress(Progress(done, len(order), 0, time.perf_counter() - started))
         if todo:
             predictor = Predictor(self.bundle, device)
-            reader = TileReader(self.src, self.res)
+            reader = TileReader(self.src, self.res, keep_dtype=True)
 
             def read(window: Window) -> tuple[np.ndarray, np.ndarray]:  # decode, resample, normalise
                 pixels, valid = reader.read(window)
@@ -307,6 +310,15 @@ class _Run:
             # changes exactly as in a sequential run.
             lanes = NetworkLanes(lane_count(predictor.device))
             ahead = max(2, lanes.lanes + 1)  # a read batch ready whenever a lane frees up
+            # With two lanes, each lane also turns its logits into probabilities (numpy softmax):
+            # the merge thread is the pipeline's longest stage on a CPU (pixel model: ~0.5 of
+            # ~1 CPU s), and this takes a fifth of its work off it. One lane: the merge does it.
+            finish_in_lane = lanes.lanes > 1
+
+            def infer(x: np.ndarray, h: int, w: int) -> np.ndarray:
+                out = predictor.forward(x, h, w)
+                return predictor.finish(out) if finish_in_lane else out
+
             inflight: deque[tuple[list[tuple[int, int]], Future[np.ndarray], np.ndarray]] = deque()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging, lanes:
                 merge: Future[None] | None = None
@@ -317,7 +329,8 @@ class _Run:
                     logits = out.result()
                     if merge is not None:
                         merge.result()  # its errors surface here (disk full → OutputError)
-                    merge = merging.submit(self._merge, predictor, batch, logits, valid)
+                    merge = merging.submit(self._merge, batch, logits, valid,
+                                           None if finish_in_lane else predictor.finish)
                     done, computed = done + len(batch), computed + len(batch)
                     pixels += valid.size
                     if progress is not None:
@@ -325,7 +338,7 @@ class _Run:
 
                 batches = prefetched(windows, read, workers=workers, ahead=ahead)
                 for batch, (x, valid) in zip(todo, batches, strict=True):
-                    inflight.append((batch, lanes.submit(predictor.forward, x, *valid.shape[1:]), valid))
+                    inflight.append((batch, lanes.submit(infer, x, *valid.shape[1:]), valid))
                     if len(inflight) >= lanes.lanes:
                         hand_over()
                 while inflight:
@@ -337,12 +350,14 @@ class _Run:
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")
         return done_before, computed
 
-    def _merge(self, predictor: Predictor, batch: list[tuple[int, int]], out: np.ndarray,
-               valid: np.ndarray) -> None:
-        """Merge thread: the batch's probabilities (+ valid) into the work dir and finished blocks."""
-        data = np.concatenate([predictor.finish(out), valid[:, None].astype(np.float16)], axis=1)
+    def _merge(self, batch: list[tuple[int, int]], out: np.ndarray, valid: np.ndarray,
+               finish: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Merge thread: the batch's float16 probabilities (+ valid) into the work dir and
+        finished blocks; ``finish`` first turns the network's output into them, unless its lane did."""
+        probs = out if finish is None else finish(out)
+        data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
         self.merger.add(batch, data)
-        release_free_memory()  # freed tile buffers back to the OS (RSS stays flat), off the network's thread
+        self.memory.release()  # freed tile buffers back to the OS (RSS stays flat), off the network's thread
 
     def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle,
                   with_image: bool = False) -> LabelMap:
@@ -359,7 +374,8 @@ class _Run:
 
             image = working_pixels(src, res)
         return LabelMap(
-            labels=self.labels, classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
+            labels=self.labels if self.labels_in_memory is None else self.labels_in_memory,
+            classes=list(meta.classes), colors=[tuple(c) for c in meta.colors],
             source_path=src.path, source_kind=src.kind,
             probabilities=self.probs if self.output_probabilities else None,
             mpp=res.mpp, gsd_m=res.gsd_m, crs=src.crs, transform=transform,

@@ -145,7 +145,8 @@ def execute_whole_image(run: _Run, device: str, progress: ProgressCallback | Non
         probs = None if logits is None else window_probabilities(predictor, logits, win)
         covered = _covered(run, block, win)
         valid = covered & valid_rows[1][:, win.x:win.x + win.width]
-        counts = write_block(run.labels, run.probs, run.fill, win, probs, valid, covered)
+        counts = write_block(run.labels, run.probs, run.fill, win, probs, valid, covered,
+                             run.labels_in_memory)
         run.work.journal({block: counts})
         run.merger.finalized[block] = counts
     raw.valid.close()  # every block is journalled: nothing (a resume neither) reads these again,

@@ -138,22 +138,24 @@ class WorkDir:
         return tile in self._index
 
     def save_tile(self, tile: tuple[int, int], data: np.ndarray) -> None:
-        """Write a finished tile under a temporary name, then rename it into place.
+        """Write a finished tile as ``.npy`` under a temporary name, then rename it into place.
 
-        The tile is serialised in memory and written through Python's file object: ``np.save``
-        on a real file writes with C stdio, whose short write on a full disk surfaces as an
-        ``OSError`` without an errno (a traceback instead of the one-line disk-full error).
+        The header (one per dtype and shape, cached) and the array's bytes are written through
+        Python's file object, without serialising a copy first: ``np.save`` on a real file writes
+        with C stdio, whose short write on a full disk surfaces as an ``OSError`` without an
+        errno (a traceback instead of the one-line disk-full error).
         """
+        kept = np.array(data, order="C")  # the run's own copy: memory kept below must not change
+        kept.flags.writeable = False
         path = self.tile_path(tile)
         tmp = path.with_suffix(".npy.partial")
-        payload = io.BytesIO()
-        np.save(payload, data)
         with open(tmp, "wb") as fh:
-            fh.write(payload.getbuffer())
+            fh.write(_npy_header_bytes(kept.dtype.str, kept.shape))
+            fh.write(memoryview(kept).cast("B"))
         os.replace(tmp, path)
         if self._index is not None:
             self._index.add(tile)
-        self._remember(tile, _npy_from_bytes(bytes(payload.getbuffer())))
+        self._remember(tile, kept)
 
     def load_tile(self, tile: tuple[int, int]) -> np.ndarray:
         """A finished tile (read-only): from memory when this run saved it lately, else read
@@ -230,6 +232,14 @@ def _npy_from_bytes(data: bytes) -> np.ndarray:
     end = start + int.from_bytes(data[8:start], "little")
     dtype, shape = _npy_header(data[start:end])
     return np.frombuffer(data, dtype=dtype, offset=end).reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def _npy_header_bytes(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` header ``np.save`` writes for a C-ordered array of ``dtype`` and ``shape``."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return out.getvalue()
 
 
 @lru_cache(maxsize=64)

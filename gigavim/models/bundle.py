@@ -21,6 +21,7 @@ from gigavim.models import bundle_checks
 from gigavim.models.contract import InputContract, derive_contract
 
 BUNDLE_FORMAT = "gigavim-model"
+_BYTE_VALUES = 256
 InputKind = Literal["slide", "raster", "any"]
 
 
@@ -113,11 +114,41 @@ class ModelBundle:
         (NaN → 0 after scaling), the same IEEE operations in the same order as the torch version
         this replaces, so the values are bit for bit the same. ``channels_last``: the result is
         a (..., bands, h, w) view of (..., h, w, bands) memory (torch's channels_last layout, in
-        which a CPU convolution over a batch runs up to 40× faster than on contiguous NCHW).
+        which a CPU convolution over a batch runs up to 40× faster than on contiguous NCHW); 8-bit
+        tiles then go through a table of the 256 values (:meth:`_normalize_bytes`).
         """
         if tiles.shape[-1] != self.meta.bands:  # callers check (and map) bands up front
             raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
                              f"got {tiles.shape[-1]}")
+        if channels_last and tiles.dtype == np.uint8 and tiles.size > 4 * _BYTE_VALUES * tiles.shape[-1]:
+            return self._normalize_bytes(tiles)
+        return self._normalize_arithmetic(tiles, channels_last)
+
+    def _normalize_bytes(self, tiles: np.ndarray) -> np.ndarray:
+        """8-bit pixels, channels-last, through a per-band table of the 256 normalised values.
+
+        The table is the arithmetic path applied to 0..255, so the result is bit for bit the
+        same, ~4× faster: the arithmetic on (..., h, w, bands) memory broadcasts over a last axis
+        of 3 bands, which numpy runs as 3-element inner loops."""
+        table = self._byte_table()
+        out = np.empty(tiles.shape, np.float32)
+        for band in range(tiles.shape[-1]):  # bytes index 0..255: "clip" never clips, skips checks
+            np.take(table[band], tiles[..., band], out=out[..., band], mode="clip")
+        return np.moveaxis(out, -1, -3)
+
+    def _byte_table(self) -> np.ndarray:
+        """(bands, 256) float32: the network value of each byte in each band (cached per meta)."""
+        meta = self.meta
+        key = (tuple(meta.mean), tuple(meta.std), repr(meta.input_contract), meta.input_scale, meta.bands)
+        cached = self.__dict__.get("_byte_table_cache")
+        if cached is None or cached[0] != key:
+            values = np.repeat(np.arange(_BYTE_VALUES, dtype=np.uint8)[None, :, None], meta.bands, axis=2)
+            table = np.ascontiguousarray(self._normalize_arithmetic(values, channels_last=False)[:, 0])
+            cached = (key, table)
+            self.__dict__["_byte_table_cache"] = cached
+        return cached[1]
+
+    def _normalize_arithmetic(self, tiles: np.ndarray, channels_last: bool) -> np.ndarray:
         band_shape = (-1,) if channels_last else (-1, 1, 1)
         offset, scale = (a.reshape(band_shape) for a in self.meta.contract().offset_scale())
         mean = np.asarray(self.meta.mean, dtype=np.float32).reshape(band_shape)

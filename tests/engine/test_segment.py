@@ -19,6 +19,7 @@ from rasterio.transform import Affine
 from skimage.filters import gaussian
 
 from gigavim.engine import Progress, segment
+from gigavim.engine import merger as merger_module
 from gigavim.engine.workdir import WorkDir
 from gigavim.errors import ModelError, OutputError, UsageError
 from gigavim.io.masks import foreground_mask
@@ -310,6 +311,8 @@ def _streaming_bytes(tmp_path: Path, side: int, monkeypatch: pytest.MonkeyPatch)
         return mask
 
     monkeypatch.setattr(module, "foreground_mask", mask_then_reset)
+    # streaming only: no copy of the (small) label map in memory, which is bounded on its own
+    monkeypatch.setattr(merger_module, "LABELS_IN_MEMORY_BYTES", 0)
     tracemalloc.start()
     try:
         segment(FunctionSource(side, side, blobs), [tmp_path / f"m{side}.tif"], model=tiny_bundle(),
@@ -362,3 +365,27 @@ def test_non_square_raster_pixels_reach_the_ome_zarr_scales(tmp_path: Path) -> N
         assert group[d["path"]].shape == (-(-301 // 2**k), -(-517 // 2**k))
     with rasterio.open(tmp_path / "out.tif") as ds:
         assert ds.transform.almost_equals(transform) and ds.shape == (301, 517)
+
+
+def test_the_label_map_kept_in_memory_is_bounded_and_equals_the_work_dirs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A map within the budget is handed to the writers from memory, identical to its blocks on
+    disk (the GeoTIFF written from it equals the work dir's labels); above the budget, none."""
+    seen: list[object] = []
+    module = importlib.import_module("gigavim.engine.segment")
+    original = module._Run.label_map
+
+    def label_map(self, *args, **kwargs):  # the LabelMap the writers get, and the disk's labels
+        result = original(self, *args, **kwargs)
+        seen.append((type(result.labels), np.asarray(self.labels[...]).copy()))
+        return result
+
+    monkeypatch.setattr(module._Run, "label_map", label_map)
+    for budget, kind in ((1 << 26, np.ndarray), (0, zarr.Array)):
+        monkeypatch.setattr(merger_module, "LABELS_IN_MEMORY_BYTES", budget)
+        out = tmp_path / f"m{budget}.tif"
+        segment(FunctionSource(700, 600, blobs), [out], model=tiny_bundle(), level=0, tile=256, overlap=32)
+        labels_type, on_disk = seen.pop()
+        assert issubclass(labels_type, kind)
+        with rasterio.open(out) as ds:
+            np.testing.assert_array_equal(ds.read(1), on_disk)

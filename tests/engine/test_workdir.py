@@ -36,3 +36,19 @@ def test_saved_tiles_are_on_disk_and_a_resuming_run_sees_the_same(tmp_path: Path
     assert resumed.prepare({"a": 1}, resume=True) is True
     assert [resumed.has_tile((0, i)) for i in range(4)] == [False, True, True, False]
     np.testing.assert_array_equal(resumed.load_tile((0, 2)), _tile(2))
+
+
+def test_a_saved_tile_file_is_what_np_save_writes_and_memory_is_the_runs_own(tmp_path: Path) -> None:
+    """Tile files stay plain .npy (np.load reads them), whether the tile came as a view of a
+    batch or not; the copy kept in memory does not change when the batch is reused."""
+    import io
+
+    work = WorkDir(tmp_path / "run.gigavim-work")
+    work.prepare({"a": 1}, resume=False)
+    batch = np.stack([_tile(1), _tile(2)])
+    work.save_tile((0, 0), batch[1])
+    expected = io.BytesIO()
+    np.save(expected, _tile(2))
+    assert (work.tiles / "0_0.npy").read_bytes() == expected.getvalue()
+    batch[:] = 0  # the engine's next batch
+    np.testing.assert_array_equal(work.load_tile((0, 0)), _tile(2))

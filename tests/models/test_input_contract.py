@@ -81,3 +81,23 @@ def test_models_command_shows_each_bundled_models_contract(capsys: pytest.Captur
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "red, green, blue" in out and "uint8 0–255" in out and "v × 1/255" in out
+
+
+@pytest.mark.parametrize("scaling", [{"method": "fixed", "scale": 1 / 255},
+                                     {"method": "percentile", "percentiles": [1, 99],
+                                      "low": [3.0, 10.0, 0.0], "high": [250.0, 200.0, 255.0]}])
+def test_8bit_channels_last_tiles_normalise_bit_for_bit_as_the_arithmetic(scaling) -> None:
+    """The engine's 8-bit path (a table of the 256 values per band) must give exactly what the
+    arithmetic gives, in both layouts, and follow a contract changed after the first call."""
+    contract = InputContract(bands=["red", "green", "blue"], dtype="uint8", value_range=[[0, 255]] * 3,
+                             scaling=scaling)
+    meta = ModelMeta(name="rgb", classes=["a", "b"], colors=[(0, 0, 0), (1, 1, 1)], arch={},
+                     mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225], input_contract=contract.to_dict())
+    bundle = ModelBundle(torch.nn.Identity(), meta)
+    tiles = np.random.default_rng(0).integers(0, 256, (2, 40, 30, 3), dtype=np.uint8)
+    nchw = bundle.normalize_array(tiles)  # the arithmetic, on contiguous planes
+    fast = bundle.normalize_array(tiles, channels_last=True)
+    assert fast.shape == nchw.shape and fast.strides[-3] == 4  # (B, bands, h, w) view of NHWC memory
+    assert np.array_equal(fast, nchw)
+    bundle.meta.std = [0.5, 0.5, 0.5]  # a new normalisation: the table must not be stale
+    assert np.array_equal(bundle.normalize_array(tiles, channels_last=True), bundle.normalize_array(tiles))

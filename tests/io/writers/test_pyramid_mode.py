@@ -33,3 +33,12 @@ def test_ties_go_to_the_top_left_value():
     assert halve_labels(da.from_array(block), chunk=1).compute().tolist() == [[5]]
     block = np.array([[1, 2], [3, 4]], np.uint8)  # all different
     assert halve_labels(da.from_array(block), chunk=1).compute().tolist() == [[1]]
+
+
+def test_every_pattern_of_four_values_gets_the_counted_mode():
+    """All 4⁴ blocks over 4 classes (every tie pattern), halved in numpy as small maps are."""
+    combos = np.array(np.meshgrid(*[np.arange(4, dtype=np.uint8)] * 4, indexing="ij")).reshape(4, -1).T
+    labels = np.zeros((2, 2 * len(combos)), np.uint8)
+    labels[0, 0::2], labels[0, 1::2], labels[1, 0::2], labels[1, 1::2] = combos.T
+    expected = [_mode_by_counting(c.reshape(2, 2)) for c in combos]
+    assert halve_labels(labels).tolist() == [expected]
