@@ -34,8 +34,14 @@ def _ramp(length: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
 
 
 def tile_weight(grid: TileGrid, iy: int, ix: int) -> np.ndarray:
-    """(th, tw) float32 weight of tile (iy, ix): ramps only on edges shared with other tiles."""
+    """(th, tw) float32 weight of tile (iy, ix): ramps only on edges shared with other tiles
+    (read-only: one array per kind of tile, shared)."""
     (th, tw), (ny, nx) = grid.tile_shape, grid.n_tiles
-    wy = _ramp(th, grid.overlap, iy > 0, iy < ny - 1)
-    wx = _ramp(tw, grid.overlap, ix > 0, ix < nx - 1)
-    return wy[:, None] * wx[None, :]
+    return _weight(th, tw, grid.overlap, iy > 0, iy < ny - 1, ix > 0, ix < nx - 1)
+
+
+@lru_cache(maxsize=64)
+def _weight(th: int, tw: int, overlap: int, top: bool, bottom: bool, left: bool, right: bool) -> np.ndarray:
+    w = _ramp(th, overlap, top, bottom)[:, None] * _ramp(tw, overlap, left, right)[None, :]
+    w.flags.writeable = False
+    return w

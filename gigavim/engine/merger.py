@@ -73,13 +73,15 @@ class BlockMerger:
 
     def finalize_ready(self, blocks: Iterable[Block]) -> None:
         """Finalize every block whose covering foreground tiles are all cached, then journal."""
-        done: dict[Block, BlockCounts] = {}
+        ready: dict[Block, list[Tile]] = {}
         for block in sorted(blocks):
             if block in self.finalized:
                 continue
             covering = [t for t in self.grid.tiles_covering(*block) if t in self.foreground]
             if all(self.work.has_tile(t) for t in covering):
-                done[block] = self._finalize(block, covering)
+                ready[block] = covering
+        counts = map(self._finalize, ready, ready.values())
+        done = dict(zip(ready, counts, strict=True))
         self.work.journal(done)
         self.finalized.update(done)
         self._forget({t for b in done for t in self.grid.tiles_covering(*b)})
@@ -101,16 +103,20 @@ class BlockMerger:
         acc = np.zeros((k, win.height, win.width), dtype=np.float32)
         valid_acc = np.zeros((win.height, win.width), dtype=np.float32)
         weight = np.zeros((win.height, win.width), dtype=np.float32)
+        weighted = np.empty((k + 1, win.height, win.width), dtype=np.float32)
         for tile in tiles:
             twin = self.grid.tile_window(*tile)
             y0, y1 = max(win.y, twin.y), min(win.y + win.height, twin.y + twin.height)
             x0, x1 = max(win.x, twin.x), min(win.x + win.width, twin.x + twin.width)
             tile_part = (slice(y0 - twin.y, y1 - twin.y), slice(x0 - twin.x, x1 - twin.x))
             block_part = (slice(y0 - win.y, y1 - win.y), slice(x0 - win.x, x1 - win.x))
-            data = self.work.load_tile(tile)[(slice(None), *tile_part)].astype(np.float32)
             w = tile_weight(self.grid, *tile)[tile_part]
-            acc[(slice(None), *block_part)] += data[:k] * w
-            valid_acc[block_part] += data[k] * w
+            # float16 tile × float32 weight in one pass (numpy casts in its buffer: the same
+            # float32 products as casting the part first), into a reused buffer
+            part = np.multiply(self.work.load_tile(tile)[(slice(None), *tile_part)], w,
+                               out=weighted[(slice(None), *block_part)], dtype=np.float32)
+            acc[(slice(None), *block_part)] += part[:k]
+            valid_acc[block_part] += part[k]
             weight[block_part] += w
         covered = weight > 0
         np.divide(acc, weight, out=acc, where=covered)
@@ -133,10 +139,10 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     gets the block's labels too.
     """
     labels = np.full(win.shape, fill.label, dtype=np.uint8)
-    if probs is not None:
-        labels[valid] = class_argmax(probs)[valid]
+    if probs is not None:  # copyto(where=): a masked copy without boolean indexing's gathers
+        np.copyto(labels, class_argmax(probs), where=valid)
     if fill.nodata_label is not None:
-        labels[covered & ~valid] = fill.nodata_label
+        np.copyto(labels, np.uint8(fill.nodata_label), where=covered & ~valid)
     region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
     if labels_in_memory is not None:
         labels_in_memory[region] = labels
