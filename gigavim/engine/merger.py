@@ -63,13 +63,24 @@ class BlockMerger:
         return self.needed(tile) and not self.work.has_tile(tile)
 
     # -- progress ---------------------------------------------------------------------------
-    def add(self, tiles: list[Tile], data: np.ndarray) -> None:
-        """Store finished tiles ((B, K+1, h, w): probabilities + valid), then finalize blocks."""
+    def store(self, tiles: list[Tile], data: np.ndarray) -> None:
+        """Save finished tiles ((B, K+1, h, w): probabilities + valid) to the work dir.
+
+        Thread-safe, and may run ahead of :meth:`merge` (the engine's network lanes store their
+        own batches): a saved tile is simply one the merge finds done, as after a resume."""
         for tile, arr in zip(tiles, data, strict=True):
             self.work.save_tile(tile, arr)
+
+    def merge(self, tiles: list[Tile]) -> None:
+        """Finalize the blocks that stored ``tiles`` complete, and forget tiles no longer needed."""
         candidates = {b for t in tiles for b in self.grid.blocks_covered(*t)}
         self.finalize_ready(candidates)
         self._forget(tiles)
+
+    def add(self, tiles: list[Tile], data: np.ndarray) -> None:
+        """:meth:`store`, then :meth:`merge`."""
+        self.store(tiles, data)
+        self.merge(tiles)
 
     def finalize_ready(self, blocks: Iterable[Block]) -> None:
         """Finalize every block whose covering foreground tiles are all cached, then journal."""

@@ -310,27 +310,29 @@ class _Run:
             # changes exactly as in a sequential run.
             lanes = NetworkLanes(lane_count(predictor.device))
             ahead = max(2, lanes.lanes + 1)  # a read batch ready whenever a lane frees up
-            # With two lanes, each lane also turns its logits into probabilities (numpy softmax):
-            # the merge thread is the pipeline's longest stage on a CPU (pixel model: ~0.5 of
-            # ~1 CPU s), and this takes a fifth of its work off it. One lane: the merge does it.
-            finish_in_lane = lanes.lanes > 1
+            # With two lanes, each lane also turns its logits into probabilities (numpy softmax)
+            # and saves its batch's tiles to the work dir: the merge thread is the pipeline's
+            # longest stage on a CPU, so it keeps only the blending. One lane: the merge does all.
+            in_lane = lanes.lanes > 1
 
-            def infer(x: np.ndarray, h: int, w: int) -> np.ndarray:
-                out = predictor.forward(x, h, w)
-                return predictor.finish(out) if finish_in_lane else out
+            def infer(batch: list[tuple[int, int]], x: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+                out = predictor.forward(x, *valid.shape[1:])
+                if not in_lane:
+                    return out
+                self._store(batch, predictor.finish(out), valid)
+                return None
 
-            inflight: deque[tuple[list[tuple[int, int]], Future[np.ndarray], np.ndarray]] = deque()
+            inflight: deque[tuple[list[tuple[int, int]], Future[np.ndarray | None], np.ndarray]] = deque()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging, lanes:
                 merge: Future[None] | None = None
 
                 def hand_over() -> None:  # the oldest batch in flight: network done → merge
                     nonlocal merge, done, computed, pixels
                     batch, out, valid = inflight.popleft()
-                    logits = out.result()
+                    logits = out.result()  # None: its lane has stored the batch's tiles
                     if merge is not None:
                         merge.result()  # its errors surface here (disk full → OutputError)
-                    merge = merging.submit(self._merge, batch, logits, valid,
-                                           None if finish_in_lane else predictor.finish)
+                    merge = merging.submit(self._merge, batch, logits, valid, predictor.finish)
                     done, computed = done + len(batch), computed + len(batch)
                     pixels += valid.size
                     if progress is not None:
@@ -338,7 +340,7 @@ class _Run:
 
                 batches = prefetched(windows, read, workers=workers, ahead=ahead)
                 for batch, (x, valid) in zip(todo, batches, strict=True):
-                    inflight.append((batch, lanes.submit(infer, x, *valid.shape[1:]), valid))
+                    inflight.append((batch, lanes.submit(infer, batch, x, valid), valid))
                     if len(inflight) >= lanes.lanes:
                         hand_over()
                 while inflight:
@@ -350,13 +352,17 @@ class _Run:
             raise RuntimeError(f"{len(missing)} output blocks were never finalized")
         return done_before, computed
 
-    def _merge(self, batch: list[tuple[int, int]], out: np.ndarray, valid: np.ndarray,
-               finish: Callable[[np.ndarray], np.ndarray] | None) -> None:
-        """Merge thread: the batch's float16 probabilities (+ valid) into the work dir and
-        finished blocks; ``finish`` first turns the network's output into them, unless its lane did."""
-        probs = out if finish is None else finish(out)
-        data = np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1)
-        self.merger.add(batch, data)
+    def _store(self, batch: list[tuple[int, int]], probs: np.ndarray, valid: np.ndarray) -> None:
+        """The batch's float16 probabilities (+ valid) saved as its tiles in the work dir."""
+        self.merger.store(batch, np.concatenate([probs, valid[:, None].astype(np.float16)], axis=1))
+
+    def _merge(self, batch: list[tuple[int, int]], logits: np.ndarray | None, valid: np.ndarray,
+               finish: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Merge thread: the batch's tiles (stored first from ``logits`` unless its lane did)
+        into finished blocks."""
+        if logits is not None:
+            self._store(batch, finish(logits), valid)
+        self.merger.merge(batch)
         self.memory.release()  # freed tile buffers back to the OS (RSS stays flat), off the network's thread
 
     def label_map(self, mask: LowResMask, settings: dict[str, Any], bundle: ModelBundle,

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -39,9 +40,10 @@ from gigavim.errors import OutputError, UsageError
 
 _JOURNAL_LINE = re.compile(r"^(\d+) (\d+) (\d+) (\d+)$")
 JOURNAL_SYNC_S = 10.0
-RECENT_TILES, RECENT_TILE_BYTES = 8, 1 << 26
-"""Finished tiles kept in memory as well as on disk: the last 8 (two batches of 4), at most 64
-MiB — a count, not a tile row, so memory does not grow with the image's width."""
+RECENT_TILES, RECENT_TILE_BYTES = 16, 1 << 26
+"""Finished tiles kept in memory as well as on disk: the last 16 (four batches of 4: the network
+lanes save theirs before the merge reaches them), at most 64 MiB — a count, not a tile row, so
+memory does not grow with the image's width."""
 BlockCounts = tuple[int, int]  # (foreground pixels, pixels with data)
 
 
@@ -57,6 +59,7 @@ class WorkDir:
         self._index: set[tuple[int, int]] | None = None  # tiles on disk, once listed
         self._recent: dict[tuple[int, int], np.ndarray] = {}  # saved lately, oldest first
         self._recent_bytes = 0
+        self._lock = threading.Lock()  # tiles are saved by the network lanes, used by the merge
 
     # -- lifecycle --------------------------------------------------------------------------
     def prepare(self, settings: dict[str, Any], *, resume: bool) -> bool:
@@ -130,11 +133,13 @@ class WorkDir:
         (listed once, then updated by its own saves and drops: the run lock makes it the only
         writer) rather than a ``stat`` per question (several per tile and block)."""
         if self._index is None:
-            try:
-                names = os.listdir(self.tiles)
-            except FileNotFoundError:
-                return False  # no tiles folder (yet): nothing to index
-            self._index = {_tile_of(name) for name in names if name.endswith(".npy")}
+            with self._lock:
+                if self._index is None:
+                    try:
+                        names = os.listdir(self.tiles)
+                    except FileNotFoundError:
+                        return False  # no tiles folder (yet): nothing to index
+                    self._index = {_tile_of(name) for name in names if name.endswith(".npy")}
         return tile in self._index
 
     def save_tile(self, tile: tuple[int, int], data: np.ndarray) -> None:
@@ -153,9 +158,10 @@ class WorkDir:
             fh.write(_npy_header_bytes(kept.dtype.str, kept.shape))
             fh.write(memoryview(kept).cast("B"))
         os.replace(tmp, path)
-        if self._index is not None:
-            self._index.add(tile)
-        self._remember(tile, kept)
+        with self._lock:
+            if self._index is not None:
+                self._index.add(tile)
+            self._remember(tile, kept)
 
     def load_tile(self, tile: tuple[int, int]) -> np.ndarray:
         """A finished tile (read-only): from memory when this run saved it lately, else read
@@ -168,9 +174,10 @@ class WorkDir:
 
     def drop_tile(self, tile: tuple[int, int]) -> None:
         self.tile_path(tile).unlink(missing_ok=True)
-        if self._index is not None:
-            self._index.discard(tile)
-        self._forget(tile)
+        with self._lock:
+            if self._index is not None:
+                self._index.discard(tile)
+            self._forget(tile)
 
     def _remember(self, tile: tuple[int, int], data: np.ndarray) -> None:
         """Keep the tiles saved last in memory (``RECENT_TILES``, ``RECENT_TILE_BYTES``): the
