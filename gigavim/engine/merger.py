@@ -17,10 +17,10 @@ import numpy as np
 import zarr
 
 from gigavim.engine.blend import tile_weight
-from gigavim.engine.chunks import store_region
 from gigavim.engine.plan import TileGrid
 from gigavim.engine.workdir import BlockCounts, WorkDir
 from gigavim.io.base import Window
+from gigavim.io.chunk_files import store_region
 
 Tile = tuple[int, int]
 Block = tuple[int, int]

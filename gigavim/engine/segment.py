@@ -189,11 +189,14 @@ def segment(
         check_working_grid(src, res, grid, asked=describe_request(mpp, gsd, level, res, bundle.meta),
                            bytes_per_pixel=1 + probabilities * bundle.num_classes,
                            out_dir=dests[0].parent, force=force_resolution)
-        value_note = check_values(src, bundle.meta.contract(), band_check, bundle.meta.name)
-        notes += [value_note] if value_note else []
         spec = _instance_spec(bundle, res, min_area, dests)
-        pixels = cached_level0(src, res, mask_from_model=tissue_model is not None)  # or src itself
-        mask = _mask(pixels, tissue_model, device, allow_untrained, notes)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-values") as checking:
+            # the value-range sample (small reads, a warning at most) beside level 0 and the mask
+            values = checking.submit(check_values, src, bundle.meta.contract(), band_check, bundle.meta.name)
+            pixels = cached_level0(src, res, mask_from_model=tissue_model is not None)  # or src itself
+            mask = _mask(pixels, tissue_model, device, allow_untrained, notes)
+            value_note = values.result()
+        notes += [value_note] if value_note else []
         t_mask = time.perf_counter()
         foreground = _foreground_tiles(grid, res, mask)
         if not foreground and src.kind != "slide":

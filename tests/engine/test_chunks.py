@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from gigavim.engine.chunks import _chunk_file, create_block_array, store_region
+from gigavim.engine.chunks import create_block_array
+from gigavim.io.chunk_files import _chunk_file, store_region
 
 
 def test_whole_chunks_written_as_files_read_back_through_zarr(tmp_path: Path) -> None:

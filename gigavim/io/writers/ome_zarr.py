@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 from zarr.storage import LocalStore
 
+from gigavim.io.chunk_files import chunk_regions, store_region
 from gigavim.io.writers.base import LabelMap
 from gigavim.io.writers.pyramid import halve_intensities, halve_labels, level_count
 
@@ -50,6 +52,7 @@ LABELS_NAME = "segmentation"
 PROBABILITIES_NAME = "probabilities"
 CHUNK = 1024
 IN_MEMORY_BYTES = 1 << 26
+CHUNK_THREADS = 2  # codecs release the GIL
 """A level-0 map up to this size (64 MiB: a 8k × 8k label map) is written from memory."""
 
 # Level 1, not 5: a 1024² label chunk encodes in 1.4 instead of 4.4 ms and comes out ~6 % larger.
@@ -111,10 +114,23 @@ def _store_level(group: zarr.Group, index: int, level: da.Array | np.ndarray) ->
         fill_value=0,
     )
     if isinstance(level, np.ndarray):
-        stored[...] = level
+        _store_chunks(stored, level)
     else:
         da.store(level.rechunk(stored.chunks), stored, lock=False)
     return stored
+
+
+def _store_chunks(stored: zarr.Array, level: np.ndarray) -> None:
+    """A numpy level chunk by chunk, each encoded and written straight to its file by
+    ``CHUNK_THREADS`` threads: zarr's own write of the CMU-1 sample's label pyramid took
+    60–75 ms, mostly its event loop's per-chunk overhead, this 30–40 ms (the same files)."""
+    def store(region: tuple[slice, ...]) -> None:
+        data = level[region]
+        if (data != stored.fill_value).any():  # as zarr: a chunk of fill values is not written
+            store_region(stored, region, data)
+
+    with ThreadPoolExecutor(max_workers=CHUNK_THREADS, thread_name_prefix="gigavim-chunks") as pool:
+        list(pool.map(store, chunk_regions(stored)))
 
 
 def _copy_level(source: zarr.Group, dest: zarr.Group, name: str) -> None:

@@ -239,3 +239,4 @@ def test_a_small_map_written_in_memory_equals_the_chunked_dask_writer(tmp_path, 
         written[name] = _chunk_files(out)
     assert len(written["memory"]) > 10 and any("labels/segmentation/3/" in k for k in written["memory"])
     assert written["memory"] == written["dask"]
+
