@@ -46,6 +46,8 @@ class TileReader:
         k = max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
         rest = self.factor / k
         if abs(rest - 1) < _INTEGER_TOLERANCE:
+            if k == 1 and self.keep_dtype:
+                return self._read_as_stored(window)
             return self._read_box(window, k)
         return self._read_warp(window, k, rest)
 
@@ -63,6 +65,15 @@ class TileReader:
             valid = valid & ~bad
         return pixels, valid
 
+    def _read_as_stored(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        """The level's own integer pixels (``keep_dtype``): finite by nature, and pixels without
+        data read as 0, as :meth:`_read_box` makes them."""
+        pixels = self.source.read(self.level, win)
+        valid = self._read_valid(self.level, win)
+        if self.source.kind != "slide":
+            pixels = np.where(valid[..., None], pixels, 0)
+        return pixels, valid
+
     def _read_box(self, win: Window, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin).
 
@@ -72,8 +83,6 @@ class TileReader:
         big = Window(win.y * k, win.x * k, win.height * k, win.width * k)
         pixels = self.source.read(self.level, big)
         valid = self._read_valid(self.level, big)
-        if k == 1 and self.keep_dtype:  # integers: finite, and invalid pixels read as 0 as below
-            return (pixels if self.source.kind == "slide" else np.where(valid[..., None], pixels, 0)), valid
         if self.source.kind != "slide":  # a nodata value (e.g. -3.4e38) is not a pixel value
             pixels = np.where(valid[..., None], pixels, 0).astype(np.float32, copy=False)
         if k == 1:

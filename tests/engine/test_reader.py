@@ -107,3 +107,18 @@ def test_box_mean_equals_numpys_float32_mean_of_each_block(k: int, dtype: type) 
     got = box_mean(a, k)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mpp", [0.5, 1.0, 0.75])
+def test_keep_dtype_gives_the_stored_bytes_only_where_nothing_is_resampled(mpp: float) -> None:
+    """The engine's reader keeps 8-bit tiles as bytes at the level's own resolution (the same
+    values as the float32 read); anything resampled stays float32 and unchanged."""
+    yy, xx = np.mgrid[0:600, 0:800]
+    src = ArraySource([np.stack([yy % 256, xx % 256, (yy + xx) % 256], axis=-1).astype(np.uint8)], mpp=0.5)
+    res = resolve_resolution(src, mpp=mpp)
+    win = Window(590, 40, 64, 80)  # over the bottom edge: padding included
+    kept, kept_valid = TileReader(src, res, keep_dtype=True).read(win)
+    plain, plain_valid = TileReader(src, res).read(win)
+    assert plain.dtype == np.float32 and np.array_equal(kept_valid, plain_valid)
+    assert kept.dtype == (np.uint8 if mpp == 0.5 else np.float32)
+    np.testing.assert_array_equal(kept.astype(np.float32), plain)
