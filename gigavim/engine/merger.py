@@ -167,8 +167,10 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
         if probs is not None:
             out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
         store_region(probs_out, (slice(None), *region), out)
-    has_data = labels != fill.nodata_label if fill.nodata_label is not None else np.ones(win.shape, bool)
-    return int((has_data & (labels != 0)).sum()), int(has_data.sum())
+    if fill.nodata_label is None:  # every pixel holds data
+        return int(np.count_nonzero(labels)), labels.size
+    has_data = labels != fill.nodata_label
+    return int(np.count_nonzero(has_data & (labels != 0))), int(np.count_nonzero(has_data))
 
 
 def labels_in_memory(labels: zarr.Array, resumed: bool) -> np.ndarray | None:
@@ -187,7 +189,7 @@ def class_argmax(probs: np.ndarray) -> np.ndarray:
     argmax over the leading axis of a C-order (K, h, w) array is ~2× slower. ``probs`` is finite."""
     best, ids = probs[0], np.zeros(probs.shape[1:], dtype=np.uint8)
     for k in range(1, len(probs)):
-        ids[probs[k] > best] = k
+        np.copyto(ids, np.uint8(k), where=probs[k] > best)
         best = np.maximum(best, probs[k])
     return ids
 

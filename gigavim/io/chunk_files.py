@@ -28,8 +28,11 @@ def store_region(array: Any, region: tuple[slice, ...], data: np.ndarray) -> Non
     if path is None:
         array[region] = data
         return
-    chunk = np.full(array.chunks, array.fill_value, dtype=array.dtype)
-    chunk[tuple(slice(0, n) for n in data.shape)] = data  # edge chunks are stored full-size
+    if data.shape == tuple(array.chunks) and data.dtype == array.dtype and data.flags.c_contiguous:
+        chunk = data
+    else:  # edge chunks are stored full-size
+        chunk = np.full(array.chunks, array.fill_value, dtype=array.dtype)
+        chunk[tuple(slice(0, n) for n in data.shape)] = data
     compressor = array.metadata.compressor
     payload = compressor.encode(chunk) if compressor is not None else chunk.tobytes()
     tmp = path.with_name(path.name + ".partial")
