@@ -9,7 +9,10 @@ makes ``--resume`` give exactly the uninterrupted result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from gigavim.io.chunk_files import store_region
 
 Tile = tuple[int, int]
 Block = tuple[int, int]
+BlockWrite = tuple[Any, tuple[slice, ...], np.ndarray]  # (zarr array, region, data)
 LABELS_IN_MEMORY_BYTES = 1 << 26
 """Label maps up to 64 MiB (8k × 8k working pixels) are also kept in memory (as the writers'
 in-memory pyramid of :mod:`gigavim.io.writers.ome_zarr` does)."""
@@ -53,6 +57,8 @@ class BlockMerger:
         self.labels, self.probabilities = labels, probabilities
         self.labels_in_memory = labels_in_memory
         self.finalized: dict[Block, BlockCounts] = work.finalized_blocks()
+        self._persisting: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
 
     # -- what is left to do -----------------------------------------------------------------
     def needed(self, tile: Tile) -> bool:
@@ -75,7 +81,25 @@ class BlockMerger:
         """Finalize the blocks that stored ``tiles`` complete, and forget tiles no longer needed."""
         candidates = {b for t in tiles for b in self.grid.blocks_covered(*t)}
         self.finalize_ready(candidates)
-        self._forget(tiles)
+        self._then(self._forget, tiles)
+
+    @contextmanager
+    def persisting_in_background(self) -> Iterator[None]:
+        """Within: finalized blocks are written to the work dir, journalled and their tiles
+        dropped by one background thread, in order, while the caller blends the next ones.
+
+        The order on disk stays: a block's chunk, then its journal line, then the deletion of
+        tiles no block still needs; a kill in between leaves a block unjournalled with its tiles
+        still there, which a resume finalizes again (the same result). Errors (a full disk)
+        surface at the next merge or on leaving; leaving waits for every pending write."""
+        self._persisting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-persist")
+        try:
+            yield
+            self._drain()
+        finally:
+            self._persisting.shutdown(wait=True)
+            self._persisting = None
+            self._pending.clear()
 
     def add(self, tiles: list[Tile], data: np.ndarray) -> None:
         """:meth:`store`, then :meth:`merge`."""
@@ -91,11 +115,33 @@ class BlockMerger:
             covering = [t for t in self.grid.tiles_covering(*block) if t in self.foreground]
             if all(self.work.has_tile(t) for t in covering):
                 ready[block] = covering
-        counts = map(self._finalize, ready, ready.values())
-        done = dict(zip(ready, counts, strict=True))
-        self.work.journal(done)
+        done: dict[Block, BlockCounts] = {}
+        writes: list[BlockWrite] = []
+        for block, covering in ready.items():
+            done[block], block_writes = self._finalize(block, covering)
+            writes += block_writes
         self.finalized.update(done)
+        self._then(self._persist, done, writes)
+
+    def _persist(self, done: dict[Block, BlockCounts], writes: list[BlockWrite]) -> None:
+        """Blocks' chunks to disk, then their journal lines, then tiles no block needs dropped."""
+        for array, region, data in writes:
+            store_region(array, region, data)
+        self.work.journal(done)
         self._forget({t for b in done for t in self.grid.tiles_covering(*b)})
+
+    def _then(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` now, or queued on the background thread (after the writes before it)."""
+        if self._persisting is None:
+            fn(*args)
+            return
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()  # a failed write (disk full) stops the run here
+        self._pending.append(self._persisting.submit(fn, *args))
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
     def counts(self) -> BlockCounts:
         fg = sum(c[0] for c in self.finalized.values())
@@ -108,7 +154,7 @@ class BlockMerger:
             if not self.needed(tile):
                 self.work.drop_tile(tile)
 
-    def _finalize(self, block: Block, tiles: list[Tile]) -> BlockCounts:
+    def _finalize(self, block: Block, tiles: list[Tile]) -> tuple[BlockCounts, list[BlockWrite]]:
         win = self.grid.block_window(*block)
         k = len(self.fill.probabilities)
         acc = np.zeros((k, win.height, win.width), dtype=np.float32)
@@ -132,14 +178,26 @@ class BlockMerger:
         covered = weight > 0
         np.divide(acc, weight, out=acc, where=covered)
         valid = covered & (valid_acc > 0.5 * weight)
-        return write_block(self.labels, self.probabilities, self.fill, win, acc if tiles else None,
-                           valid, covered, self.labels_in_memory)
+        return block_writes(self.labels, self.probabilities, self.fill, win, acc if tiles else None,
+                            valid, covered, self.labels_in_memory)
 
 
 def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs: np.ndarray | None,
                 valid: np.ndarray, covered: np.ndarray,
                 labels_in_memory: np.ndarray | None = None) -> BlockCounts:
-    """Store one output block from its (K, h, w) class probabilities; returns its pixel counts.
+    """Store one output block from its (K, h, w) class probabilities; returns its pixel counts
+    (:func:`block_writes`, then its writes)."""
+    counts, writes = block_writes(labels_out, probs_out, fill, win, probs, valid, covered, labels_in_memory)
+    for array, region, data in writes:
+        store_region(array, region, data)
+    return counts
+
+
+def block_writes(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs: np.ndarray | None,
+                 valid: np.ndarray, covered: np.ndarray, labels_in_memory: np.ndarray | None = None,
+                 ) -> tuple[BlockCounts, list[BlockWrite]]:
+    """One output block from its (K, h, w) class probabilities: its pixel counts and the array
+    writes that store it (done by the caller, perhaps later on another thread).
 
     The one place the fill rule is applied, for tile mode (blended tiles) and whole-image mode
     (streamed logits) alike: valid pixels get the argmax (and probability × 255), covered pixels
@@ -147,7 +205,7 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     A block that is all fill is not written where the array already reads as fill (zarr's
     ``fill_value``): most of a slide is glass, and writing it cost ~30 ms a block.
     ``labels_in_memory``: the whole map in memory as well (:func:`labels_in_memory`), which
-    gets the block's labels too.
+    gets the block's labels right away.
     """
     labels = np.full(win.shape, fill.label, dtype=np.uint8)
     if probs is not None:  # copyto(where=): a masked copy without boolean indexing's gathers
@@ -157,20 +215,21 @@ def write_block(labels_out: Any, probs_out: Any, fill: Fill, win: Window, probs:
     region = (slice(win.y, win.y + win.height), slice(win.x, win.x + win.width))
     if labels_in_memory is not None:
         labels_in_memory[region] = labels
+    writes: list[BlockWrite] = []
     all_fill = probs is None and not covered.any()
     if not (all_fill and _reads_as(labels_out, fill.label)):
-        store_region(labels_out, region, labels)
+        writes.append((labels_out, region, labels))
     if probs_out is not None and not (all_fill and not fill.probabilities.any()
                                       and _reads_as(probs_out, 0)):
         out = np.empty((len(fill.probabilities), *win.shape), dtype=np.uint8)
         out[:] = fill.probabilities[:, None, None]
         if probs is not None:
             out[:, valid] = np.round(np.clip(probs[:, valid], 0, 1) * 255).astype(np.uint8)
-        store_region(probs_out, (slice(None), *region), out)
+        writes.append((probs_out, (slice(None), *region), out))
     if fill.nodata_label is None:  # every pixel holds data
-        return int(np.count_nonzero(labels)), labels.size
+        return (int(np.count_nonzero(labels)), labels.size), writes
     has_data = labels != fill.nodata_label
-    return int(np.count_nonzero(has_data & (labels != 0))), int(np.count_nonzero(has_data))
+    return (int(np.count_nonzero(has_data & (labels != 0))), int(np.count_nonzero(has_data))), writes
 
 
 def labels_in_memory(labels: zarr.Array, resumed: bool) -> np.ndarray | None:

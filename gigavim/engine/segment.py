@@ -326,7 +326,8 @@ class _Run:
                 return None
 
             inflight: deque[tuple[list[tuple[int, int]], Future[np.ndarray | None], np.ndarray]] = deque()
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging, lanes:
+            with (self.merger.persisting_in_background(),
+                  ThreadPoolExecutor(max_workers=1, thread_name_prefix="gigavim-merge") as merging, lanes):
                 merge: Future[None] | None = None
 
                 def hand_over() -> None:  # the oldest batch in flight: network done → merge
