@@ -56,3 +56,51 @@ def test_haematoxylin_baseline_finds_dark_purple_blobs():
     img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
     labels = haematoxylin_baseline(img, mpp=0.5, min_area_um2=5)
     assert labels.max() == 3
+
+
+def _touching_nuclei(seed: int) -> np.ndarray:
+    """(3, H, W) background/interior/boundary probabilities of random, often touching discs."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:160, 0:200]
+    interior, boundary = np.zeros((160, 200)), np.zeros((160, 200))
+    for _ in range(60):
+        cy, cx, r = rng.integers(0, 160), rng.integers(0, 200), rng.integers(3, 10)
+        d = np.hypot(yy - cy, xx - cx)
+        interior = np.maximum(interior, (d < r) * rng.uniform(0.5, 1))
+        boundary = np.maximum(boundary, (np.abs(d - r) < 1.5) * rng.uniform(0.2, 0.9))
+    probs = np.stack([np.zeros_like(interior), interior * (1 - boundary), 0.6 * boundary])
+    probs[0] = 1 - probs[1] - probs[2]
+    return np.clip(probs + rng.normal(0, 0.05, probs.shape), 0, 1).astype(np.float32)
+
+
+def test_distance_markers_per_component_are_the_whole_maps_h_maxima():
+    """The markers are found component by component (fast); they must be exactly the h-maxima
+    of the whole relief, so the ids equal a flood from whole-map markers."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    from gigavim.instances.postprocess import (
+        FOUR_CONNECTED,
+        drop_small,
+        instances_from_distance,
+        probability_foreground,
+    )
+
+    for seed, (h, w) in [(0, (0.5, 1.0)), (1, (0.75, 1.5)), (2, (0.25, 1.0))]:
+        probs = _touching_nuclei(seed)
+        foreground = probability_foreground(probs)
+        distance = ndi.distance_transform_edt(np.pad(foreground, 1))[1:-1, 1:-1]
+        relief = distance * np.clip(1 - w * probs[2], 0, 1)
+        relief[~foreground] = -(h + 1)
+        markers = ndi.label(h_maxima(relief, h, footprint=FOUR_CONNECTED).astype(bool) & foreground)[0]
+        components = ndi.label(foreground)[0]
+        expected = np.zeros(foreground.shape, np.int32)
+        for index, box in enumerate(ndi.find_objects(components), start=1):
+            mine = components[box] == index
+            seeds = np.where(mine, markers[box], 0)
+            if seeds.any():
+                expected[box][mine] = watershed(-relief[box], markers=seeds, mask=mine)[mine]
+        got = instances_from_distance(probs, marker_height_px=h, boundary_weight=w)
+        assert got.max() > 20
+        np.testing.assert_array_equal(got, drop_small(expected, 1))
