@@ -57,6 +57,9 @@ class BiMambaMixer(nn.Module):
         Only the forward ``dt_proj`` gets the special init; ``dt_proj_b`` keeps PyTorch's Linear
         default (its bias is zeroed by the model-level init), as in the released training code.
         """
+        if self.A_log.is_meta:  # a shape-only build (bundle checks): no values to set, and
+            self.dt_proj.bias._no_reinit = True  # torch.arange on "meta" imports torch._dynamo
+            return  # (~1 s of every model load)
         a = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
         self.A_log.copy_(a.log())
         self.A_b_log.copy_(a.log())

@@ -98,3 +98,15 @@ def test_a_byte_flipped_bundle_is_corrupt_not_silently_different(tmp_path: Path)
     (tmp_path / "flipped.pt").write_bytes(bytes(data))
     with pytest.raises(ModelError, match=r"flipped\.pt: gigavim model file is corrupt"):
         load_bundle_file(tmp_path / "flipped.pt")
+
+
+def test_loading_a_bundled_vim_does_not_import_torchs_compiler():
+    """The shape check builds the network on the meta device; an op there (torch.arange in the
+    mixer's init) used to import torch._dynamo and sympy: ~1 s added to every `gigavim segment`."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gigavim.models.catalog import load_model; load_model('nuclei-he'); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
