@@ -10,7 +10,7 @@ network and weights, same tile / overlap / batch and torch threads, output writt
   labels written to a zarr array (no pyramid) — what its docs show for a WSI;
 * ``tiatoolbox``: TIAToolbox's ``SemanticSegmentor`` on the slide (its default Otsu tissue mask,
   averaging of overlaps, argmax labels written to its zarr), under a side interpreter
-  (``--tiatoolbox-python``, see :mod:`gigavim.benchmarks.tiatoolbox_case`).
+  (``--tia-python``, see :mod:`gigavim.benchmarks.tiatoolbox_case`).
 
 Networks: ``pixel`` (a fixed 1×1 conv: the engines' own cost), ``unet`` (a MONAI U-Net, 101 k
 parameters, seeded, untrained: a small CNN's cost) and the bundled ``nuclei-he`` Vim. Each case runs
@@ -61,7 +61,7 @@ ENGINES = ("gigavim", "monai", "tiatoolbox")
 PORTABLE = ("pixel", "unet")  # the networks a side interpreter can rebuild (nuclei-he is gigavim's Vim)
 REPEATS, QUICK_REPEATS = 3, 1
 NOT_INSTALLED = "not installed"
-NO_SIDE_PYTHON = "no --tiatoolbox-python (needs torch<2.13: its own venv, see docs/benchmarks.md)"
+NO_SIDE_PYTHON = "no --tia-python (needs torch<2.13: its own venv, see docs/benchmarks.md)"
 Side = dict[str, str | None]  # the TIAToolbox interpreter's package versions (None: not there)
 NOT_PORTABLE = "a gigavim Vim: not run under TIAToolbox's interpreter"
 
@@ -126,9 +126,9 @@ def side_versions(python: str) -> Side:
         versions = run_command([python, "-c", probe])
     except (OSError, RuntimeError, ValueError, IndexError) as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--tiatoolbox-python {python}: does not run as Python ({reason})") from None
+        raise UsageError(f"--tia-python {python}: does not run as Python ({reason})") from None
     if not versions.get("tiatoolbox"):
-        raise UsageError(f"--tiatoolbox-python {python}: tiatoolbox is not installed in that interpreter "
+        raise UsageError(f"--tia-python {python}: tiatoolbox is not installed in that interpreter "
                          f"(pip install tiatoolbox there)")
     return versions
 
@@ -297,7 +297,7 @@ def tiatoolbox_command(python: str, folder: Path, net: str, slide: str | Path, o
 def _tiatoolbox_note(side: Side | None) -> str:
     if side is None:
         return ("TIAToolbox (2.x needs torch < 2.13, so it runs only under its own venv's Python, "
-                "`--tiatoolbox-python`) was not given one here, so its rows are empty.")
+                "`--tia-python`) was not given one here, so its rows are empty.")
     return (f"TIAToolbox {side['tiatoolbox']} (torch {side['torch']}, its own venv) runs `SemanticSegmentor` "
             f"on the slide with its default Otsu tissue mask, averages overlaps and writes argmax "
             f"labels to its zarr; same weights and input scaling as the others.")

@@ -1,7 +1,7 @@
 """``bench engines``' TIAToolbox case: a child script for a side interpreter (TIAToolbox's venv).
 
 TIAToolbox 2.x pins ``torch<2.13`` and cannot share gigavim's venv, so the parent runs this
-file by path under another Python (``--tiatoolbox-python``): it needs torch, numpy, TIAToolbox
+file by path under another Python (``--tia-python``): it needs torch, numpy, TIAToolbox
 (+ MONAI for the U-Net), never gigavim. Its siblings ``portable_net`` (the very network the
 other engines run, rebuilt from the parent's saved description) and ``usage`` (the peak RSS and
 CPU time every case reports) are imported as top-level modules from this script's folder.

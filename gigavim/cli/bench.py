@@ -45,7 +45,7 @@ def bench(
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads for scan and model."),
     dry_run: bool = typer.Option(False, "--dry-run", help="gpu-check: list its steps, run nothing."),
     tiatoolbox_python: str | None = typer.Option(
-        None, "--tiatoolbox-python", envvar="GIGAVIM_TIATOOLBOX_PYTHON", metavar="PYTHON",
+        None, "--tia-python", envvar="GIGAVIM_TIA_PYTHON", metavar="PYTHON",
         help="engines: a Python with TIAToolbox (its own venv, torch<2.13) for TIAToolbox's rows.",
     ),
 ) -> None:
@@ -60,7 +60,7 @@ def bench(
     readers      slide/raster reads: windows, whole level, dask views
     writers      OME-Zarr, COG, GeoJSON: seconds, MP/s, peak RSS
     engines      gigavim vs MONAI's sliding window (and TIAToolbox
-                 with --tiatoolbox-python): same slide/net
+                 with --tia-python): same slide/net
     gpu-check    on a lent GPU, first: kernels..whole-image (~8 min)
     """
     from rich.console import Console

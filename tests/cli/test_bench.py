@@ -184,12 +184,12 @@ def test_on_the_cpu_it_refuses_in_one_line(gigavim):
 def test_a_tiatoolbox_python_that_does_not_run_is_one_line_before_any_work(gigavim, monkeypatch, how,
                                                                             tmp_path):
     missing = str(tmp_path / "no-venv" / "python")
-    option = ["--tiatoolbox-python", missing] if how == "option" else []
+    option = ["--tia-python", missing] if how == "option" else []
     if how == "env":
-        monkeypatch.setenv("GIGAVIM_TIATOOLBOX_PYTHON", missing)
+        monkeypatch.setenv("GIGAVIM_TIA_PYTHON", missing)
     result = gigavim("bench", "engines", "--quick", *option)
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"gigavim: error: --tiatoolbox-python {missing}: does not run as Python "
+        f"gigavim: error: --tia-python {missing}: does not run as Python "
         f"([Errno 2] No such file or directory: '{missing}')"
     ]
