@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nuclei_recipe import _cells, _pool
 
-MPP = 0.5
+MPP = 0.5  # the working grid when no model says otherwise
 IO = 240.0  # transmitted light intensity (Macenko et al. 2009)
 
 
@@ -65,11 +65,14 @@ def macenko_normalise(rgb: np.ndarray, ref_stains: np.ndarray, ref_max: np.ndarr
 
 
 # -- data --------------------------------------------------------------------------------------
-def _load(image: str, labels: str, mpp: float) -> tuple[np.ndarray, np.ndarray | None, dict]:
+def _load(
+    image: str, labels: str, mpp: float, work_mpp: float = MPP
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """The image (and its instance truth) on the model's working grid of ``work_mpp`` µm/px."""
     from gigavim.train.dataset import load_train_image
     from gigavim.train.evaluate import _instance_truth
 
-    im = load_train_image(image, labels, mpp=MPP, image_mpp=mpp, mode="boundary", boundary_um=0.5)
+    im = load_train_image(image, labels, mpp=work_mpp, image_mpp=mpp, mode="boundary", boundary_um=0.5)
     try:
         rgb = np.asarray(im.image[0:im.shape[0], 0:im.shape[1]])[..., :3].astype(np.uint8)
         truth = _instance_truth(im, labels)
@@ -120,7 +123,7 @@ def stain_folds(pilot: Path, out: Path) -> None:
     for path in sorted(pilot.glob("*.heldout.json")):
         for image, labels, mpp in json.loads(path.read_text()):
             if image not in estimates:
-                rgb, _, _ = _load(image, labels, mpp)
+                rgb, _, _ = _load(image, labels, mpp, meta.mpp)
                 estimates[image] = estimate_stain(*image_tiles(rgb, meta), image)
     for path in sorted(pilot.glob("*.eval.json")):
         fold = path.name.split(".")[0]
@@ -158,7 +161,7 @@ def views(pilot: Path, out: Path, pass_: str, folds: list[str], view_list: list[
             todo = [v for v in view_list if not (folder / f"{stem}.{pass_}.v{v}.npy").exists()]
             if not todo:
                 continue
-            rgb, truth, size = _load(image, labels, mpp)
+            rgb, truth, size = _load(image, labels, mpp, bundle.meta.mpp)
             np.save(folder / f"{stem}.truth.npy", truth.astype(np.int32))
             (folder / f"{stem}.json").write_text(json.dumps({"image": image, "pixel_size": size}))
             if ref is not None:
