@@ -157,7 +157,7 @@ def test_a_worker_killed_mid_input_is_replaced_and_the_input_resumes_elsewhere(
     work = out / "slide.tif.gigavim-work"
     done: dict = {}
     batch = threading.Thread(target=lambda: done.update(report=run_batch(
-        [slide], out, formats=("tif",), model="nuclei-he", address=dask_address,
+        [slide], out, formats=("tif",), model="nuclei-he-20x", address=dask_address,
         segment_kwargs=settings)))
     with Client(dask_address) as client:
         batch.start()
@@ -176,6 +176,6 @@ def test_a_worker_killed_mid_input_is_replaced_and_the_input_resumes_elsewhere(
     assert record.worker != busy[0], "the input finished on the killed worker: the kill came too late"
     assert record.summary["resumed"] is True  # the new attempt continued the killed one's work dir
     assert 0 < record.summary["tiles_resumed"] < record.summary["tiles_foreground"]
-    direct = gigavim.segment(slide, tmp_path / "direct.tif", model="nuclei-he", **settings)
+    direct = gigavim.segment(slide, tmp_path / "direct.tif", model="nuclei-he-20x", **settings)
     assert direct.tiles_foreground == record.summary["tiles_foreground"]
     np.testing.assert_array_equal(_labels(record.outputs[0]), _labels(tmp_path / "direct.tif"))
