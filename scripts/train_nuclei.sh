@@ -15,13 +15,16 @@
 # on everything (FINAL=0 skips it); it replaces gigavim/data/models/nuclei-he.pt only once its
 # folds beat the bundled model's on held-out images (copied by hand, see docs/models.md).
 #
-# Two stages, so that eight validation trainings and the final one fit a shared 2-core CPU:
+# Stages, so that eight validation trainings and the final one fit a shared 2-core CPU:
 #   1. two warm starts side by side: "base-a" (kidney, breast, liver, prostate; no MICCAI tile)
 #      and "base-b" (bladder, colon, stomach + the 13 MICCAI tiles), each MINUTES_A;
 #   2. each fold continues the base that never saw its held-out images on its own training set
 #      (MICCAI + the other six organs): bladder, colon, stomach, miccai2015 and final from base-a,
 #      kidney, breast, liver, prostate from base-b; MINUTES_B each, LANES at a time, each scored
 #      as soon as it is trained.
+#   3. every fold rescored as `segment` ships it, stain-normalised to the reference stain of ITS
+#      training images, and final.pt given the reference of all images
+#      (scripts/nuclei_stain_folds.sh: WORK/stain/summary.md; STAIN=0 skips it).
 # Each training is time-boxed (the learning rate anneals by the clock as well as by the step count,
 # so a capped run ends annealed; bundles record steps and seconds). The tuning picks, on the fold's
 # training images, the post-processing method (interior−boundary markers or h-maxima of the
