@@ -111,7 +111,8 @@ def reference(pilot: Path, out: Path, fold: str) -> tuple[np.ndarray, np.ndarray
 def stain_folds(pilot: Path, out: Path) -> None:
     """Each fold's model with the reference stain of ITS training images (estimated as `segment`
     estimates an image's stain), as ``OUT/stain/<fold>.pt``; and ``OUT/stain/reference.json``,
-    the reference of all images (the shipped model's: it trains on all of them)."""
+    the reference of all images, which ``PILOT/final.pt`` (when there) gets in place: the shipped
+    model trains on all of them."""
     from gigavim.models.catalog import load_model
     from gigavim.models.stain import estimate_stain, reference
     from gigavim.train.evaluate import image_tiles
@@ -130,7 +131,12 @@ def stain_folds(pilot: Path, out: Path) -> None:
         bundle = load_model(str(pilot / f"{fold}.pt"))
         bundle.meta.stain = reference([estimates[i] for i, *_ in _fold_pairs(pilot, fold, "train")])
         bundle.save(folder / f"{fold}.pt")
-    (folder / "reference.json").write_text(json.dumps(reference(list(estimates.values())), indent=1))
+    everything = reference(list(estimates.values()))
+    (folder / "reference.json").write_text(json.dumps(everything, indent=1))
+    if (pilot / "final.pt").is_file():
+        final = load_model(str(pilot / "final.pt"))
+        final.meta.stain = everything
+        final.save(pilot / "final.pt")
 
 
 class OneView(torch.nn.Module):

@@ -2,7 +2,7 @@
 
     python scripts/nuclei_recipe.py folds WORK RECIPE.json   # WORK/<fold>.train.json, .heldout.json
     python scripts/nuclei_recipe.py tune MODEL TRAIN.json    # thresholds on the fold's training images
-    python scripts/nuclei_recipe.py evaluate MODEL HELDOUT.json OUT.json [TTA]  # model and baseline
+    python scripts/nuclei_recipe.py evaluate MODEL HELDOUT.json OUT.json [TTA] [--baseline-from EVAL.json]
     python scripts/nuclei_recipe.py summarize WORK/*.eval.json             # markdown table
 
 Folds: leave one MoNuSeg-2018 organ out (its images held out; the other organs and all 13 MICCAI-
@@ -105,17 +105,21 @@ def tune(model: Path, train_json: Path, max_images: int = 6) -> None:
     del np
 
 
-def evaluate(model: Path, heldout: Path, out: Path, tta: int | None = None) -> None:
+def evaluate(model: Path, heldout: Path, out: Path, tta: int | None = None,
+             baseline_from: Path | None = None) -> None:
     """The held-out images scored for the model (``tta`` views; default: the model's) and the
-    baseline."""
+    baseline. The baseline does not depend on the model: ``baseline_from`` (an earlier result of
+    the same images on the same grid) is reused instead of recomputed."""
     from gigavim.models.catalog import load_model
     from gigavim.train.evaluate import evaluate as run_eval
     from gigavim.train.evaluate import evaluate_baseline
 
     bundle = load_model(str(model))
     pairs = [tuple(p) for p in json.loads(heldout.read_text())]
-    result = {"model": run_eval(bundle, pairs, instances=True, tta=tta),
-              "baseline": evaluate_baseline(pairs, mpp=bundle.meta.mpp)}
+    baseline = json.loads(baseline_from.read_text()).get("baseline") if baseline_from else None
+    if baseline is None or [im["image"] for im in baseline["images"]] != [p[0] for p in pairs]:
+        baseline = evaluate_baseline(pairs, mpp=bundle.meta.mpp)
+    result = {"model": run_eval(bundle, pairs, instances=True, tta=tta), "baseline": baseline}
     tmp = out.with_name(out.name + ".partial")
     tmp.write_text(json.dumps(result, indent=1, default=float))
     tmp.replace(out)
@@ -174,7 +178,10 @@ if __name__ == "__main__":
     elif cmd == "tune":
         tune(Path(args[0]), Path(args[1]), *(int(a) for a in args[2:]))
     elif cmd == "evaluate":
-        evaluate(Path(args[0]), Path(args[1]), Path(args[2]), *(int(a) for a in args[3:]))
+        reuse = Path(args.pop(args.index("--baseline-from") + 1)) if "--baseline-from" in args else None
+        args = [a for a in args if a != "--baseline-from"]
+        evaluate(Path(args[0]), Path(args[1]), Path(args[2]), *(int(a) for a in args[3:]),
+                 baseline_from=reuse)
     elif cmd == "summarize":
         summarize([Path(a) for a in args])
     else:

@@ -2,7 +2,8 @@
 # Last stage of scripts/train_nuclei.sh: the scores of the configuration `segment` ships, with
 # stain normalisation on. Each fold model of a finished run (WORK/<fold>.pt) gets the Macenko
 # reference stain of ITS training images (the held-out organ never picks its own reference),
-# is scored again on its held-out images (WORK/stain/<fold>.eval.json, then WORK/stain/summary.md);
+# is scored again on its held-out images (WORK/stain/<fold>.eval.json, then WORK/stain/summary.md;
+# the baseline's scores are taken from WORK/<fold>.eval.json, it does not depend on the model);
 # WORK/final.pt gets the reference of all the run's images (it trains on all of them).
 #
 #   bash scripts/nuclei_stain_folds.sh [WORK]
@@ -13,18 +14,8 @@ LANES=${LANES:-2}
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1 WORK
 
 python scripts/nuclei_inference_study.py stainfolds "$WORK" "$WORK"
-if [[ -f $WORK/final.pt ]]; then
-  python - "$WORK" <<'PY'
-import json, sys
-from pathlib import Path
-from gigavim.models.catalog import load_model
-work = Path(sys.argv[1])
-bundle = load_model(str(work / "final.pt"))
-bundle.meta.stain = json.loads((work / "stain" / "reference.json").read_text())
-bundle.save(work / "final.pt")
-PY
-fi
 # shellcheck disable=SC2016
 find "$WORK/stain" -name '*.pt' -printf '%f\n' | sed 's/\.pt$//' | sort | xargs -P "$LANES" -I{} bash -c \
-  'python scripts/nuclei_recipe.py evaluate "$WORK/stain/{}.pt" "$WORK/{}.heldout.json" "$WORK/stain/{}.eval.json"'
+  'python scripts/nuclei_recipe.py evaluate "$WORK/stain/{}.pt" "$WORK/{}.heldout.json" "$WORK/stain/{}.eval.json" \
+     --baseline-from "$WORK/{}.eval.json"'
 python scripts/nuclei_recipe.py summarize "$WORK"/stain/*.eval.json | tee "$WORK/stain/summary.md"
