@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.color import rgb2hed
+from skimage.color import hed_from_rgb, rgb2hed
 from skimage.filters import gaussian, threshold_otsu
 from skimage.morphology import disk, h_maxima
 from skimage.segmentation import relabel_sequential, watershed
@@ -112,24 +112,35 @@ def instances_from_distance(probs: np.ndarray, *, interior: int = 1, boundary: i
     relief[~foreground] = background  # nothing is carried across the background
     components, _ = ndi.label(foreground)
     boxes = ndi.find_objects(components)
+    # A component smaller than the minimum area can only give objects smaller still, all of
+    # which drop_small removes: skip it (markers and ids of the others keep their order).
+    sizes = np.bincount(components.ravel())
+    big = [(index, box) for index, box in enumerate(boxes, start=1) if sizes[index] >= min_area_px]
     # h-maxima component by component, each on its bounding box framed by one pixel of
     # background: the reconstruction never crosses the background (4-connected, and set below
     # any relief), so these are the maxima of the whole map, without sorting the whole map
     # (skimage sorts every pixel: ~1 s per 1024² slide block, most of the objects pass)
     peaks = np.zeros(foreground.shape, bool)
-    for index, box in enumerate(boxes, start=1):
+    for index, box in big:
         mine = components[box] == index
-        local = np.pad(np.where(mine, relief[box], background), 1, constant_values=background)
+        local = np.full((mine.shape[0] + 2, mine.shape[1] + 2), background, relief.dtype)
+        local[1:-1, 1:-1] = np.where(mine, relief[box], background)
         local_peaks = h_maxima(local, marker_height_px, footprint=FOUR_CONNECTED)[1:-1, 1:-1]
         peaks[box] |= local_peaks.astype(bool) & mine
     markers, _ = ndi.label(peaks)
     # One flood per component: the watershed breaks ties between equal heights by queue order,
-    # which other components would shift; alone on its bounding box a component always floods alike.
+    # which other components would shift; alone on its bounding box a component always floods
+    # alike. A component with one marker is that object whole (the flood fills it).
     labels = np.zeros(foreground.shape, np.int32)
-    for index, box in enumerate(boxes, start=1):
+    for index, box in big:
         mine = components[box] == index
         seeds = np.where(mine, markers[box], 0)
-        if seeds.any():
+        present = seeds[seeds > 0]
+        if present.size == 0:
+            continue
+        if present.min() == present.max():
+            labels[box][mine] = present[0]
+        else:
             flooded = watershed(-relief[box], markers=seeds, mask=mine)
             labels[box][mine] = flooded[mine]
     return drop_small(labels, min_area_px)
@@ -159,6 +170,13 @@ def haematoxylin_density(rgb: np.ndarray) -> np.ndarray:
     """Haematoxylin optical density of an RGB image (Ruifrok–Johnston deconvolution, skimage)."""
     rgb = np.asarray(rgb)[..., :3]
     return rgb2hed(rgb)[..., 0].astype(np.float32)
+
+
+def haematoxylin_od(pixels: np.ndarray) -> np.ndarray:
+    """(k, 3) uint8 RGB pixels → (k,) haematoxylin optical density, skimage's ``rgb2hed`` per
+    pixel: for the pixels of the objects only, not the whole image around them."""
+    rgb = np.maximum(np.asarray(pixels, dtype=np.float64) / 255.0, 1e-6)
+    return np.maximum((np.log(rgb) / np.log(1e-6)) @ hed_from_rgb[:, 0], 0.0)
 
 
 def haematoxylin_baseline(rgb: np.ndarray, *, mpp: float, min_area_um2: float = 10.0) -> np.ndarray:
