@@ -20,6 +20,7 @@ from skimage.transform import AffineTransform, warp
 from gigavim.engine.plan import Resolution
 from gigavim.io.base import ImageSource, Window
 from gigavim.io.box import box_mean
+from gigavim.io.resample import scale_nearest
 
 _INTEGER_TOLERANCE = 1e-6
 
@@ -110,5 +111,5 @@ class TileReader:
                                                         (win.y + 0.5) * f - 0.5 - y0))
         shape = (win.height, win.width)
         pixels = warp(pixels, tf, output_shape=shape, order=1, preserve_range=True, mode="edge")
-        valid = warp(valid.astype(np.float32), tf, output_shape=shape, order=0, mode="constant") > 0.5
+        valid = scale_nearest(valid, f, (tf.translation[1], tf.translation[0]), shape)
         return self._finite(pixels.astype(np.float32, copy=False), valid)

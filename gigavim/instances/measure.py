@@ -140,13 +140,16 @@ def _convex_areas(objects: np.ndarray, px: _Pixels) -> np.ndarray:
     slot = np.searchsorted(ids, labels)
     local = np.stack([rows, cols], axis=1) - starts[slot]
     points = (local[:, None, :] + _DIAMOND).reshape(-1, 2)
-    hulls = shapely.convex_hull(shapely.multipoints(points, indices=np.repeat(slot, len(_DIAMOND))))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=ids.size) * len(_DIAMOND))])
+    multipoints = shapely.from_ragged_array(shapely.GeometryType.MULTIPOINT, points, (offsets,))
+    hulls = shapely.convex_hull(multipoints)
+    coords, owner = shapely.get_coordinates(hulls, return_index=True)
+    cuts = np.flatnonzero(np.diff(owner)) + 1
     areas = np.zeros(n)
-    for ident, hull in zip(ids.tolist(), hulls, strict=True):
+    for ident, ring in zip(ids.tolist(), np.split(coords, cuts), strict=True):
         box = boxes[ident - 1]
-        vertices = shapely.get_coordinates(hull)[:-1]  # a closed ring: drop the repeated vertex
-        inside = grid_points_in_poly((box[0].stop - box[0].start, box[1].stop - box[1].start), vertices,
-                                     binarize=False)
+        inside = grid_points_in_poly((box[0].stop - box[0].start, box[1].stop - box[1].start),
+                                     ring[:-1], binarize=False)  # a closed ring: drop the repeat
         areas[ident] = np.count_nonzero(inside >= 1)
     return areas
 
