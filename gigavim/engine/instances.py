@@ -2,7 +2,7 @@
 
 A model whose metadata says how its classes become objects (``ModelMeta.instances``) gets an
 instance pass after the label blocks are final. The pass is exact — the ids are those a single
-in-memory pass over the whole map would give, up to numbering — yet holds one block at a time:
+in-memory pass over the whole map would give, up to numbering — yet holds a few blocks at a time:
 
 1. **Components.** The object foreground (interior + boundary probability above the threshold,
    or the object class) is labelled 4-connected per block; labels meeting across a block edge
@@ -25,7 +25,9 @@ small part of the work), which is what keeps a resumed run exact without a journ
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ DEFAULT_MAX_SIZE = {"um": 64.0, "m": 256.0, "px": 256.0}
 """Largest object expected (µm, m or px) when the model does not say: sets the halo."""
 
 Block = tuple[int, int]
+_Found = tuple[np.ndarray, Window, list[ObjectRecord]]  # a block's objects, its region, their records
 
 
 @dataclass(frozen=True)
@@ -177,15 +180,17 @@ class InstancePass:
 
     def __init__(self, spec: InstanceSpec, *, labels: Any, probabilities: Any, workdir: Path,
                  computed: list[Window] | None = None, reader: Any = None,
-                 to_output: Affine = Affine.identity(), block_px: int = BLOCK_PX) -> None:
+                 to_output: Affine = Affine.identity(), block_px: int = BLOCK_PX, workers: int = 2) -> None:
         """``computed``: windows of the computed tiles, the only places objects can be (None:
-        everywhere); ``reader``: a TileReader whose RGB gives the mean haematoxylin OD (slides)."""
+        everywhere); ``reader``: a TileReader whose RGB gives the mean haematoxylin OD (slides);
+        ``workers``: threads separating and measuring blocks ahead (the ids do not depend on it)."""
         if spec.needs_probabilities and probabilities is None:
             raise RuntimeError("a three-class instance pass needs the stored probabilities")
         self.spec, self.labels, self.probs = spec, labels, probabilities
         self.shape: tuple[int, int] = tuple(labels.shape[:2])  # type: ignore[assignment]
         self.block = min(block_px, max(self.shape))
         self.workdir, self.reader, self.to_output = Path(workdir), reader, to_output
+        self.workers = max(1, workers)
         self.n_blocks = (math.ceil(self.shape[0] / self.block), math.ceil(self.shape[1] / self.block))
         every = {(by, bx) for by in range(self.n_blocks[0]) for bx in range(self.n_blocks[1])}
         self.active = sorted(every if computed is None else every & blocks_under(computed, self.block))
@@ -216,24 +221,55 @@ class InstancePass:
         writer = RecordWriter(self.workdir / "objects.tsv")
         columns: list[str] = []
         try:
-            for block in self.active:
-                objects, region = self._objects(block, components)
-                if not objects.any():
+            for found in self._found(components):
+                if found is None:
                     continue
-                base = writer.count
+                objects, region, records = found
+                base = writer.count  # ids follow block order, whichever thread finished first
                 mine = objects > 0
                 part = (slice(region.y, region.y + region.height), slice(region.x, region.x + region.width))
                 stored = np.asarray(ids[part])
                 stored[mine] = objects[mine].astype(np.uint32) + np.uint32(base)
                 ids[part] = stored
-                for record in self._describe(objects, region, base):
+                for record in records:
                     columns = columns or list(record.measurements)
-                    writer.write(record)
+                    writer.write(ObjectRecord(record.id + base, record.measurements, record.geometry))
         finally:
             writer.close()
         return InstanceMap(labels=ids, object_class=self.spec.object_class, color=(0, 0, 0),
                            records=writer.path, count=writer.count,
                            columns=columns or measurement_names(self.spec, self.reader is not None))
+
+    def _found(self, components: zarr.Array) -> Iterator[_Found | None]:
+        """Objects and records (ids from 1 within the region) of every active block, in block
+        order. Blocks are independent once the components are joined, so ``workers`` threads
+        work on the next blocks (the watershed, the measurements and the reads release the GIL
+        for much of their time); at most ``workers + 1`` blocks are in memory."""
+        def work(block: Block) -> _Found | None:
+            objects, region = self._objects(block, components)
+            if not objects.any():
+                return None
+            return objects, region, list(self._describe(objects, region, 0))
+
+        if self.workers <= 1:
+            yield from map(work, self.active)
+            return
+        pending: deque[Future] = deque()
+        blocks = iter(self.active)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gigavim-objects") as pool:
+            try:
+                while True:
+                    while len(pending) <= self.workers:
+                        block = next(blocks, None)
+                        if block is None:
+                            break
+                        pending.append(pool.submit(work, block))
+                    if not pending:
+                        return
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
     def _foreground(self, win: Window) -> np.ndarray:
         from gigavim.instances.postprocess import probability_foreground

@@ -90,6 +90,19 @@ def test_blockwise_ids_equal_a_single_pass(tmp_path: Path, block_px: int, settin
         assert areas[ident] == pytest.approx((ids == ident).sum() * 0.25)
 
 
+def test_threads_do_not_change_ids_or_records(tmp_path: Path) -> None:
+    probs = _touching_discs((230, 310), seed=4)
+    spec = instance_spec(_meta(DISTANCE), _res((230, 310)))
+    labels = np.argmax(probs, axis=0).astype(np.uint8)
+    runs = []
+    for workers in (1, 3):
+        result = InstancePass(spec, labels=labels, probabilities=probs, workdir=tmp_path / str(workers),
+                              block_px=48, workers=workers).run()
+        runs.append((np.asarray(result.labels[:]), [r.line() for r in result]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] and len(runs[0][1]) > 20
+
+
 def test_an_object_larger_than_the_halo_is_split_at_block_borders_only(tmp_path: Path) -> None:
     probs = np.zeros((3, 80, 200), np.uint8)
     probs[0] = 255
