@@ -37,6 +37,18 @@ def test_fpn_segmenter_trains_every_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def test_fpn_inference_gives_each_image_of_a_batch_its_own_logits():
+    """Inference runs the FPN head image by image (memory); a batch still equals its images."""
+    torch.manual_seed(0)
+    net = build_segmenter(BACKBONE, num_classes=3, head={"kind": "fpn", "channels": 16}).eval()
+    x = torch.randn(3, 3, 40, 48)
+    with torch.no_grad():
+        batch = net(x)
+        alone = torch.cat([net(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(batch, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(batch[0], batch[1])
+
+
 def test_fpn_channels_last_inference_matches_the_training_layout():
     """CPU inference runs the FPN head on channels-last maps (faster oneDNN convolutions); its
     logits must be the NCHW (training) path's up to float rounding, returned contiguous."""
