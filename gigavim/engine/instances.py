@@ -14,8 +14,9 @@ in-memory pass over the whole map would give, up to numbering — yet holds a fe
    them: the flood never leaves a component, so their ids are exactly the single-pass ones and
    no object is duplicated or cut at a tile or block border. A component too big for the halo
    (a sheet of false positives, never one object) is instead split at block borders.
-3. **Records.** Each object is measured (skimage ``regionprops``) and outlined where it was
-   made, and appended to a records file; its pixels go to a uint32 zarr id map in the work dir.
+3. **Records.** Each object is measured (``regionprops``' definitions, a block at once) and
+   outlined where it was made, and appended to a records file; its pixels go to a uint32 zarr id
+   map in the work dir. Two threads work on the next blocks; ids are still given in block order.
 
 Ids run 1..N in block order, then in the watershed's own (raster) order: deterministic, so a
 ``--resume`` gives the same ids. The pass reruns from the finished blocks on every run (it is a
