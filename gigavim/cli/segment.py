@@ -101,7 +101,7 @@ def segment(
     tile: int | None = typer.Option(None, "--tile", help="Tile size in working pixels (model default)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Tile overlap in pixels (model default)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tiles per forward pass."),
-    workers: int = typer.Option(2, "--workers", help="Threads reading tiles ahead of the model."),
+    workers: int = typer.Option(2, "--workers", help="Threads reading tiles (and measuring objects)."),
     tissue_model: str | None = typer.Option(
         None, "--tissue-model", help="Mask slides with this model (e.g. 'tissue') instead of Otsu."
     ),

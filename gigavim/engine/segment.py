@@ -226,7 +226,7 @@ def segment(
         t_objects = time.perf_counter()
         if spec is not None:
             with _disk_errors(work.path):
-                label_map.instances = run.instances(spec, label_map)
+                label_map.instances = run.instances(spec, label_map, workers)
             label_map.settings["instances"] = spec.to_dict()
         t_objects = time.perf_counter() - t_objects
         write_outputs(label_map, dests, overwrite=overwrite)
@@ -396,8 +396,9 @@ class _Run:
             image=image,
         )
 
-    def instances(self, spec: InstanceSpec, label_map: LabelMap) -> InstanceMap:
-        """One id per object over the finished map (:mod:`gigavim.engine.instances`)."""
+    def instances(self, spec: InstanceSpec, label_map: LabelMap, workers: int = 2) -> InstanceMap:
+        """One id per object over the finished map (:mod:`gigavim.engine.instances`), ``workers``
+        threads separating and measuring blocks (``--workers``, as for reading tiles)."""
         from gigavim.engine.instances import InstancePass
         from gigavim.io.writers.geojson import output_transform
 
@@ -408,7 +409,7 @@ class _Run:
         windows = [self.grid.tile_window(*t) for t in self.foreground]
         objects = InstancePass(spec, labels=self.labels, probabilities=self.probs, workdir=self.work.path,
                                computed=windows, reader=reader,
-                               to_output=output_transform(label_map)).run()
+                               to_output=output_transform(label_map), workers=workers).run()
         objects.color = tuple(meta.colors[spec.object_index]) if spec.object_index < len(meta.colors) \
             else (255, 0, 0)
         return objects
