@@ -143,12 +143,13 @@ class FPNHead(nn.Module):
         dtype = self.classifier.weight.dtype
         layout = inference_layout(features[0], self.training)
         bf16 = self.cpu_bf16 and layout == torch.channels_last and dtype == torch.float32 and bf16_native()
-        # Inference takes the batch one image at a time: the full-resolution maps (4 × channels
-        # per pixel) are most of a forward's memory, and a batch of four 384² tiles held them all
-        # at once (~0.6 GB per network lane); per image the convolutions are as efficient.
+        # CPU inference takes the batch one image at a time: the full-resolution maps (4 ×
+        # channels per pixel) are most of a forward's memory, and a batch of four 384² tiles held
+        # them all at once (~0.6 GB per network lane); per image the CPU convolutions are as
+        # fast. A GPU keeps the batch (its throughput needs it).
         batch = features[0].shape[0]
-        singles = [list(features)] if self.training or batch == 1 else \
-            [[f[i:i + 1] for f in features] for i in range(batch)]
+        whole = self.training or batch == 1 or features[0].device.type != "cpu"
+        singles = [list(features)] if whole else [[f[i:i + 1] for f in features] for i in range(batch)]
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
             parts = [self._logits([f.to(dtype, memory_format=layout) for f in one]).to(dtype)
                      for one in singles]
