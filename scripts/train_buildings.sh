@@ -11,7 +11,7 @@
 #
 # Six stages, seeded; on the shared 2-core CPU stages 3-6 are time-boxed (the learning rate
 # anneals by the clock, a capped run says so in its bundle), so their step counts depend on load:
-#   1-2. a two-class light-head model, 1000 steps, resumed to 1800 (the first buildings-rgb);
+#   1-2. a two-class light-head model, 1000 steps, resumed to 1800, each capped at MINUTES;
 #   3.   its backbone (weights only) starts the three-class model with an FPN head (full-resolution
 #        outlines), 192-px patches, MINUTES_3;
 #   4.   the same run resumed for MINUTES_4 (a warm restart of the schedule);
@@ -20,26 +20,28 @@
 #        for MINUTES_6, 256-px patches, stronger colour jitter and some blur, another seed;
 #   then scripts/tune_buildings.py picks the watershed thresholds and minimum area on the
 #   TRAINING tiles (the shipped model; no tile was left out to choose on).
-# About 165 minutes in all, far over the hour issue 10 asks for (a GPU runs it in minutes).
-# STAGE_7=1 adds the honest-selection experiment of the card (another ~70 minutes): a fine-tune
-# without img57, its checkpoint and post-processing chosen on img57; it scored worse held-out,
-# so it is not what ships.
+# 49 minutes in all on the quiet 2-core CPU with the defaults (2 threads; 2026-12-04: stages of
+# 1000 + 800, 386, +887, +378 and 439 steps, then ~4 minutes of tuning). The previous shipped
+# model came from the same stages at 50/50/8/27/10/70 minutes on one loaded thread (165 minutes);
+# docs/models.md has both. STAGE_7=1 adds the honest-selection experiment of the card (another
+# ~65 minutes): a fine-tune without img57, its checkpoint and post-processing chosen on img57; it
+# scored worse held-out, so it is not what ships.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${GIGAVIM_REAL_DATA:-../shared/data/real}/geo_labelled/spacenet1_rio
 WORK=${WORK:-build/models/buildings}
 OUT=${OUT:-gigavim/data/models/buildings-rgb.pt}
-MINUTES=${MINUTES:-50}
-MINUTES_3=${MINUTES_3:-8}
-MINUTES_4=${MINUTES_4:-27}
-MINUTES_5=${MINUTES_5:-10}
-MINUTES_6=${MINUTES_6:-70}
+MINUTES=${MINUTES:-7}
+MINUTES_3=${MINUTES_3:-6}
+MINUTES_4=${MINUTES_4:-12}
+MINUTES_5=${MINUTES_5:-8}
+MINUTES_6=${MINUTES_6:-12}
 MINUTES_7=${MINUTES_7:-65}
 mkdir -p "$WORK"
-# One thread by default: on a CPU shared with other jobs, multi-threaded torch/numba steps spend
-# most of their time waiting for descheduled threads (measured: ~10x slower per step, same
-# result). On a quiet 2-core machine THREADS=2 is ~1.4x faster per step.
-THREADS=${THREADS:-1}
+# Two threads by default (~1.4x faster per step than one on a quiet 2-core machine); on a CPU
+# shared with other jobs use THREADS=1: multi-threaded torch/numba steps then spend most of their
+# time waiting for descheduled threads (measured: ~10x slower per step, same result).
+THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS NUMBA_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 pair() { echo "$DATA/images/3band_013022223130_Public_img$1.tif:$DATA/masks/3band_013022223130_Public_img$1_buildingmask.tif"; }
 TRAIN=(); for i in 50 51 55 57 64 58 59 60 62; do TRAIN+=("$(pair "$i")"); done
