@@ -250,7 +250,7 @@ class InstancePass:
             objects, region = self._objects(block, components)
             if not objects.any():
                 return None
-            return objects, region, list(self._describe(objects, region, 0))
+            return objects, region, list(self._describe(objects, region))
 
         if self.workers <= 1:
             yield from map(work, self.active)
@@ -377,7 +377,7 @@ class InstancePass:
                 min_marker_px=s.min_marker_px, min_area_px=s.min_area_px, within=within)
         return drop_small(ndi.label(within)[0], s.min_area_px)  # components are 4-connected
 
-    def _describe(self, objects: np.ndarray, region: Window, base: int) -> Iterator[ObjectRecord]:
+    def _describe(self, objects: np.ndarray, region: Window) -> Iterator[ObjectRecord]:
         """Step 3: measurements and outline of every object of one region."""
         from gigavim.instances.measure import measure_objects
 
@@ -387,7 +387,7 @@ class InstancePass:
         origin = Affine.translation(region.x, region.y)
         for ident, measurements, geometry in measure_objects(objects, self.spec.unit, self.spec.pixel_size,
                                                              self.to_output @ origin, rgb=rgb):
-            yield ObjectRecord(ident + base, measurements, geometry)
+            yield ObjectRecord(ident, measurements, geometry)  # the writer adds the block's base
 
 
 def measurement_names(spec: InstanceSpec, haematoxylin: bool) -> list[str]:

@@ -110,9 +110,10 @@ def _border(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return padded, border
 
 
-def _perimeters(objects: np.ndarray, padded: np.ndarray, border: np.ndarray, n: int) -> np.ndarray:
+def _perimeters(padded: np.ndarray, border: np.ndarray, n: int) -> np.ndarray:
     """skimage.measure.perimeter (4-neighbourhood) of every object: code each border pixel by its
     border neighbours of the same object and sum the codes' weights."""
+    objects = padded[1:-1, 1:-1]
     h, w = objects.shape
     inner_border = border[1:-1, 1:-1]
     code = inner_border.astype(np.int32)
@@ -171,7 +172,7 @@ def measure_objects(objects: np.ndarray, unit: str, pixel_size: float, to_output
     area = px.total()
     row_c, col_c, l1, l2 = _ellipse(px, area)
     padded, border = _border(objects)
-    perimeter = _perimeters(objects, padded, border, n)
+    perimeter = _perimeters(padded, border, n)
     solidity = area / np.maximum(_convex_areas(objects, px), 1)
     eccentricity = np.sqrt(1 - np.divide(l2, l1, out=np.ones_like(l1), where=l1 > 0))
     hema = None
