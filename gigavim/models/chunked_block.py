@@ -24,11 +24,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from gigavim import kernels
 from gigavim.kernels.reference import conv_final_state
-from gigavim.models.layers import compute_dtype
+from gigavim.models.layers import channels_first_linear, compute_dtype, token_major_linear
 
 if TYPE_CHECKING:
     from gigavim.models.vim import VimBlock
@@ -69,7 +68,7 @@ def forward_chunked(block: VimBlock, residual: torch.Tensor, fused: ModuleType) 
         return block.norm(residual[:, t0:t1], out_dtype=wd).to(cd).transpose(1, 2)
 
     def scan(u, x_proj, dt_proj, a_log, d, out, h0, **kw) -> torch.Tensor:
-        xd = torch.matmul(u.transpose(1, 2), x_proj.weight.to(cd).t())  # (B, chunk, R + 2N)
+        xd = token_major_linear(u, x_proj.weight.to(cd))  # (B, chunk, R + 2N)
         return fused.scan_pass(u, -torch.exp(a_log.to(cd)), (xd, r, r + n), out,
                                dt_w=dt_proj.weight.to(cd), delta_bias=dt_proj.bias.to(cd),
                                softplus=True, D=d.to(cd), h0=h0, **kw)
@@ -77,7 +76,7 @@ def forward_chunked(block: VimBlock, residual: torch.Tensor, fused: ModuleType) 
     backward: list[torch.Tensor | None] = [None] * len(bounds)
     conv_state = h = None
     for i in reversed(range(len(bounds))):  # pass 1: the backward direction, last chunk first
-        x = torch.matmul(w_in[:e], hidden(*bounds[i]))  # (B, E, chunk)
+        x = channels_first_linear(w_in[:e], hidden(*bounds[i]))  # (B, E, chunk)
         u = fused.conv_silu(x, mixer.conv1d_b.weight, mixer.conv1d_b.bias, initial_state=conv_state,
                             reverse=True)
         conv_state = conv_final_state(x, conv_state, width, reverse=True)
@@ -91,14 +90,14 @@ def forward_chunked(block: VimBlock, residual: torch.Tensor, fused: ModuleType) 
     scale = 0.5 if mixer.divide_out else 1.0
     conv_state = h = None
     for i, (t0, t1) in enumerate(bounds):  # pass 2: the forward direction, combine, gate, out_proj
-        xz = torch.matmul(w_in, hidden(t0, t1))  # (B, 2E, chunk)
+        xz = channels_first_linear(w_in, hidden(t0, t1))  # (B, 2E, chunk)
         u = fused.conv_silu(xz, mixer.conv1d.weight, mixer.conv1d.bias, dim=e, initial_state=conv_state)
         conv_state = conv_final_state(xz[:, :e], conv_state, width, reverse=False)
         y = backward[i]
         backward[i] = None  # freed as soon as used
         h = scan(u, mixer.x_proj, mixer.dt_proj, mixer.A_log, mixer.D, y, h, z=(xz, e), combine=True,
                  scale=scale)
-        mixed = F.linear(y.transpose(1, 2), w_out).to(wd)
+        mixed = token_major_linear(y, w_out).to(wd)
         out[:, t0:t1] = residual[:, t0:t1] + block.drop_path(mixed).to(residual.dtype)
         del xz, u, y, mixed
     return out

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gigavim import kernels
-from gigavim.models.layers import compute_dtype
+from gigavim.models.layers import channels_first_linear, compute_dtype, token_major_linear
 
 
 class BiMambaMixer(nn.Module):
@@ -88,21 +88,20 @@ class BiMambaMixer(nn.Module):
         direction's u, the output (O(L·D), nothing per state)."""
         cd = compute_dtype(hidden.dtype)
         w_in = self.in_proj.weight.to(cd)
-        xz = torch.matmul(w_in, hidden.to(cd).transpose(1, 2)).contiguous()  # (B, 2E, L)
+        xz = channels_first_linear(w_in, hidden.to(cd).transpose(1, 2))  # (B, 2E, L)
         e, r, n = self.d_inner, self.dt_rank, self.d_state
         out = xz.new_empty(xz.shape[0], e, xz.shape[2])
         branches = ((self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
                     (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b))
         for reverse, (conv, x_proj, dt_proj, a_log, d) in zip((False, True), branches, strict=True):
             u = fused.conv_silu(xz, conv.weight, conv.bias, dim=e, reverse=reverse)
-            xd = torch.matmul(u.transpose(1, 2), x_proj.weight.to(cd).t())  # (B, L, R + 2N)
+            xd = token_major_linear(u, x_proj.weight.to(cd))  # (B, L, R + 2N)
             fused.scan_pass(u, -torch.exp(a_log.to(cd)), (xd, r, r + n), out, dt_w=dt_proj.weight.to(cd),
                             delta_bias=dt_proj.bias.to(cd), softplus=True, D=d.to(cd),
                             z=(xz, e) if reverse else None, reverse=reverse, combine=reverse,
                             scale=(0.5 if self.divide_out else 1.0) if reverse else 1.0)
             del u, xd
-        y = F.linear(out.transpose(1, 2), self.out_proj.weight.to(cd))
-        return y.to(hidden.dtype)
+        return token_major_linear(out, self.out_proj.weight.to(cd)).to(hidden.dtype)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         fused = (kernels.fused_cpu(hidden, self.A_log) if kernels.scan_backend(hidden) == "torch"

@@ -158,7 +158,8 @@ class VisionMamba(nn.Module):
         for layer in self.layers:  # GPT-2 style: shrink each residual branch's output projection
             out = layer.mixer.out_proj.weight
             nn.init.kaiming_uniform_(out, a=math.sqrt(5))
-            out /= math.sqrt(self.depth)
+            if not out.is_meta:  # a meta in-place divide imports sympy (1.5 s) for a shape check
+                out /= math.sqrt(self.depth)
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
