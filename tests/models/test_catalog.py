@@ -93,3 +93,16 @@ def test_land_water_model_on_the_world_map(real_data: Path, tmp_path: Path) -> N
                     "Indian Ocean": (80, -30)}.items()}
     assert labels[row_col["Sahara"]] == 1 and labels[row_col["Kansas"]] == 1
     assert labels[row_col["Pacific"]] == 0 and labels[row_col["Indian Ocean"]] == 0
+
+
+def test_loading_a_bundled_model_does_not_import_sympy() -> None:
+    """Shape checks build the network on the meta device; some meta ops import torch's symbolic
+    shapes and sympy, 1.5 s of every `segment` on a 2-core CPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from gigavim.models.catalog import load_model; load_model('nuclei-he'); "
+            "print('sympy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
