@@ -43,6 +43,7 @@ def machine_info() -> dict[str, str]:
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "cpu": _cpu_name(),
+        "simd": cpu_simd(),
         "cores": str(os.cpu_count()),
         "memory": _memory_gib(),
         "torch": torch.__version__,
@@ -271,6 +272,27 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_simd(flags: set[str] | None = None) -> str:
+    """The widest vector instructions the CPU offers (AVX-512, AVX2, ...).
+
+    The numba scan's vector width follows it, so CPU tables from hosts that differ here are not
+    comparable, even when /proc/cpuinfo names both models the same (cloud VMs say "AMD EPYC")."""
+    if flags is None:
+        flags = set()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+        except OSError:
+            pass
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"),
+                       ("asimd", "NEON"), ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return "unknown"
 
 
 def _memory_gib() -> str:

@@ -91,3 +91,12 @@ def test_publish_writes_the_figure_beside_the_doc_and_links_it(tmp_path):
     text = doc.read_text()
     assert (tmp_path / "docs" / "bench_demo-cpu.png").read_bytes() == b"png"
     assert "<!-- BEGIN demo-cpu -->" in text and "![demo](bench_demo-cpu.png)" in text
+
+
+def test_cpu_simd_names_the_widest_vector_extension() -> None:
+    from gigavim.benchmarks.report import cpu_simd
+
+    assert cpu_simd({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw"}) == "AVX-512"
+    assert cpu_simd({"sse4_2", "avx", "avx2", "fma"}) == "AVX2"
+    assert cpu_simd({"fp", "asimd"}) == "NEON"
+    assert cpu_simd(set()) == "unknown"
