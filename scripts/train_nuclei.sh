@@ -39,6 +39,14 @@ MINUTES_B=${MINUTES_B:-9}
 LANES=${LANES:-2}
 FINAL=${FINAL:-1}
 MPP=${MPP:-0.25}
+# The network and batch (defaults: the shipped 259 k-parameter model). On 2 CPU cores this network
+# plateaus near AJI 0.39 on the kidney and liver folds (docs/models.md, "More steps of this
+# network"): a wider one (e.g. EMBED=96 DEPTH=8 HEAD=64 BATCH=8) needs a GPU (`gigavim train`'s
+# device is auto: CUDA when present).
+EMBED=${EMBED:-48}
+DEPTH=${DEPTH:-4}
+HEAD=${HEAD:-32}
+BATCH=${BATCH:-2}
 mkdir -p "$WORK"
 
 cat > "$WORK/recipe.json" <<JSON
@@ -46,10 +54,10 @@ cat > "$WORK/recipe.json" <<JSON
   "name": "nuclei-he", "classes": ["background", "nucleus", "nucleus-boundary"],
   "colors": [[0, 0, 0], [230, 25, 75], [255, 225, 25]], "input_kind": "slide",
   "label_mode": "boundary", "boundary_um": 0.5, "mpp": $MPP,
-  "arch": {"backbone": {"embed_dim": 48, "depth": 4, "patch_size": 4, "stride": 4, "img_size": 256,
+  "arch": {"backbone": {"embed_dim": $EMBED, "depth": $DEPTH, "patch_size": 4, "stride": 4, "img_size": 256,
                         "cls_token": "none", "pos_embed_mode": "sincos"},
-           "head": {"kind": "fpn", "channels": 32}},
-  "patch": 256, "tile": 256, "overlap": 64, "batch_size": 2, "steps": $STEPS, "lr": 0.002,
+           "head": {"kind": "fpn", "channels": $HEAD}},
+  "patch": 256, "tile": 256, "overlap": 64, "batch_size": $BATCH, "steps": $STEPS, "lr": 0.002,
   "warmup_steps": 30, "sampling": "foreground", "foreground_p": 0.5,
   "augment": {"flips": true, "rotate90": true, "brightness": 0.1, "contrast": 0.2, "saturation": 0.2,
               "stain": 0.3, "blur_p": 0.3, "blur_sigma": 1.2, "jpeg_p": 0.3, "jpeg_quality": [30, 90]},
