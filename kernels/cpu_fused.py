@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from gigavim.kernels.cpu_math import FASTMATH, LOG2E, fast_exp2, fast_silu, fast_softplus
+from gigavim.kernels.launch import launch_slot
 from numba import njit, prange
 
 __all__ = ["GROUP", "conv_silu", "scan_pass"]
@@ -178,8 +179,6 @@ def scan_pass(u: torch.Tensor, A: torch.Tensor, B_C: tuple[torch.Tensor, int, in
     adds what ``out`` already holds (the other direction) before ``scale`` and the gate.
     All float tensors in one dtype (float32 or float64).
     """
-    from gigavim.kernels.cpu_scan import _LAUNCH_LOCK
-
     batch, dim, _ = u.shape
     dtype = u.dtype
     n = A.shape[1]
@@ -197,7 +196,7 @@ def scan_pass(u: torch.Tensor, A: torch.Tensor, B_C: tuple[torch.Tensor, int, in
         _np(z[0]) if z is not None else empty3.numpy(), z[1] if z is not None else 0,
         out.numpy(), _np(h0), h_last.numpy(), softplus, reverse, combine, scale, z is not None, lowrank,
     )
-    with _LAUNCH_LOCK:
+    with launch_slot():
         _scan_pass(*args)
     return h_last
 
@@ -209,15 +208,13 @@ def conv_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, 
 
     Same result as :func:`gigavim.kernels.reference.causal_conv1d_ref` (no final state here).
     """
-    from gigavim.kernels.cpu_scan import _LAUNCH_LOCK
-
     batch, _, length = x.shape
     dim = dim if dim is not None else x.shape[1] - channel_offset
     w = weight.reshape(weight.shape[0], -1).to(x.dtype)
     out = torch.empty(batch, dim, length, dtype=x.dtype)
     b = bias.to(x.dtype) if bias is not None else torch.zeros(dim, dtype=x.dtype)
     init = initial_state.to(x.dtype) if initial_state is not None else torch.zeros(1, 1, 1, dtype=x.dtype)
-    with _LAUNCH_LOCK:
+    with launch_slot():
         _conv_silu(_np(x), channel_offset, _np(w), _np(b), _np(init), initial_state is not None, out.numpy(),
                    reverse, silu)
     return out

@@ -17,21 +17,16 @@ the right value, never an out-of-bounds read.
 
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
 import torch
 from gigavim.kernels.cpu_math import FASTMATH as _FASTMATH
 from gigavim.kernels.cpu_math import fast_exp
+from gigavim.kernels.launch import launch_slot
 from numba import njit, prange
 
 __all__ = ["core_backward_cpu", "core_forward_cpu"]
 
-# numba's default threading layer (workqueue) aborts the process when two threads launch parallel
-# kernels at once (threaded dask workers, a prefetch thread); each call already uses every core,
-# so concurrent callers simply take turns.
-_LAUNCH_LOCK = threading.Lock()
 
 # Tokens between saved states: the backward keeps (batch, dim, L / CHUNK, d_state) start states
 # and recomputes at most CHUNK states per row at a time.
@@ -119,7 +114,7 @@ def core_forward_cpu(u, dl, A, B, C, h0, reverse: bool):
     starts = torch.empty(batch, dim, -(-length // CHUNK), n, dtype=u.dtype)
     h_last = torch.empty(batch, dim, n, dtype=u.dtype)
     args = (_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(h0))
-    with _LAUNCH_LOCK:
+    with launch_slot():
         _forward(*args, y.numpy(), starts.numpy(), h_last.numpy(), CHUNK, reverse)
     return y, starts, h_last
 
@@ -137,7 +132,7 @@ def core_backward_cpu(u, dl, A, B, C, starts, dy, dh_last, reverse: bool):
     lam = dh_last if dh_last is not None else torch.zeros(batch, dim, n, dtype=u.dtype)
     args = (_np(u), _np(dl), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)), _np(starts),
             _np(dy), _np(lam.to(u.dtype)))
-    with _LAUNCH_LOCK:
+    with launch_slot():
         _backward(*args, CHUNK, reverse, du.numpy(), ddl.numpy(), dA_rows.numpy(), dBt.numpy(), dCt.numpy(),
                   dh0.numpy())
     dB = dBt.sum(0).transpose(1, 2)

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from gigavim.kernels.launch import use_own_cores
+
 T = TypeVar("T")
 MAX_LANES = 2
 """More lanes would hold more batches' activations at once for little gain on a few cores."""
@@ -36,6 +38,12 @@ def lane_count(device: torch.device, threads: int | None = None) -> int:
     return max(1, min(MAX_LANES, threads))
 
 
+def _start_lane(threads: int) -> None:
+    """A lane thread's own share of the cores: torch's intra-op threads and the compiled kernels'."""
+    torch.set_num_threads(threads)
+    use_own_cores(threads)
+
+
 class NetworkLanes:
     """``submit(fn, ...)`` runs ``fn`` in one of ``lanes`` threads (each with an equal share of the
     caller's torch threads), or right away in the calling thread when there is one lane."""
@@ -47,7 +55,7 @@ class NetworkLanes:
         if self.lanes > 1:
             share = max(1, self._threads // self.lanes)
             self._pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="gigavim-net",
-                                            initializer=torch.set_num_threads, initargs=(share,))
+                                            initializer=_start_lane, initargs=(share,))
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         if self._pool is not None:
