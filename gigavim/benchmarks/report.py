@@ -264,14 +264,19 @@ def child_main(measure: Callable[..., dict[str, Any]]) -> None:
     print(json.dumps(measure(*sys.argv[1:])))
 
 
-def _cpu_name() -> str:
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of ``keys`` (None off Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(keys):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_name() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_simd(flags: set[str] | None = None) -> str:
@@ -280,14 +285,7 @@ def cpu_simd(flags: set[str] | None = None) -> str:
     The numba scan's vector width follows it, so CPU tables from hosts that differ here are not
     comparable, even when /proc/cpuinfo names both models the same (cloud VMs say "AMD EPYC")."""
     if flags is None:
-        flags = set()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-        except OSError:
-            pass
+        flags = set((_cpuinfo("flags", "Features") or "").split())
     for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"),
                        ("asimd", "NEON"), ("sse4_2", "SSE4.2")):
         if flag in flags:
