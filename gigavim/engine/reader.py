@@ -19,7 +19,7 @@ from skimage.transform import AffineTransform, warp
 
 from gigavim.engine.plan import Resolution
 from gigavim.io.base import ImageSource, Window
-from gigavim.io.box import box_mean
+from gigavim.io.box import box_mean, box_sum
 from gigavim.io.resample import scale_nearest
 
 _INTEGER_TOLERANCE = 1e-6
@@ -31,11 +31,19 @@ class TileReader:
     def __init__(self, source: ImageSource, resolution: Resolution, keep_dtype: bool = False) -> None:
         """``keep_dtype``: tiles read at the level's own resolution keep an integer source's
         dtype instead of becoming float32 (the same values; the engine's normalisation reads
-        8-bit pixels through a table, ~4× faster than float32 arithmetic)."""
+        8-bit pixels through a table, ~4× faster than float32 arithmetic); 8-bit slides read at
+        an integer factor k come as the exact uint16 sums of each k×k block, ``sum_count`` = k²
+        level pixels each (their means are :func:`~gigavim.io.box.mean_of_sums`; normalising
+        them through a table skips the float32 mean, ~2× less work per tile)."""
         self.source = source
         self.keep_dtype = keep_dtype and np.issubdtype(np.dtype(source.dtype), np.integer)
         self.level = resolution.level
         self.factor = resolution.read_factor
+        k = self._box_factor()
+        self.sum_count = 1
+        if (self.keep_dtype and source.kind == "slide" and np.dtype(source.dtype) == np.uint8
+                and 1 < k <= 16 and abs(self.factor / k - 1) < _INTEGER_TOLERANCE):
+            self.sum_count = k * k
         # Slides have no nodata: pixels outside the scanned area are composited on white and
         # labelled background, so validity is geometry alone and not a second full read.
         # Elsewhere invalid pixels are read as 0 (as NaN is), so a nodata sentinel such as
@@ -43,9 +51,17 @@ class TileReader:
         self._read_valid = (partial(ImageSource.read_valid, source) if source.kind == "slide"
                             else source.read_valid)
 
+    def _box_factor(self) -> int:
+        """The integer part k of the read factor (the box filter's block size)."""
+        return max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        k = max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
+        """(pixels, valid) of a working-grid window; pixels are float32, or with ``keep_dtype``
+        the stored integers or their block sums (see ``sum_count``)."""
+        k = self._box_factor()
         rest = self.factor / k
+        if self.sum_count > 1:
+            return self._read_box(window, k, sums=True)
         if abs(rest - 1) < _INTEGER_TOLERANCE:
             if k == 1 and self.keep_dtype:
                 return self._read_as_stored(window)
@@ -75,8 +91,9 @@ class TileReader:
             pixels = np.where(valid[..., None], pixels, 0)
         return pixels, valid
 
-    def _read_box(self, win: Window, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin).
+    def _read_box(self, win: Window, k: int, sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Mean of k×k level pixels per output pixel (blocks aligned to the level's origin), or
+        with ``sums`` (8-bit slides) their exact integer sums.
 
         For rasters the mean is over the block's valid pixels, and a block is valid when at least
         half of it is (so a working pixel overhanging the image edge by half keeps its data).
@@ -89,6 +106,8 @@ class TileReader:
         if k == 1:
             return self._finite(pixels.astype(np.float32, copy=False), valid)
         share = box_mean(valid, k)
+        if sums:
+            return box_sum(pixels, k), share >= 0.5
         means = box_mean(pixels, k)
         if self.source.kind != "slide":  # the mean of the data only (invalid pixels are 0 here)
             np.divide(means, share[..., None], out=means, where=share[..., None] > 0)

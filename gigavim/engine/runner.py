@@ -72,9 +72,10 @@ class Predictor:
         _b, h, w, _ = pixels.shape
         return self.finish(self.forward(self.prepare(pixels), h, w))
 
-    def prepare(self, pixels: np.ndarray) -> np.ndarray:
+    def prepare(self, pixels: np.ndarray, sum_count: int = 1) -> np.ndarray:
         """(..., h, w, bands) raw pixels → (..., bands, h', w') float32 network input, edge-padded
         at the far edges to the network's size multiple (padding commutes with normalising).
+        ``sum_count``: the pixels are block sums of that many 8-bit pixels (``TileReader``).
 
         The result is a view of (..., h', w', bands) memory: torch's channels_last layout, in
         which CPU convolutions run far faster than on contiguous NCHW (a 1×1 conv over a batch
@@ -84,7 +85,7 @@ class Predictor:
         if ph or pw:
             pad = [(0, 0)] * (pixels.ndim - 3) + [(0, ph), (0, pw), (0, 0)]
             pixels = np.pad(pixels, pad, mode="edge")
-        return self.bundle.normalize_array(pixels, channels_last=True)
+        return self.bundle.normalize_array(pixels, channels_last=True, sum_count=sum_count)
 
     def forward(self, x: np.ndarray, h: int, w: int) -> np.ndarray:
         """(B, bands, h', w') prepared input → (B, ·, h, w) float32 for :meth:`finish`: the logits

@@ -301,7 +301,7 @@ class _Run:
 
             def read(window: Window) -> tuple[np.ndarray, np.ndarray]:  # decode, resample, normalise
                 pixels, valid = reader.read(window)
-                return predictor.prepare(pixels), valid
+                return predictor.prepare(pixels, reader.sum_count), valid
 
             windows = ([self.grid.tile_window(*t) for t in b] for b in todo)
             # Three stages overlap: reader threads decode, resample and normalise the next

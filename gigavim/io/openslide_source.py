@@ -6,14 +6,17 @@ OpenSlide addresses regions by their level-0 (x, y) corner; this reader converts
 (areas the scanner never imaged, e.g. in MIRAX) are composited onto white and reported as
 invalid by :meth:`OpenSlideSource.read_valid`.
 
-At levels whose downsample is not an integer (OpenSlide keeps one downsample per level,
-the mean of both axes) a level pixel does not start on a level-0 pixel; OpenSlide then samples
-the region at a sub-pixel offset (under 0.5/downsample of a pixel), so a window read at such a
-level can differ from the same crop of a whole-level read at sharp edges.
+Aperio and generic tiled TIFF levels are decoded straight from their tiles
+(:mod:`gigavim.io.tiff_tiles`): OpenSlide's pixels, ~8× faster. Elsewhere, at levels whose
+downsample is not an integer (OpenSlide keeps one downsample per level, the mean of both axes) a
+level pixel does not start on a level-0 pixel; OpenSlide then samples the region at a sub-pixel
+offset (under 0.5/downsample of a pixel), so a window read at such a level can differ from the
+same crop of a whole-level read at sharp edges (direct reads are exact crops).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -25,6 +28,7 @@ import openslide
 
 from gigavim.errors import InputError
 from gigavim.io.base import ImageSource, Level, Window
+from gigavim.io.tiff_tiles import DIRECT_VENDORS, DirectTiles
 from gigavim.io.windows import check_window, read_padded
 
 #: TIFF ResolutionUnit values → micrometres per unit.
@@ -58,9 +62,28 @@ class OpenSlideSource(ImageSource):
         )
         self._slide: openslide.OpenSlide | None = slide
         self._lock = threading.Lock()
+        self._direct = self._direct_tiles()
+
+    def _direct_tiles(self) -> DirectTiles | None:
+        """Aperio and generic tiled TIFF levels decode straight from their tiles (same pixels,
+        ~8× faster than ``read_region``); other formats, and ``GIGAVIM_OPENSLIDE_ONLY=1``, don't."""
+        if self.vendor not in DIRECT_VENDORS or os.environ.get("GIGAVIM_OPENSLIDE_ONLY") == "1":
+            return None
+        return DirectTiles(self.path, self.levels, self._read_openslide_rgb)
 
     # -- pixels -----------------------------------------------------------------------------
     def read(self, level: int, window: Window) -> np.ndarray:
+        if self._direct is None:
+            return self._read_openslide_rgb(level, window)
+        direct = self._direct
+
+        def inside(win: Window) -> np.ndarray:
+            pixels = direct.read(level, win)
+            return composite_on_white(self._read_rgba(level, win)) if pixels is None else pixels
+
+        return read_padded(window, self.levels[level], self.fill_value, (3,), self.dtype, inside)
+
+    def _read_openslide_rgb(self, level: int, window: Window) -> np.ndarray:
         return self._read_rgba_as(level, window, composite_on_white, (3,))
 
     def read_valid(self, level: int, window: Window) -> np.ndarray:
@@ -111,6 +134,8 @@ class OpenSlideSource(ImageSource):
         }
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         with self._lock:
             if self._slide is not None:
                 self._slide.close()
@@ -120,12 +145,14 @@ class OpenSlideSource(ImageSource):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_slide"] = None
+        state["_direct"] = None  # holds a file descriptor and decoders: rebuilt on arrival
         state.pop("_lock", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._direct = self._direct_tiles()
 
 
 def _open_slide(path: Path) -> openslide.OpenSlide:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from gigavim.errors import GigavimError, ModelError
+from gigavim.io.box import mean_of_sums
 from gigavim.models import bundle_checks
 from gigavim.models.contract import InputContract, derive_contract
 
@@ -105,7 +106,8 @@ class ModelBundle:
         """(B, h, w, bands) raw pixels → (B, bands, h, w) float32 network input."""
         return torch.from_numpy(self.normalize_array(tiles))
 
-    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False) -> np.ndarray:
+    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False,
+                        sum_count: int = 1) -> np.ndarray:
         """(..., h, w, bands) raw pixels → (..., bands, h, w) float32 network input, in numpy.
 
         numpy, not torch: the engine normalises each tile in its reader threads, in parallel and
@@ -115,38 +117,48 @@ class ModelBundle:
         this replaces, so the values are bit for bit the same. ``channels_last``: the result is
         a (..., bands, h, w) view of (..., h, w, bands) memory (torch's channels_last layout, in
         which a CPU convolution over a batch runs up to 40× faster than on contiguous NCHW); 8-bit
-        tiles then go through a table of the 256 values (:meth:`_normalize_bytes`).
+        tiles then go through a table of the 256 values (:meth:`_normalize_table`). ``sum_count``
+        > 1: ``tiles`` are integer sums of that many 8-bit pixels (the engine's box-downsampled
+        slide tiles), normalised as their float32 means (:func:`~gigavim.io.box.mean_of_sums`)
+        would be, through a table of every possible sum when channels-last.
         """
         if tiles.shape[-1] != self.meta.bands:  # callers check (and map) bands up front
             raise ModelError(f"model {self.meta.name!r} expects {self.meta.bands} bands, "
                              f"got {tiles.shape[-1]}")
-        if channels_last and tiles.dtype == np.uint8 and tiles.size > 4 * _BYTE_VALUES * tiles.shape[-1]:
-            return self._normalize_bytes(tiles)
+        entries = (_BYTE_VALUES - 1) * sum_count + 1
+        if (channels_last and tiles.dtype == (np.uint8 if sum_count == 1 else np.uint16)
+                and tiles.size > 4 * entries * tiles.shape[-1]):
+            return self._normalize_table(tiles, sum_count)
+        if sum_count > 1:
+            tiles = mean_of_sums(tiles, sum_count)
         return self._normalize_arithmetic(tiles, channels_last)
 
-    def _normalize_bytes(self, tiles: np.ndarray) -> np.ndarray:
-        """8-bit pixels, channels-last, through a per-band table of the 256 normalised values.
+    def _normalize_table(self, tiles: np.ndarray, sum_count: int) -> np.ndarray:
+        """8-bit pixels (or sums of ``sum_count`` of them), channels-last, through a per-band table
+        of every possible value's normalised result.
 
-        The table is the arithmetic path applied to 0..255, so the result is bit for bit the
+        The table is the arithmetic path applied to each value, so the result is bit for bit the
         same, ~4× faster: the arithmetic on (..., h, w, bands) memory broadcasts over a last axis
         of 3 bands, which numpy runs as 3-element inner loops."""
-        table = self._byte_table()
+        table = self._value_table(sum_count)
         out = np.empty(tiles.shape, np.float32)
-        for band in range(tiles.shape[-1]):  # bytes index 0..255: "clip" never clips, skips checks
+        for band in range(tiles.shape[-1]):  # indexes are in range: "clip" never clips, skips checks
             np.take(table[band], tiles[..., band], out=out[..., band], mode="clip")
         return np.moveaxis(out, -1, -3)
 
-    def _byte_table(self) -> np.ndarray:
-        """(bands, 256) float32: the network value of each byte in each band (cached per meta)."""
+    def _value_table(self, sum_count: int) -> np.ndarray:
+        """(bands, 255·sum_count + 1) float32: the network value of each byte (or each sum of
+        ``sum_count`` bytes, as its float32 mean) in each band, cached per meta and count."""
         meta = self.meta
         key = (tuple(meta.mean), tuple(meta.std), repr(meta.input_contract), meta.input_scale, meta.bands)
-        cached = self.__dict__.get("_byte_table_cache")
-        if cached is None or cached[0] != key:
-            values = np.repeat(np.arange(_BYTE_VALUES, dtype=np.uint8)[None, :, None], meta.bands, axis=2)
-            table = np.ascontiguousarray(self._normalize_arithmetic(values, channels_last=False)[:, 0])
-            cached = (key, table)
-            self.__dict__["_byte_table_cache"] = cached
-        return cached[1]
+        cache = self.__dict__.setdefault("_value_tables", {})
+        if cache.get(sum_count, (None,))[0] != key:
+            values = np.arange((_BYTE_VALUES - 1) * sum_count + 1)
+            values = values.astype(np.uint8) if sum_count == 1 else mean_of_sums(values, sum_count)
+            planes = np.repeat(values[None, :, None], meta.bands, axis=2)
+            table = np.ascontiguousarray(self._normalize_arithmetic(planes, channels_last=False)[:, 0])
+            cache[sum_count] = (key, table)
+        return cache[sum_count][1]
 
     def _normalize_arithmetic(self, tiles: np.ndarray, channels_last: bool) -> np.ndarray:
         band_shape = (-1,) if channels_last else (-1, 1, 1)

@@ -26,6 +26,7 @@ import numpy as np
 
 from gigavim.errors import InputError, UsageError
 from gigavim.io.base import Window
+from gigavim.io.box import mean_of_sums
 from gigavim.models.bundle import ModelBundle
 
 IO = 240.0  # transmitted (background) light intensity, as Macenko et al.
@@ -97,7 +98,10 @@ class StainNormalisedBundle(ModelBundle):
 
     matrix: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(3))
 
-    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False) -> np.ndarray:
+    def normalize_array(self, tiles: np.ndarray, *, channels_last: bool = False,
+                        sum_count: int = 1) -> np.ndarray:
+        if sum_count > 1:  # block sums of 8-bit pixels: re-stain their means
+            tiles = mean_of_sums(tiles, sum_count)
         return super().normalize_array(restain(tiles, self.matrix), channels_last=channels_last)
 
 

@@ -111,8 +111,11 @@ def test_box_mean_equals_numpys_float32_mean_of_each_block(k: int, dtype: type) 
 
 @pytest.mark.parametrize("mpp", [0.5, 1.0, 0.75])
 def test_keep_dtype_gives_the_stored_bytes_only_where_nothing_is_resampled(mpp: float) -> None:
-    """The engine's reader keeps 8-bit tiles as bytes at the level's own resolution (the same
-    values as the float32 read); anything resampled stays float32 and unchanged."""
+    """The engine's reader keeps 8-bit tiles as bytes at the level's own resolution and as exact
+    block sums at an integer factor (the same values as the float32 read, once divided); anything
+    else resampled stays float32 and unchanged."""
+    from gigavim.io.box import mean_of_sums
+
     yy, xx = np.mgrid[0:600, 0:800]
     src = ArraySource([np.stack([yy % 256, xx % 256, (yy + xx) % 256], axis=-1).astype(np.uint8)], mpp=0.5)
     res = resolve_resolution(src, mpp=mpp)
@@ -120,5 +123,7 @@ def test_keep_dtype_gives_the_stored_bytes_only_where_nothing_is_resampled(mpp: 
     kept, kept_valid = TileReader(src, res, keep_dtype=True).read(win)
     plain, plain_valid = TileReader(src, res).read(win)
     assert plain.dtype == np.float32 and np.array_equal(kept_valid, plain_valid)
-    assert kept.dtype == (np.uint8 if mpp == 0.5 else np.float32)
-    np.testing.assert_array_equal(kept.astype(np.float32), plain)
+    reader = TileReader(src, res, keep_dtype=True)
+    assert kept.dtype == {0.5: np.uint8, 1.0: np.uint16, 0.75: np.float32}[mpp]
+    assert reader.sum_count == (4 if mpp == 1.0 else 1)
+    np.testing.assert_array_equal(mean_of_sums(kept, reader.sum_count), plain)

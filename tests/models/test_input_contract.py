@@ -101,3 +101,21 @@ def test_8bit_channels_last_tiles_normalise_bit_for_bit_as_the_arithmetic(scalin
     assert np.array_equal(fast, nchw)
     bundle.meta.std = [0.5, 0.5, 0.5]  # a new normalisation: the table must not be stale
     assert np.array_equal(bundle.normalize_array(tiles, channels_last=True), bundle.normalize_array(tiles))
+
+
+@pytest.mark.parametrize("sum_count", [4, 9, 256])
+def test_block_sums_normalise_bit_for_bit_as_their_float32_means(sum_count) -> None:
+    """Slide tiles box-downsampled by k travel as uint16 sums of k² bytes: the table over every
+    sum must give exactly what normalising the float32 block means gives (box_mean's values)."""
+    from gigavim.io.box import mean_of_sums
+
+    meta = ModelMeta(name="rgb", classes=["a", "b"], colors=[(0, 0, 0), (1, 1, 1)], arch={},
+                     mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    bundle = ModelBundle(torch.nn.Identity(), meta)
+    rng = np.random.default_rng(sum_count)
+    sums = rng.integers(0, 255 * sum_count + 1, (2, 120, 150, 3)).astype(np.uint16)
+    sums[0, 0, :3] = [0, 255 * sum_count, 1]  # both ends of the table
+    expected = bundle.normalize_array(mean_of_sums(sums, sum_count))
+    fast = bundle.normalize_array(sums, channels_last=True, sum_count=sum_count)
+    assert fast.strides[-3] == 4 and np.array_equal(fast, expected)
+    assert np.array_equal(bundle.normalize_array(sums, sum_count=sum_count), expected)

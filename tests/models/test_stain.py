@@ -58,3 +58,19 @@ def test_an_images_own_stain_as_reference_changes_almost_nothing() -> None:
 def test_glass_is_one_clear_error() -> None:
     with pytest.raises(InputError, match=r"glass\.tif: too little stained tissue"):
         macenko_stain(np.full((64, 64, 3), 240, np.uint8), "glass.tif")
+
+
+def test_restaining_block_sums_restains_their_means() -> None:
+    """The engine hands box-downsampled slide tiles over as sums of k² bytes: a stain-normalised
+    model must see exactly what the float32 means would give it."""
+    import torch
+
+    from gigavim.io.box import mean_of_sums
+    from gigavim.models.bundle import ModelMeta
+    from gigavim.models.stain import StainNormalisedBundle
+
+    meta = ModelMeta(name="he", classes=["a", "b"], colors=[(0, 0, 0), (1, 1, 1)], arch={})
+    bundle = StainNormalisedBundle(torch.nn.Identity(), meta, matrix=np.diag([1.1, 0.9, 1.0]))
+    sums = np.random.default_rng(0).integers(0, 1021, (1, 50, 60, 3)).astype(np.uint16)
+    np.testing.assert_array_equal(bundle.normalize_array(sums, channels_last=True, sum_count=4),
+                                  bundle.normalize_array(mean_of_sums(sums, 4), channels_last=True))
