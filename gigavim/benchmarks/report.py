@@ -260,7 +260,11 @@ def run_command(cmd: list[str]) -> dict[str, Any]:
 
 
 def child_main(measure: Callable[..., dict[str, Any]]) -> None:
-    """Entry point of a benchmark module run as a child: print ``measure(*argv)`` as one JSON line."""
+    """Entry point of a benchmark module run as a child: print ``measure(*argv)`` as one JSON line.
+    The process is set up as the command line sets up its own (one malloc arena)."""
+    from gigavim.malloc import limit_malloc_arenas
+
+    limit_malloc_arenas()
     print(json.dumps(measure(*sys.argv[1:])))
 
 

@@ -42,6 +42,9 @@ _CLICK_EXCEPTIONS = sys.modules[typer.BadParameter.__module__]
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, turning user errors into one line."""
     from gigavim.errors import GigavimError
+    from gigavim.malloc import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread: one arena keeps freed tile buffers in one place
 
     args = list(sys.argv[1:] if argv is None else argv)
     state.debug = "--debug" in args

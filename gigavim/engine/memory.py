@@ -13,42 +13,27 @@ about a millisecond and changes nothing about how memory is allocated. Not after
 memory handed back is page-faulted in again by the next allocation (normalising a 256² tile
 then took 1.7 ms instead of 0.4), so :class:`MemoryReleaser` trims only when RSS has grown by
 more than a slack since the last trim — RSS stays within the slack of what is live, whatever
-the image size. Measurements: docs/segment.md.
+the image size.
+
+Trims still cost page faults: every buffer handed back is zero-filled by the kernel when touched
+again (on the 50k² bench slide, 2.8 M faults and a third of the run's CPU time in the kernel).
+Two settings cut that. The slack is 256 MiB (was 64). And the command line caps glibc at one
+malloc arena before any thread starts (:func:`limit_malloc_arenas`): each thread otherwise gets
+its own arena, every arena keeps its own freed tile buffers, and RSS grows with the thread
+count, so trims came often. One arena: the 50k² case 35 → 29 s (kernel time 20 → 9 s) at the
+same peak RSS, the Vim sample run 10.6–11.0 → 10.2 s. Measurements: docs/segment.md.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-TRIM_SLACK = 64 << 20
+from gigavim.malloc import release_free_memory
+
+TRIM_SLACK = 256 << 20
 """Resident bytes a run may gain over its last trim before freed memory is handed back."""
-
-
-@lru_cache(maxsize=1)
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None on another libc/platform (musl, macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def release_free_memory() -> bool:
-    """Return memory malloc holds but nobody uses to the OS; False where that is not possible."""
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
-
 
 def resident_bytes() -> int | None:
     """This process's resident memory (Linux ``/proc/self/statm``), or None where unknown."""
