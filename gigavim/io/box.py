@@ -29,6 +29,10 @@ def box_sum(a: np.ndarray, k: int) -> np.ndarray:
     """Exact integer sums over k×k blocks of an integer or boolean (h·k, w·k, ...) array: uint16
     for bool/uint8 with k ≤ 16 (sums ≤ 65,280), else int64. Whole rows first (contiguous), then
     columns (~1.5× faster than block by block)."""
+    if k == 2 and a.dtype == np.uint8 and a.ndim == 3 and a.flags.c_contiguous:
+        from gigavim.io.box_kernel import box_sum_2x2_uint8
+
+        return box_sum_2x2_uint8(a)  # the same sums in one compiled pass (~3× faster)
     h, w = a.shape[0] // k, a.shape[1] // k
     a = a[:h * k, :w * k]
     small = a.dtype == np.bool_ or (a.dtype == np.uint8 and k <= 16)

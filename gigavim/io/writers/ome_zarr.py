@@ -20,10 +20,12 @@ pixels. Level ``k`` is exactly ``2**k`` times coarser on both axes, odd sizes in
 pyramid pads odd edges (see :mod:`gigavim.io.writers.pyramid`), so level ``k`` has
 ``ceil(n / 2**k)`` pixels of ``2**k`` working pixels each and reaches at most ``2**k - 1``
 working pixels past the map's edge; its translation is half of its extra size, so levels (and
-image and labels, which share transforms) line up in every viewer. Every level of a map over
-:data:`IN_MEMORY_BYTES` is written chunk by chunk from dask (level ``k+1`` is computed from the
-stored level ``k``), so memory stays bounded whatever the map size; a smaller map is read whole
-and halved in numpy (the same files, without dask's per-chunk overhead).
+image and labels, which share transforms) line up in every viewer. A map over
+:data:`IN_MEMORY_BYTES` is written in one pass of bands of chunk rows, every level at once
+(:mod:`gigavim.io.writers.pyramid_bands`), or, when even a band is too large, level by level
+chunk by chunk from dask (level ``k+1`` computed from the stored level ``k``), so memory stays
+bounded whatever the map size; a smaller map is read whole and halved in numpy (the same files,
+without dask's per-chunk overhead).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from zarr.storage import LocalStore
 from gigavim.io.chunk_files import chunk_regions, store_region
 from gigavim.io.writers.base import LabelMap
 from gigavim.io.writers.pyramid import halve_intensities, halve_labels, level_count
+from gigavim.io.writers.pyramid_bands import band_fits, write_pyramid_in_bands
 
 FORMAT = FormatV04()
 LABELS_NAME = "segmentation"
@@ -85,12 +88,16 @@ def as_dask(array: Any, chunks: tuple[int, ...]) -> da.Array:
     return da.from_array(array, chunks=chunks)
 
 
-def level0_of(array: Any, chunks: tuple[int, ...], dtype: Any) -> da.Array | np.ndarray:
+def level0_of(array: Any, chunks: tuple[int, ...], dtype: Any) -> da.Array | np.ndarray | zarr.Array:
     """The full-resolution level to write: read whole into numpy when it fits
-    :data:`IN_MEMORY_BYTES` (one zarr read, no dask graph), else a lazy chunked dask view."""
+    :data:`IN_MEMORY_BYTES` (one zarr read, no dask graph), a zarr array of that dtype as it is
+    (read band by band, without dask: :mod:`gigavim.io.writers.pyramid_bands`), else a lazy
+    chunked dask view."""
     nbytes = math.prod(array.shape) * np.dtype(dtype).itemsize
     if not isinstance(array, da.Array) and nbytes <= IN_MEMORY_BYTES:
         return np.asarray(array[...]).astype(dtype, copy=False)
+    if isinstance(array, zarr.Array) and array.dtype == np.dtype(dtype):
+        return array
     return as_dask(array, chunks).astype(dtype)
 
 
@@ -99,20 +106,24 @@ def _axes(unit: str | None, channels: bool) -> list[dict[str, str]]:
     return ([{"name": "c", "type": "channel"}] if channels else []) + space
 
 
-def _store_level(group: zarr.Group, index: int, level: da.Array | np.ndarray) -> zarr.Array:
-    """Write one pyramid level as array ``<index>`` (NGFF 0.4: zarr v2, "/" chunk keys): a dask
-    level chunk by chunk, a numpy level in one assignment (the same chunks and bytes)."""
-    lead = level.ndim - 2
-    chunks = (1,) * lead + (CHUNK, CHUNK)
-    stored = group.create_array(
+def _create_level(group: zarr.Group, index: int, shape: tuple[int, ...], dtype: Any) -> zarr.Array:
+    """Pyramid level ``index`` as an empty array (NGFF 0.4: zarr v2, "/" chunk keys)."""
+    chunks = (1,) * (len(shape) - 2) + (CHUNK, CHUNK)
+    return group.create_array(
         str(index),
-        shape=level.shape,
-        chunks=tuple(min(c, s) for c, s in zip(chunks, level.shape, strict=True)),
-        dtype=level.dtype,
+        shape=shape,
+        chunks=tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)),
+        dtype=dtype,
         compressors=_COMPRESSOR,
         chunk_key_encoding={"name": "v2", "separator": "/"},
         fill_value=0,
     )
+
+
+def _store_level(group: zarr.Group, index: int, level: da.Array | np.ndarray) -> zarr.Array:
+    """Write one pyramid level as array ``<index>``: a dask level chunk by chunk, a numpy level
+    in one assignment (the same chunks and bytes)."""
+    stored = _create_level(group, index, level.shape, level.dtype)
     if isinstance(level, np.ndarray):
         _store_chunks(stored, level)
     else:
@@ -177,7 +188,7 @@ def _datasets(n_levels: int, lead: int, pixel_yx: tuple[float, float]) -> list[d
 
 def _write_pyramid(
     group: zarr.Group,
-    level0: da.Array | np.ndarray,
+    level0: da.Array | np.ndarray | zarr.Array,
     halve: Callable[[da.Array, int], da.Array],
     n_levels: int,
     pixel_yx: tuple[float, float],
@@ -196,7 +207,13 @@ def _write_pyramid(
             if index + 1 < n_levels:
                 level = halve(level, CHUNK)
         return _datasets(n_levels, level0.ndim - 2, pixel_yx)
-    level = level0
+    if band_fits(level0.shape, level0.dtype, CHUNK):  # one pass down the map (pyramid_bands)
+        *lead, height, width = level0.shape
+        levels = [_create_level(group, k, (*lead, -(-height // 2**k), -(-width // 2**k)), level0.dtype)
+                  for k in range(n_levels)]
+        write_pyramid_in_bands(levels, level0, halve, CHUNK, CHUNK_THREADS)
+        return _datasets(n_levels, level0.ndim - 2, pixel_yx)
+    level = as_dask(level0, (1,) * (level0.ndim - 2) + (CHUNK, CHUNK))
     for index in range(n_levels):
         stored = _store_level(group, index, level)
         if index + 1 < n_levels:

@@ -240,3 +240,33 @@ def test_a_small_map_written_in_memory_equals_the_chunked_dask_writer(tmp_path, 
     assert len(written["memory"]) > 10 and any("labels/segmentation/3/" in k for k in written["memory"])
     assert written["memory"] == written["dask"]
 
+
+
+@pytest.mark.parametrize("chunk", [1024, 128])
+def test_the_banded_pyramid_writes_the_files_of_the_level_by_level_writer(tmp_path, raster_map,
+                                                                          monkeypatch, chunk):
+    """Large maps are written in one pass of chunk-row bands, every level at once; the files must
+    be the level-by-level dask writer's, byte for byte (odd sides, partial last bands, levels that
+    gather two halved bands into one chunk row, labels by mode, probabilities by mean)."""
+    from gigavim.io.writers import ome_zarr, pyramid_bands
+
+    labels = pattern(1301, 1099)
+    probs = np.random.default_rng(2).integers(0, 256, (3, *labels.shape), dtype=np.uint8)
+    monkeypatch.setattr(ome_zarr, "CHUNK", chunk)
+    monkeypatch.setattr(ome_zarr, "IN_MEMORY_BYTES", 0)
+    # the engine's maps are zarr arrays in its work dir: read band by band without dask
+    stored = []
+    for name, a in (("labels", labels), ("probs", probs)):
+        stored.append(zarr.create_array(tmp_path / f"{name}-in.zarr", shape=a.shape, dtype="uint8",
+                                        chunks=(*a.shape[:-2], 300, 700), zarr_format=2))
+        stored[-1][...] = a
+    written = {}
+    budget = pyramid_bands.BAND_BYTES
+    for name, band_budget, maps in (("bands", budget, (labels, probs)), ("bands-zarr", budget, stored),
+                                    ("dask", 0, (labels, probs))):
+        monkeypatch.setattr(pyramid_bands, "BAND_BYTES", band_budget)
+        out = tmp_path / f"{name}.zarr"
+        write_outputs(raster_map(labels=maps[0], probabilities=maps[1]), [out])
+        written[name] = _chunk_files(out)
+    assert any("labels/segmentation/3/" in k for k in written["bands"])
+    assert written["bands"] == written["dask"] == written["bands-zarr"]
