@@ -2,8 +2,9 @@
 
 For each size: write a synthetic Aperio SVS (JPEG tiles, tissue pattern) and a tiled GeoTIFF
 with overviews, each in a fresh child process so its peak RSS is its own; then read random
-512×512 level-0 windows from both (OpenSlide and rasterio readers) and read the whole level 0
-through the dask view. Peak RSS of writing should stay flat as the size grows (tiles stream).
+512×512 level-0 windows from both and the whole level 0 through the dask view. The SVS is read
+both ways gigavim can read it: tiles decoded directly, and through OpenSlide's read_region.
+Peak RSS of writing should stay flat as the size grows (tiles stream).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from gigavim.benchmarks.report import (
 SIZES, QUICK_SIZES = (4096, 16384), (2048,)
 TILES, QUICK_TILES = 200, 20
 WINDOW = 512
-FORMATS = (("SVS (OpenSlide)", "write-svs", "s.svs"), ("GeoTIFF (rasterio)", "write-geotiff", "r.tif"))
+# (row, write job, file name, environment): the same kind of SVS read both ways gigavim can read
+# it, tiles decoded directly (gigavim.io.tiff_tiles) and through OpenSlide's read_region.
+FORMATS = (
+    ("SVS (tiles decoded directly)", "write-svs", "s.svs", {}),
+    ("SVS (OpenSlide read_region)", "write-svs", "o.svs", {"GIGAVIM_OPENSLIDE_ONLY": "1"}),
+    ("GeoTIFF (rasterio)", "write-geotiff", "r.tif", {}),
+)
 
 COLUMNS = [
     Column("format", "format"),
@@ -173,11 +180,11 @@ def run(
     with tempfile.TemporaryDirectory(prefix="gigavim_bench_readers_") as tmp:
         for side in sizes:
             mpix = side * side / 1e6
-            for fmt, job, name in FORMATS:
+            for fmt, job, name, env in FORMATS:
                 path = Path(tmp) / f"{side}_{name}"
                 w = run_child(__name__, job, path, side, 0)
-                t = run_child(__name__, "read-tiles", path, side, tiles)
-                d = run_child(__name__, "read-dask", path, side, 0)
+                t = run_child(__name__, "read-tiles", path, side, tiles, env=env)
+                d = run_child(__name__, "read-dask", path, side, 0, env=env)
                 rows.append(
                     {
                         "format": fmt,

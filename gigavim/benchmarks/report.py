@@ -244,16 +244,18 @@ def cpu_threads(torch_threads: int, numba_threads: int | None = None) -> tuple[i
     return before, numba_before
 
 
-def run_child(module: str, *args: object) -> dict[str, Any]:
+def run_child(module: str, *args: object, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m module args`` and return the JSON object on its last stdout line.
 
-    Children exist so each case's peak memory is its own, not the maximum over all cases."""
-    return run_command([sys.executable, "-m", module, *map(str, args)])
+    Children exist so each case's peak memory is its own, not the maximum over all cases.
+    ``env``: variables set for this child only (on top of this process's environment)."""
+    return run_command([sys.executable, "-m", module, *map(str, args)], env=env)
 
 
-def run_command(cmd: list[str]) -> dict[str, Any]:
+def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a benchmark child's command line (any interpreter) and return its last stdout line's JSON."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, **env} if env else None)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child {' '.join(cmd[1:])} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
