@@ -96,7 +96,7 @@ class DirectTiles:
         self._downsamples = [lv.downsample for lv in levels]
         self._candidates = _match_pages(path, [(lv.width, lv.height) for lv in levels])
         self._checked: dict[int, TiffLevel | None] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # checks and the file's first opening, one thread at a time
         self._fd: int | None = None
 
     def read(self, level: int, win: Window) -> np.ndarray | None:
@@ -130,7 +130,9 @@ class DirectTiles:
 
     def _file(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         return self._fd
 
     def close(self) -> None:
