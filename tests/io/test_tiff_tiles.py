@@ -111,3 +111,19 @@ def test_direct_reads_survive_pickling(slides):
         assert copy._direct is not None
         np.testing.assert_array_equal(copy.read(0, win), src.read(0, win))
         copy.close()
+
+
+def test_reader_threads_at_once_read_the_same_pixels(slides):
+    """The engine's reader threads share one source: concurrent first reads (the level's check,
+    the file's opening) and reads give what one thread reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    with open_image(slides["aperio"]) as src:
+        wins = _windows(src.levels[0], rng, count=24)
+        expected = [src._read_openslide_rgb(0, w) for w in wins]
+    with open_image(slides["aperio"]) as src, ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda w: src.read(0, w), wins))
+        assert src._direct._checked[0] is not None
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
