@@ -1,8 +1,6 @@
 """``python -m gigavim``: the same command line as the ``gigavim`` script."""
 
-import sys
-
-from gigavim.cli import main
+from gigavim.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
