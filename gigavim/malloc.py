@@ -20,14 +20,19 @@ _M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 
 
 @cache
-def _glibc(name: str) -> Any:
-    """A glibc malloc function, or None on another libc/platform (musl, macOS, Windows)."""
-    if not sys.platform.startswith("linux"):
+def libc_function(name: str) -> Any:
+    """A C library function (ctypes), or None where there is none to load (Windows)."""
+    if sys.platform == "win32":
         return None
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
+
+
+def _glibc(name: str) -> Any:
+    """A glibc malloc function, or None on another libc/platform (musl, macOS, Windows)."""
+    return libc_function(name) if sys.platform.startswith("linux") else None
 
 
 def release_free_memory() -> bool:
@@ -39,21 +44,30 @@ def release_free_memory() -> bool:
     return True
 
 
-def limit_malloc_arenas(arenas: int | None = None) -> bool:
-    """Cap glibc's malloc arenas for this process (``M_ARENA_MAX``); whether a cap was set.
-
-    Only effective before a second thread first allocates (glibc fixes its arena limit then),
-    so the command line and benchmark children call it first thing. Left alone when the user
-    chose (``MALLOC_ARENA_MAX``, a ``GLIBC_TUNABLES`` arena setting, ``GIGAVIM_MALLOC_ARENAS``=0)
-    or off glibc. Library callers who want the same can start Python with ``MALLOC_ARENA_MAX=1``.
-    """
+def arena_cap(arenas: int | None = None) -> int | None:
+    """How many malloc arenas gigavim should allow (``arenas``, else ``GIGAVIM_MALLOC_ARENAS``,
+    else :data:`MALLOC_ARENAS`), or None where the user chose: ``MALLOC_ARENA_MAX``, a
+    ``GLIBC_TUNABLES`` arena setting, or 0."""
     if arenas is None:
         arenas = int(os.environ.get("GIGAVIM_MALLOC_ARENAS", MALLOC_ARENAS))
     if (arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ
             or "arena_max" in os.environ.get("GLIBC_TUNABLES", "")):
-        return False
+        return None
+    return arenas
+
+
+def limit_malloc_arenas(arenas: int | None = None) -> bool:
+    """Cap glibc's malloc arenas for this process at :func:`arena_cap` (``M_ARENA_MAX``); whether
+    a cap was set.
+
+    Only effective before a second thread first allocates (glibc fixes its arena limit then),
+    so the command line and benchmark children call it first thing. Left alone when the user
+    chose or off glibc. Library callers who want the same can start Python with
+    ``MALLOC_ARENA_MAX=1``.
+    """
+    cap = arena_cap(arenas)
     mallopt = _glibc("mallopt")
-    return mallopt is not None and mallopt(_M_ARENA_MAX, arenas) == 1
+    return cap is not None and mallopt is not None and mallopt(_M_ARENA_MAX, cap) == 1
 
 
-__all__ = ["MALLOC_ARENAS", "limit_malloc_arenas", "release_free_memory"]
+__all__ = ["MALLOC_ARENAS", "arena_cap", "libc_function", "limit_malloc_arenas", "release_free_memory"]

@@ -40,14 +40,14 @@ def worker_environ() -> dict[str, str]:
     import dask
     import distributed  # noqa: F401  (its import registers the config defaults read below)
 
-    from gigavim.malloc import MALLOC_ARENAS
+    from gigavim.malloc import arena_cap
 
     environ = {k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()}
     if environ.get("MALLOC_TRIM_THRESHOLD_") == str(_DASK_TRIM_DEFAULT):
         del environ["MALLOC_TRIM_THRESHOLD_"]
-    arenas = int(os.environ.get("GIGAVIM_MALLOC_ARENAS", MALLOC_ARENAS))
-    if arenas > 0 and "MALLOC_ARENA_MAX" not in os.environ:
-        environ.setdefault("MALLOC_ARENA_MAX", str(arenas))
+    cap = arena_cap()
+    if cap is not None:
+        environ.setdefault("MALLOC_ARENA_MAX", str(cap))
     return environ
 
 

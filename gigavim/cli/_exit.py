@@ -13,12 +13,12 @@ normal exit would wait for) exits normally; so does ``GIGAVIM_FULL_EXIT=1``.
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
 import os
 import sys
 import threading
 from typing import NoReturn
+
+from gigavim.malloc import libc_function
 
 
 def exit_process(code: int) -> NoReturn:
@@ -41,8 +41,6 @@ def _flush_streams() -> None:
             stream.flush()
         except (AttributeError, OSError, ValueError):  # closed or replaced streams
             pass
-    if sys.platform != "win32":  # C libraries' stdio buffers (os._exit would drop them)
-        try:
-            ctypes.CDLL(ctypes.util.find_library("c")).fflush(None)
-        except (OSError, AttributeError, TypeError):
-            pass
+    fflush = libc_function("fflush")
+    if fflush is not None:  # C libraries' stdio buffers (os._exit would drop them)
+        fflush(None)

@@ -39,11 +39,14 @@ class TileReader:
         self.keep_dtype = keep_dtype and np.issubdtype(np.dtype(source.dtype), np.integer)
         self.level = resolution.level
         self.factor = resolution.read_factor
-        k = self._box_factor()
+        # the integer part k of the factor (a box filter) and what remains (a warp) when not 1
+        self._k = max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
+        self._rest = self.factor / self._k
+        self._integer = abs(self._rest - 1) < _INTEGER_TOLERANCE
         self.sum_count = 1
         if (self.keep_dtype and source.kind == "slide" and np.dtype(source.dtype) == np.uint8
-                and 1 < k <= 16 and abs(self.factor / k - 1) < _INTEGER_TOLERANCE):
-            self.sum_count = k * k
+                and 1 < self._k <= 16 and self._integer):
+            self.sum_count = self._k * self._k
         # Slides have no nodata: pixels outside the scanned area are composited on white and
         # labelled background, so validity is geometry alone and not a second full read.
         # Elsewhere invalid pixels are read as 0 (as NaN is), so a nodata sentinel such as
@@ -51,22 +54,15 @@ class TileReader:
         self._read_valid = (partial(ImageSource.read_valid, source) if source.kind == "slide"
                             else source.read_valid)
 
-    def _box_factor(self) -> int:
-        """The integer part k of the read factor (the box filter's block size)."""
-        return max(1, math.floor(self.factor + _INTEGER_TOLERANCE))
-
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(pixels, valid) of a working-grid window; pixels are float32, or with ``keep_dtype``
         the stored integers or their block sums (see ``sum_count``)."""
-        k = self._box_factor()
-        rest = self.factor / k
-        if self.sum_count > 1:
-            return self._read_box(window, k, sums=True)
-        if abs(rest - 1) < _INTEGER_TOLERANCE:
-            if k == 1 and self.keep_dtype:
-                return self._read_as_stored(window)
-            return self._read_box(window, k)
-        return self._read_warp(window, k, rest)
+        k = self._k
+        if not self._integer:
+            return self._read_warp(window, k, self._rest)
+        if k == 1 and self.keep_dtype:
+            return self._read_as_stored(window)
+        return self._read_box(window, k, sums=self.sum_count > 1)
 
     def _finite(self, pixels: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A float32 pixel that is not finite (a sum of huge values overflowing) is no data.

@@ -29,8 +29,8 @@ def _sum_2x2(a: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - comp
 
 
 def box_sum_2x2_uint8(a: np.ndarray) -> np.ndarray:
-    """uint16 sums of the 2×2 blocks of a C-contiguous (2h, 2w, bands) uint8 array."""
-    h, w = a.shape[0] // 2, a.shape[1] // 2
-    out = np.empty((h, w, a.shape[2]), np.uint16)
-    _sum_2x2(np.ascontiguousarray(a[:2 * h, :2 * w]), out)
+    """uint16 sums of the 2×2 blocks of a (2h[+1], 2w[+1], bands) uint8 array (an odd last row or
+    column is left out, as :func:`gigavim.io.box.box_sum` leaves it; the loop never reads it)."""
+    out = np.empty((a.shape[0] // 2, a.shape[1] // 2, a.shape[2]), np.uint16)
+    _sum_2x2(np.ascontiguousarray(a), out)  # a no-op for the engine's C-contiguous tiles
     return out

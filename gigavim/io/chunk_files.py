@@ -43,6 +43,12 @@ def store_region(array: Any, region: tuple[slice, ...], data: np.ndarray) -> Non
     os.replace(tmp, path)
 
 
+def store_if_data(array: Any, region: tuple[slice, ...], data: np.ndarray) -> None:
+    """:func:`store_region`, unless ``data`` is all fill value: as zarr, such a chunk is not written."""
+    if (data != array.fill_value).any():
+        store_region(array, region, data)
+
+
 def _chunk_file(array: Any, region: tuple[slice, ...]) -> Path | None:
     """The file of the one chunk ``region`` covers exactly, or None (zarr must write it)."""
     if not isinstance(array, zarr.Array):

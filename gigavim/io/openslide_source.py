@@ -73,12 +73,10 @@ class OpenSlideSource(ImageSource):
 
     # -- pixels -----------------------------------------------------------------------------
     def read(self, level: int, window: Window) -> np.ndarray:
-        if self._direct is None:
-            return self._read_openslide_rgb(level, window)
         direct = self._direct
 
-        def inside(win: Window) -> np.ndarray:
-            pixels = direct.read(level, win)
+        def inside(win: Window) -> np.ndarray:  # the tiles decoded directly, else OpenSlide's
+            pixels = direct.read(level, win) if direct is not None else None
             return composite_on_white(self._read_rgba(level, win)) if pixels is None else pixels
 
         return read_padded(window, self.levels[level], self.fill_value, (3,), self.dtype, inside)

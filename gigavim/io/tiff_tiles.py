@@ -35,8 +35,7 @@ _JPEG = frozenset({6, 7, 33007, 34892})
 class TiffLevel:
     """One tiled, 8-bit RGB (or YCbCr) TIFF directory: windows decoded tile by tile."""
 
-    def __init__(self, path: Path, page: Any) -> None:
-        self.path = path
+    def __init__(self, page: Any) -> None:
         self.height, self.width = int(page.imagelength), int(page.imagewidth)
         self.tile_h, self.tile_w = int(page.tilelength), int(page.tilewidth)
         self.tiles_across = -(-self.width // self.tile_w)
@@ -168,7 +167,7 @@ def _match_pages(path: Path, level_sizes: list[tuple[int, int]]) -> dict[int, Ti
                 size = (int(page.imagewidth), int(page.imagelength))
                 if size in level_sizes and _decodable(page):
                     level = level_sizes.index(size)
-                    found.setdefault(level, TiffLevel(path, page))
+                    found.setdefault(level, TiffLevel(page))
     except Exception:
         return {}
     return found

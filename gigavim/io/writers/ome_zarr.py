@@ -45,7 +45,7 @@ from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 from zarr.storage import LocalStore
 
-from gigavim.io.chunk_files import chunk_regions, store_region
+from gigavim.io.chunk_files import chunk_regions, store_if_data
 from gigavim.io.writers.base import LabelMap
 from gigavim.io.writers.pyramid import halve_intensities, halve_labels, level_count
 from gigavim.io.writers.pyramid_bands import band_fits, write_pyramid_in_bands
@@ -135,13 +135,8 @@ def _store_chunks(stored: zarr.Array, level: np.ndarray) -> None:
     """A numpy level chunk by chunk, each encoded and written straight to its file by
     ``CHUNK_THREADS`` threads: zarr's own write of the CMU-1 sample's label pyramid took
     60–75 ms, mostly its event loop's per-chunk overhead, this 30–40 ms (the same files)."""
-    def store(region: tuple[slice, ...]) -> None:
-        data = level[region]
-        if (data != stored.fill_value).any():  # as zarr: a chunk of fill values is not written
-            store_region(stored, region, data)
-
     with ThreadPoolExecutor(max_workers=CHUNK_THREADS, thread_name_prefix="gigavim-chunks") as pool:
-        list(pool.map(store, chunk_regions(stored)))
+        list(pool.map(lambda region: store_if_data(stored, region, level[region]), chunk_regions(stored)))
 
 
 def _copy_level(source: zarr.Group, dest: zarr.Group, name: str) -> None:

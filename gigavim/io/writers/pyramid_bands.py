@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from gigavim.io.chunk_files import store_region
+from gigavim.io.chunk_files import store_if_data
 
 BAND_BYTES = 1 << 27
 """Largest level-0 band (``chunk`` rows, all columns and channels) written this way (128 MiB)."""
@@ -55,7 +55,7 @@ def write_pyramid_in_bands(
                 return
             band = pending[k][0] if len(pending[k]) == 1 else np.concatenate(pending[k], axis=-2)
             pending[k] = []
-            list(pool.map(lambda region: _store_if_data(levels[k], region, band, written[k]),
+            list(pool.map(lambda region: _store_from_band(levels[k], region, band, written[k]),
                           _band_regions(levels[k], written[k], band.shape[-2])))
             written[k] += band.shape[-2]
             if k + 1 < len(levels):
@@ -77,9 +77,7 @@ def _band_regions(array: zarr.Array, y0: int, rows: int) -> list[tuple[slice, ..
             for starts in itertools.product(*lead) for r in rows_slices for c in cols]
 
 
-def _store_if_data(array: zarr.Array, region: tuple[slice, ...], band: np.ndarray, y0: int) -> None:
-    """One chunk from the band; as zarr, a chunk of only fill values is not written."""
+def _store_from_band(array: zarr.Array, region: tuple[slice, ...], band: np.ndarray, y0: int) -> None:
+    """One chunk of ``array`` from the band that starts at its row ``y0``."""
     rows = slice(region[-2].start - y0, region[-2].stop - y0)
-    data = band[(*region[:-2], rows, region[-1])]
-    if (data != array.fill_value).any():
-        store_region(array, region, np.ascontiguousarray(data))
+    store_if_data(array, region, band[(*region[:-2], rows, region[-1])])  # store_region copies a view
